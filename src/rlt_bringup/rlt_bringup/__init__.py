@@ -1,0 +1,1 @@
+"""Bringup of the rlt node graph."""

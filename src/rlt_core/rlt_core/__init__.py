@@ -1,0 +1,1 @@
+"""rlt's algorithms in plain Python and PyTorch. Nothing here imports ROS."""
