@@ -19,6 +19,7 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'rlt_sim_benchmark = rlt_sim.benchmark:main',
         ],
     },
 )

@@ -1,0 +1,103 @@
+"""Benchmark the cell: simulation speed and scripted-expert success rates.
+
+Run as ``python -m rlt_sim.benchmark`` or ``rlt_sim_benchmark``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from rlt_sim.cell import CAMERA_NAMES, SimConfig
+from rlt_sim.env import PegInsertionEnv
+from rlt_sim.expert import IMPERFECT_SIGMA_MM, ScriptedExpert, run_episode
+
+
+def steps_per_second(config: SimConfig, steps: int, repeats: int) -> float:
+    """Median env steps per second over `repeats` runs of `steps` expert-driven steps."""
+    env = PegInsertionEnv(config)
+    rates = []
+    seed = 0
+    for _ in range(repeats):
+        obs, info = env.reset(seed=seed)
+        expert = ScriptedExpert()
+        expert.reset(info)
+        start = time.perf_counter()
+        for _ in range(steps):
+            obs, _, terminated, truncated, info = env.step(expert.act(obs, info))
+            if terminated or truncated:
+                seed += 1
+                obs, info = env.reset(seed=seed)
+                expert.reset(info)
+        rates.append(steps / (time.perf_counter() - start))
+    env.close()
+    return statistics.median(rates)
+
+
+def expert_stats(config: SimConfig, sigma_mm: float, episodes: int) -> dict:
+    """Success rate, critical-phase reach rate and mean steps over seeds 0..episodes-1."""
+    env = PegInsertionEnv(config)
+    expert = ScriptedExpert(hole_error_sigma_mm=sigma_mm, max_delta_m=config.max_delta_m)
+    results = [run_episode(env, expert, seed=seed) for seed in range(episodes)]
+    env.close()
+    return {
+        "success": float(np.mean([r["success"] for r in results])),
+        "reached_critical": float(np.mean([r["reached_critical"] for r in results])),
+        "failed_in_critical": sum(r["reached_critical"] and not r["success"] for r in results),
+        "failures": sum(not r["success"] for r in results),
+        "mean_steps": float(np.mean([r["steps"] for r in results])),
+    }
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=100, help="episodes per expert setting")
+    parser.add_argument(
+        "--sigmas",
+        type=str,
+        default="0.5,1,1.5,2,3",
+        help="comma-separated belief errors (mm, per axis) for the imperfect expert",
+    )
+    parser.add_argument("--clearance-mm", type=float, default=SimConfig.clearance_mm)
+    parser.add_argument("--image-size", type=int, default=SimConfig.image_size)
+    parser.add_argument("--speed-steps", type=int, default=400, help="steps per speed repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="speed repeats (median reported)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    config = SimConfig(clearance_mm=args.clearance_mm, image_size=args.image_size)
+    headless = SimConfig(clearance_mm=args.clearance_mm, render=False)
+    sigmas = [float(s) for s in args.sigmas.split(",") if s.strip()]
+
+    print(
+        f"rlt_sim benchmark: clearance {config.clearance_mm} mm per side, "
+        f"{config.control_hz:g} Hz control, {config.substeps} substeps of {config.timestep_s} s"
+    )
+    rate = steps_per_second(headless, 5 * args.speed_steps, args.repeats)
+    print(f"env steps/s, no rendering: {rate:8.0f}")
+    rate = steps_per_second(config, args.speed_steps, args.repeats)
+    print(f"env steps/s, {len(CAMERA_NAMES)} cameras at {config.image_size}px: {rate:8.0f}")
+
+    settings = [("perfect expert", 0.0)]
+    settings += [(f"imperfect expert sigma {s:g} mm", s) for s in sigmas]
+    print(
+        f"expert over {args.episodes} seeded episodes (default imperfect sigma "
+        f"{IMPERFECT_SIGMA_MM:g} mm):"
+    )
+    for label, sigma in settings:
+        stats = expert_stats(headless, sigma, args.episodes)
+        print(
+            f"  {label:34s} success {stats['success']:6.1%}  "
+            f"reached critical {stats['reached_critical']:6.1%}  "
+            f"failures in critical {stats['failed_in_critical']}/{stats['failures']}  "
+            f"mean steps {stats['mean_steps']:5.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

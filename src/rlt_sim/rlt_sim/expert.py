@@ -1,0 +1,95 @@
+"""A scripted expert that reads privileged state, and a helper that runs one episode.
+
+The expert moves the peg tip above the hole it believes in, descends and pushes in.
+Given `hole_error_sigma_mm > 0`, its belief is off by a Gaussian error drawn once per
+episode; when that error exceeds the clearance the peg lands on the rim and jams,
+and the expert does not search for the hole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rlt_sim.cell import SimConfig
+
+IMPERFECT_SIGMA_MM = 1.0
+"""Default belief error (per axis, mm) of the imperfect expert: about half its episodes succeed."""
+
+
+class ScriptedExpert:
+    """Approach, align, descend and insert, steering the true peg tip to a believed hole."""
+
+    def __init__(
+        self,
+        hole_error_sigma_mm: float = 0.0,
+        rng: np.random.Generator | int | None = None,
+        max_delta_m: float = SimConfig.max_delta_m,
+        hover_height_m: float = 0.008,
+        descend_speed_m: float = 0.002,
+        align_tolerance_m: float = 0.0003,
+        gain: float = 0.6,
+    ) -> None:
+        if hole_error_sigma_mm < 0:
+            raise ValueError("hole_error_sigma_mm must be >= 0")
+        self.hole_error_sigma_mm = hole_error_sigma_mm
+        self.rng = np.random.default_rng(rng)
+        self.max_delta_m = max_delta_m
+        self.hover_height_m = hover_height_m
+        self.descend_speed_m = min(descend_speed_m, max_delta_m)
+        self.align_tolerance_m = align_tolerance_m
+        self.gain = gain
+        self.hole_error = np.zeros(2)
+        self.believed_hole = np.zeros(3)
+        self.descending = False
+
+    def reset(self, info: dict, rng_or_seed: np.random.Generator | int | None = None) -> None:
+        """Start an episode: draw this episode's belief error about the hole position."""
+        rng = self.rng if rng_or_seed is None else np.random.default_rng(rng_or_seed)
+        sigma_m = self.hole_error_sigma_mm / 1000.0
+        self.hole_error = rng.normal(0.0, sigma_m, size=2) if sigma_m > 0 else np.zeros(2)
+        self.believed_hole = np.asarray(info["hole_pos"], dtype=np.float64).copy()
+        self.believed_hole[:2] += self.hole_error
+        self.descending = False
+
+    def act(self, obs: dict, info: dict) -> np.ndarray:
+        """The next gantry delta (3,), within +-max_delta_m."""
+        tip = np.asarray(info["peg_tip_pos"], dtype=np.float64)
+        xy_error = self.believed_hole[:2] - tip[:2]
+        if not self.descending:
+            hover = self.believed_hole + [0.0, 0.0, self.hover_height_m]
+            error = hover - tip
+            if np.all(np.abs(xy_error) < self.align_tolerance_m) and abs(error[2]) < 0.001:
+                self.descending = True
+            else:
+                return self._clip(self.gain * error)
+        return self._clip(np.array([*(self.gain * xy_error), -self.descend_speed_m]))
+
+    def _clip(self, delta: np.ndarray) -> np.ndarray:
+        return np.clip(delta, -self.max_delta_m, self.max_delta_m).astype(np.float32)
+
+
+def run_episode(env, policy, seed: int | None = None) -> dict:
+    """Run one episode of `policy` (an expert-like object or a function (obs, info) -> action).
+
+    Returns ``success``, ``steps``, ``critical_steps`` (steps spent in the critical phase)
+    and ``reached_critical``.
+    """
+    obs, info = env.reset(seed=seed)
+    if hasattr(policy, "reset"):
+        # Separate the policy's random stream from the environment's for the same seed.
+        policy.reset(info, None if seed is None else np.random.SeedSequence([seed, 1]))
+    act = policy.act if hasattr(policy, "act") else policy
+    steps = critical_steps = 0
+    reached_critical = bool(info["critical_phase"])
+    terminated = truncated = False
+    while not (terminated or truncated):
+        obs, _, terminated, truncated, info = env.step(act(obs, info))
+        steps += 1
+        critical_steps += int(info["critical_phase"])
+        reached_critical |= bool(info["critical_phase"])
+    return {
+        "success": bool(info["success"]),
+        "steps": steps,
+        "critical_steps": critical_steps,
+        "reached_critical": reached_critical,
+    }
