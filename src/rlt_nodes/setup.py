@@ -19,6 +19,7 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'sim_robot = rlt_nodes.sim_robot:main',
         ],
     },
 )

@@ -140,6 +140,13 @@ class PegInsertionEnv(gym.Env):
     # ----- signals -----
 
     @property
+    def position_target(self) -> np.ndarray:
+        """The gantry's current position target (x, y, z); an action moves it by at most
+        `max_delta_m` per axis. A joint-position command becomes the action
+        `desired - position_target`."""
+        return self._target.copy()
+
+    @property
     def peg_tip_pos(self) -> np.ndarray:
         """World position of the peg tip (privileged)."""
         return self.data.site_xpos[self._tip_site].copy()

@@ -1,0 +1,161 @@
+"""The simulated robot: the MuJoCo peg-in-hole cell behind the interfaces of a real robot.
+
+Publishes `joint_states` and one `sensor_msgs/Image` stream per camera (same stamp per control
+step), accepts `trajectory_msgs/JointTrajectory` on `<controller_name>/joint_trajectory` as a
+ros2_control JointTrajectoryController does, and reports episodes on `episode/events`
+(start, critical-phase switches, end with success). `sim/reset` (std_srvs/Trigger) starts a
+new episode. Commands with wrong joints, non-finite values or positions outside the joint
+limits are refused with a logged reason and never applied.
+"""
+
+import array
+
+import numpy as np
+from geometry_msgs.msg import Vector3Stamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from rlt_core.trajectory import InvalidCommandError, validate_trajectory
+from rlt_interfaces.msg import EpisodeEvent
+from rlt_nodes.spin import spin_node
+from rlt_sim import CAMERA_NAMES, JOINT_NAMES, PegInsertionEnv, SimConfig
+from rlt_sim.cell import JOINT_RANGES_M
+
+EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class SimRobot(Node):
+    def __init__(self):
+        super().__init__('sim_robot')
+        p = self.declare_parameter
+        seed = p('seed', 0, _desc('seed of the first episode; episode k uses seed + k')).value
+        controller = p('controller_name', 'gantry_controller',
+                       _desc('commands arrive on <controller_name>/joint_trajectory')).value
+        self.auto_reset = p('auto_reset', False,
+                            _desc('start the next episode as soon as one ends')).value
+        config = SimConfig(
+            clearance_mm=p('clearance_mm', 1.0, _desc('peg-hole clearance per side, mm')).value,
+            control_hz=p('control_hz', 20.0, _desc('control steps per second')).value,
+            max_steps=p('max_steps', 200, _desc('control steps before an episode is cut off')).value,
+            image_size=p('image_size', 96, _desc('camera image height and width, px')).value,
+            render=p('render', True, _desc('render and publish camera images')).value,
+        )
+        self.env = PegInsertionEnv(config)
+        self.dt = 1.0 / config.control_hz
+        self.joint_low = np.array([lo for lo, _ in JOINT_RANGES_M])
+        self.joint_high = np.array([hi for _, hi in JOINT_RANGES_M])
+
+        self.joint_pub = self.create_publisher(JointState, 'joint_states', 10)
+        self.image_pubs = {name: self.create_publisher(Image, f'cameras/{name}/image_raw',
+                                                       qos_profile_sensor_data)
+                           for name in (CAMERA_NAMES if config.render else ())}
+        self.event_pub = self.create_publisher(EpisodeEvent, 'episode/events', EVENTS_QOS)
+        self.offset_pub = self.create_publisher(Vector3Stamped, 'sim/peg_hole_offset', 10)
+        self.create_subscription(JointTrajectory, f'{controller}/joint_trajectory', self.on_trajectory, 10)
+        self.create_service(Trigger, 'sim/reset', self.on_reset)
+
+        self.next_seed = seed
+        self.episode_id = -1
+        self.start_episode()
+        self.create_timer(self.dt, self.on_tick)
+        self.get_logger().info(
+            f'sim robot ready: joints {list(JOINT_NAMES)}, cameras {list(self.image_pubs)}, '
+            f'{config.control_hz:g} Hz, commands on {controller}/joint_trajectory')
+
+    # --- episode ---
+
+    def start_episode(self):
+        self.episode_id += 1
+        seed = self.next_seed
+        self.next_seed += 1
+        self.obs, self.info = self.env.reset(seed=seed)
+        self.active = True
+        self.command, self.command_start, self.command_t = None, None, 0.0
+        self.critical = self.info['critical_phase']
+        self.publish_event(EpisodeEvent.EPISODE_START, detail=f'seed={seed}')
+        return seed
+
+    def on_reset(self, request, response):
+        seed = self.start_episode()
+        response.success = True
+        response.message = f'episode {self.episode_id} started with seed {seed}'
+        return response
+
+    # --- commands ---
+
+    def on_trajectory(self, msg: JointTrajectory):
+        try:
+            self.command = validate_trajectory(
+                msg.joint_names, [pt.positions for pt in msg.points],
+                [pt.time_from_start.sec + 1e-9 * pt.time_from_start.nanosec for pt in msg.points],
+                JOINT_NAMES, self.joint_low, self.joint_high)
+        except InvalidCommandError as err:
+            self.get_logger().warning(f'refused trajectory: {err}')
+            return
+        self.command_start = self.env.position_target
+        self.command_t = 0.0
+
+    # --- control loop ---
+
+    def on_tick(self):
+        if self.active:
+            action = np.zeros(3)
+            if self.command is not None:
+                self.command_t += self.dt
+                action = self.command.target_at(self.command_t, self.command_start) - self.env.position_target
+            self.obs, _, terminated, truncated, self.info = self.env.step(action)
+            if self.info['critical_phase'] != self.critical:
+                self.critical = self.info['critical_phase']
+                self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.critical
+                                   else EpisodeEvent.PHASE_EXIT_CRITICAL, detail='sim')
+            if terminated or truncated:
+                self.active = False
+                self.publish_event(EpisodeEvent.EPISODE_END, success=self.info['success'],
+                                   detail='success' if self.info['success'] else 'time limit')
+        self.publish_observation()
+        if not self.active and self.auto_reset:
+            self.start_episode()
+
+    def publish_observation(self):
+        stamp = self.get_clock().now().to_msg()
+        proprio = self.obs['proprio'].astype(np.float64)
+        joints = JointState(name=list(JOINT_NAMES), position=proprio[:3].tolist(),
+                            velocity=proprio[3:].tolist())
+        joints.header.stamp = stamp
+        joints.header.frame_id = 'base_link'
+        self.joint_pub.publish(joints)
+        for name, pub in self.image_pubs.items():
+            img = self.obs['images'][name]
+            msg = Image(height=img.shape[0], width=img.shape[1], encoding='rgb8', is_bigendian=0,
+                        step=img.shape[1] * 3)
+            msg.header.stamp = stamp
+            msg.header.frame_id = f'{name}_optical_frame'
+            msg.data = array.array('B', img.tobytes())
+            pub.publish(msg)
+        offset = Vector3Stamped()
+        offset.header.stamp = stamp
+        offset.header.frame_id = 'world'
+        offset.vector.x, offset.vector.y = (float(v) for v in self.info['peg_hole_offset'])
+        self.offset_pub.publish(offset)
+
+    def publish_event(self, event, success=False, detail=''):
+        msg = EpisodeEvent(episode_id=self.episode_id, step_index=int(self.info['step']), event=event,
+                           success=bool(success), detail=detail)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.event_pub.publish(msg)
+
+
+def _desc(text):
+    return ParameterDescriptor(description=text)
+
+
+def main(args=None):
+    spin_node(SimRobot, args)
+
+
+if __name__ == '__main__':
+    main()
