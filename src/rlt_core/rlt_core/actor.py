@@ -1,0 +1,150 @@
+"""The RLT actor pi_theta(a | x, ref_chunk): the policy that refines the VLA's chunk.
+
+x = (z_rl, proprio) is the RL state; ref_chunk is the VLA's reference chunk. The actor is a
+Gaussian with a small fixed std around an MLP's mean. It works in normalised action units:
+a chunk in robot units is `a * action_scale`. Only this network travels between learner and
+actor (`pack_weights` / `unpack_weights`); the frozen VLA never does.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+from safetensors.torch import load, save
+from torch import nn
+
+WEIGHTS_FORMAT = 'safetensors'
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    """Shape of the actor; travels with its weights."""
+
+    state_dim: int
+    """Dimension of x = (z_rl, proprio)."""
+    chunk_len: int = 10
+    """C: actions per refined chunk."""
+    action_dim: int = 3
+    """Dimension of one action."""
+    action_scale: tuple[float, ...] = (0.005, 0.005, 0.005)
+    """Robot units of one normalised action unit, per action dimension."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the MLP (the paper: 2x256; 3x512 for the hardest task)."""
+    std: float = 0.1
+    """Fixed std of the Gaussian, in normalised action units."""
+    use_reference: bool = True
+    """Give the reference chunk to the actor (False: the no-reference ablation)."""
+    extra: dict = field(default_factory=dict)
+    """Free-form notes saved with the weights (e.g. token and proprio dimensions)."""
+
+    def __post_init__(self):
+        if self.state_dim <= 0 or self.chunk_len <= 0 or self.action_dim <= 0:
+            raise ValueError(f'actor dimensions must be positive: {self}')
+        if len(self.action_scale) != self.action_dim or min(self.action_scale) <= 0:
+            raise ValueError(
+                f'action_scale needs {self.action_dim} positive entries, got {self.action_scale}')
+        if self.std < 0:
+            raise ValueError('std must be >= 0')
+
+    @property
+    def chunk_size(self) -> int:
+        return self.chunk_len * self.action_dim
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> 'ActorConfig':
+        d = json.loads(text)
+        d['action_scale'] = tuple(d['action_scale'])
+        d['hidden'] = tuple(d['hidden'])
+        return cls(**d)
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
+    layers, d = [], in_dim
+    for h in hidden:
+        layers += [nn.Linear(d, h), nn.ReLU()]
+        d = h
+    layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """pi_theta(a | x, ref_chunk): mean = tanh(MLP([x, ref_chunk])), fixed std."""
+
+    def __init__(self, config: ActorConfig):
+        super().__init__()
+        self.config = config
+        in_dim = config.state_dim + (config.chunk_size if config.use_reference else 0)
+        self.net = mlp(in_dim, config.hidden, config.chunk_size)
+        self.register_buffer('action_scale', torch.tensor(config.action_scale, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor, ref_chunk: torch.Tensor) -> torch.Tensor:
+        """Mean chunk (B, C*A) in normalised units, from x (B, state_dim) and ref (B, C*A)."""
+        h = torch.cat([x, ref_chunk], dim=-1) if self.config.use_reference else x
+        return torch.tanh(self.net(h))
+
+    def sample(self, x, ref_chunk, generator=None) -> torch.Tensor:
+        mean = self(x, ref_chunk)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype) * self.config.std
+        return (mean + noise).clamp(-1.0, 1.0)
+
+    def normalize(self, chunk: torch.Tensor) -> torch.Tensor:
+        """Robot-unit chunks (..., C, A) -> normalised flat chunks (..., C*A)."""
+        return (chunk / self.action_scale).flatten(-2)
+
+    def denormalize(self, a: torch.Tensor) -> torch.Tensor:
+        """Normalised flat chunks (..., C*A) -> robot-unit chunks (..., C, A)."""
+        return a.unflatten(-1, (self.config.chunk_len, self.config.action_dim)) * self.action_scale
+
+    @torch.no_grad()
+    def select_chunk(self, x, ref_chunk, explore: bool = False, generator=None) -> torch.Tensor:
+        """The refined chunk in robot units (C, A) for one state; the reference is always given."""
+        x = torch.as_tensor(x, dtype=torch.float32).unsqueeze(0)
+        ref = self.normalize(torch.as_tensor(ref_chunk, dtype=torch.float32)).unsqueeze(0)
+        a = self.sample(x, ref, generator) if explore else self(x, ref)
+        return self.denormalize(a)[0]
+
+
+def pack_weights(actor: Actor) -> dict:
+    """The actor's weights as a message-ready dict: format, sha256, config_json, payload."""
+    state = {k: v.detach().cpu().contiguous() for k, v in actor.state_dict().items()}
+    payload = save(state)
+    return {'format': WEIGHTS_FORMAT, 'sha256': hashlib.sha256(payload).hexdigest(),
+            'config_json': actor.config.to_json(), 'payload': payload}
+
+
+def unpack_weights(fmt: str, sha256: str, config_json: str, payload: bytes) -> Actor:
+    """Rebuild an actor from packed weights; raises ValueError on any mismatch."""
+    if fmt != WEIGHTS_FORMAT:
+        raise ValueError(f'unsupported weights format {fmt!r}')
+    payload = bytes(payload)
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != sha256:
+        raise ValueError(f'sha256 mismatch: payload {digest[:12]}…, message says {sha256[:12]}…')
+    try:
+        config = ActorConfig.from_json(config_json)
+        actor = Actor(config)
+        actor.load_state_dict(load(payload))
+    except Exception as err:  # malformed config or tensors: one clear error for the caller
+        raise ValueError(f'weights do not load: {err}') from err
+    return actor.eval()
+
+
+def save_actor(actor: Actor, path) -> None:
+    packed = pack_weights(actor)
+    with open(path, 'wb') as f:
+        f.write(packed['payload'])
+    with open(str(path) + '.json', 'w') as f:
+        json.dump({'config': json.loads(packed['config_json']), 'sha256': packed['sha256']}, f, indent=1)
+
+
+def load_actor(path) -> Actor:
+    with open(str(path) + '.json') as f:
+        meta = json.load(f)
+    with open(path, 'rb') as f:
+        payload = f.read()
+    return unpack_weights(WEIGHTS_FORMAT, meta['sha256'], json.dumps(meta['config']), payload)
+

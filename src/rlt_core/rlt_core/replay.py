@@ -1,0 +1,192 @@
+"""Replay buffer of chunk transitions, with intervention data mixed in and crash-safe persistence.
+
+A transition is (x, executed chunk, reference chunk, rewards, x', reference chunk at x', done,
+source, episode id). Chunks are stored in robot units, shape (C, A); `rewards` has one entry per
+executed step (zero-padded to C; `n_steps` says how many were executed).
+
+Transitions whose executed chunk came from a human (interventions) also go to a second buffer
+that is never overwritten, and every batch draws `intervention_fraction` of its samples from it.
+
+On-disk format (`ReplayBuffer(path=DIR)`): `DIR/layout.json` describes one fixed-size record
+as a numpy structured dtype (`numpy.dtype(descr)` rebuilds it); `DIR/transitions.bin` is the
+records, appended and flushed as they are added (and fsync'ed every `fsync_every` records).
+A record cut short by a crash is dropped when the file is reloaded; nothing before it is lost.
+Read it without rlt: `np.fromfile('transitions.bin', np.dtype(json.load(open('layout.json'))['descr']))`.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SOURCE_VLA, SOURCE_ACTOR, SOURCE_HUMAN = 0, 1, 2
+"""Sources of an executed chunk, as in rlt_interfaces/ActionChunk."""
+
+
+@dataclass
+class Transition:
+    state: np.ndarray
+    executed_chunk: np.ndarray
+    reference_chunk: np.ndarray
+    rewards: np.ndarray
+    next_state: np.ndarray
+    next_reference_chunk: np.ndarray
+    done: bool
+    source: int
+    episode_id: int
+    chunk_index: int = 0
+    truncated: bool = False
+    critical_phase: bool = True
+
+    @property
+    def intervention(self) -> bool:
+        return self.source == SOURCE_HUMAN
+
+
+def record_dtype(state_dim: int, chunk_len: int, action_dim: int) -> np.dtype:
+    chunk = (chunk_len, action_dim)
+    return np.dtype([
+        ('episode_id', '<i8'), ('chunk_index', '<i8'), ('source', 'u1'), ('done', '?'),
+        ('truncated', '?'), ('critical_phase', '?'), ('n_steps', '<i4'),
+        ('state', '<f4', (state_dim,)), ('executed_chunk', '<f4', chunk), ('reference_chunk', '<f4', chunk),
+        ('rewards', '<f4', (chunk_len,)), ('next_state', '<f4', (state_dim,)),
+        ('next_reference_chunk', '<f4', chunk),
+    ])
+
+
+class _Storage:
+    """Preallocated tensors of one ring buffer."""
+
+    def __init__(self, capacity, state_dim, chunk_len, action_dim):
+        self.capacity, self.size, self.pos = capacity, 0, 0
+        chunk = (capacity, chunk_len, action_dim)
+        self.x = torch.zeros(capacity, state_dim)
+        self.a = torch.zeros(chunk)
+        self.ref = torch.zeros(chunk)
+        self.r = torch.zeros(capacity, chunk_len)
+        self.n = torch.zeros(capacity)
+        self.x2 = torch.zeros(capacity, state_dim)
+        self.ref2 = torch.zeros(chunk)
+        self.done = torch.zeros(capacity)
+
+    def add(self, rec):
+        i = self.pos
+        self.x[i] = torch.from_numpy(rec['state'])
+        self.a[i] = torch.from_numpy(rec['executed_chunk'])
+        self.ref[i] = torch.from_numpy(rec['reference_chunk'])
+        self.r[i] = torch.from_numpy(rec['rewards'])
+        self.n[i] = float(rec['n_steps'])
+        self.x2[i] = torch.from_numpy(rec['next_state'])
+        self.ref2[i] = torch.from_numpy(rec['next_reference_chunk'])
+        self.done[i] = float(rec['done'])
+        self.pos = (self.pos + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def take(self, idx):
+        return {'x': self.x[idx], 'a': self.a[idx], 'ref': self.ref[idx], 'r': self.r[idx],
+                'n': self.n[idx], 'x2': self.x2[idx], 'ref2': self.ref2[idx], 'done': self.done[idx]}
+
+
+class ReplayBuffer:
+    def __init__(self, state_dim: int, chunk_len: int, action_dim: int, capacity: int = 200_000,
+                 intervention_capacity: int = 50_000, intervention_fraction: float = 0.25,
+                 path=None, fsync_every: int = 1):
+        if not 0.0 <= intervention_fraction <= 1.0:
+            raise ValueError('intervention_fraction must be in [0, 1]')
+        self.state_dim, self.chunk_len, self.action_dim = state_dim, chunk_len, action_dim
+        self.dtype = record_dtype(state_dim, chunk_len, action_dim)
+        self.online = _Storage(capacity, state_dim, chunk_len, action_dim)
+        self.interventions = _Storage(intervention_capacity, state_dim, chunk_len, action_dim)
+        self.intervention_fraction = intervention_fraction
+        self.num_added = 0
+        self.fsync_every = fsync_every
+        self._file = None
+        if path is not None:
+            self._open(Path(path))
+
+    # --- persistence ---
+
+    def _open(self, path: Path):
+        path.mkdir(parents=True, exist_ok=True)
+        layout = {'format': 'rlt-replay-1', 'descr': self.dtype.descr, 'itemsize': self.dtype.itemsize,
+                  'state_dim': self.state_dim, 'chunk_len': self.chunk_len, 'action_dim': self.action_dim}
+        layout_file, data_file = path / 'layout.json', path / 'transitions.bin'
+        if layout_file.exists():
+            saved = json.loads(layout_file.read_text())
+            if saved['itemsize'] != self.dtype.itemsize or np.dtype(
+                    [tuple(f) for f in saved['descr']]) != self.dtype:
+                raise ValueError(f'{path} holds transitions of another layout '
+                                 f'(state_dim={saved["state_dim"]}, chunk_len={saved["chunk_len"]}, '
+                                 f'action_dim={saved["action_dim"]})')
+        else:
+            layout_file.write_text(json.dumps(layout, indent=1))
+        if data_file.exists():
+            whole = data_file.stat().st_size // self.dtype.itemsize * self.dtype.itemsize
+            if whole != data_file.stat().st_size:  # a record cut short by a crash
+                os.truncate(data_file, whole)
+            for rec in np.fromfile(data_file, dtype=self.dtype):
+                self._insert(rec)
+        self._file = open(data_file, 'ab')  # noqa: SIM115 - kept open for appends
+
+    def close(self):
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+    # --- adding and sampling ---
+
+    def to_record(self, t: Transition) -> np.ndarray:
+        rec = np.zeros((), dtype=self.dtype)
+        n = len(t.rewards)
+        if not 0 < n <= self.chunk_len:
+            raise ValueError(f'{n} rewards for chunk_len {self.chunk_len}')
+        rec['episode_id'], rec['chunk_index'], rec['source'] = t.episode_id, t.chunk_index, t.source
+        rec['done'], rec['truncated'], rec['critical_phase'] = t.done, t.truncated, t.critical_phase
+        rec['n_steps'] = n
+        rec['state'], rec['next_state'] = t.state, t.next_state
+        rec['executed_chunk'], rec['next_reference_chunk'] = t.executed_chunk, t.next_reference_chunk
+        # Intervention: the human's chunk is executed, stored, and replaces the reference.
+        rec['reference_chunk'] = t.executed_chunk if t.intervention else t.reference_chunk
+        rec['rewards'][:n] = t.rewards
+        for name in ('state', 'next_state', 'executed_chunk', 'reference_chunk', 'next_reference_chunk',
+                     'rewards'):
+            if not np.all(np.isfinite(rec[name])):
+                raise ValueError(f'transition {name} has NaN or infinite values')
+        return rec
+
+    def add(self, t: Transition):
+        rec = self.to_record(t)
+        if self._file is not None:
+            self._file.write(rec.tobytes())
+            self._file.flush()
+            if self.num_added % self.fsync_every == 0:
+                os.fsync(self._file.fileno())
+        self._insert(rec)
+
+    def _insert(self, rec):
+        self.online.add(rec)
+        if rec['source'] == SOURCE_HUMAN:
+            self.interventions.add(rec)
+        self.num_added += 1
+
+    def __len__(self):
+        return self.online.size
+
+    def sample(self, batch_size: int, generator=None) -> dict:
+        """A batch of tensors x, a, ref, r, n, x2, ref2, done (chunks in robot units)."""
+        if self.online.size == 0:
+            raise ValueError('replay buffer is empty')
+        n_int = round(batch_size * self.intervention_fraction) if self.interventions.size else 0
+        idx = torch.randint(self.online.size, (batch_size - n_int,), generator=generator)
+        parts = [self.online.take(idx)]
+        if n_int:
+            parts.append(self.interventions.take(
+                torch.randint(self.interventions.size, (n_int,), generator=generator)))
+        if len(parts) == 1:
+            return parts[0]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}

@@ -1,0 +1,187 @@
+"""Chunked TD3 for RLT, read top to bottom: config, critics, the learner's update.
+
+Names follow the RL Token paper: x = (z_rl, proprio) is the RL state, a is an action chunk of
+C = chunk_len actions, ref_chunk is the VLA's reference chunk.
+
+  critic target   Q_hat = sum_{t'=1..n} gamma^(t'-1) r_t' + (1 - done) gamma^n min_i Q_i'(x', a')
+                  with a' = pi'(x', ref') + clipped noise and n = C unless the episode ended
+  critic loss     sum_i (Q_i(x, a) - Q_hat)^2
+  actor loss      -Q_1(x, pi(x, ref_in)) + beta ||pi(x, ref_in) - ref_chunk||^2
+                  ref_in = ref_chunk, zeroed on a `ref_dropout` fraction of the batch
+  schedule        `critic_updates_per_actor` critic updates per actor update; Polyak targets
+
+Chunks are in normalised action units here (see `Actor.normalize`).
+"""
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlt_core.actor import Actor, ActorConfig
+
+
+@dataclass
+class TD3Config:
+    """Hyper-parameters of the chunked TD3 learner."""
+
+    gamma: float = 0.99
+    """Discount per control step."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    beta: float = 0.1
+    """Weight of the ||a - ref_chunk||^2 term in the actor loss (0: the beta=0 ablation)."""
+    ref_dropout: float = 0.5
+    """Fraction of actor-update samples whose reference input is zeroed."""
+    critic_updates_per_actor: int = 2
+    """Critic updates per actor (and target) update."""
+    target_noise: float = 0.2
+    """Std of the smoothing noise on a' in the critic target (normalised units)."""
+    noise_clip: float = 0.5
+    """Clip of that smoothing noise."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of each Q-network."""
+    batch_size: int = 256
+    """Transitions per update."""
+    utd_ratio: int = 5
+    """G: gradient updates per transition added to the replay buffer."""
+
+
+class EnsembleLinear(nn.Module):
+    """`n` independent linear layers applied in one batched matmul: (n, B, in) -> (n, B, out)."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int):
+        super().__init__()
+        layers = [nn.Linear(in_dim, out_dim) for _ in range(n)]  # PyTorch's default init, per member
+        self.weight = nn.Parameter(torch.stack([lin.weight.detach().T for lin in layers]))
+        self.bias = nn.Parameter(torch.stack([lin.bias.detach()[None] for lin in layers]))
+
+    def forward(self, h):
+        return torch.baddbmm(self.bias, h, self.weight)
+
+
+class TwinCritic(nn.Module):
+    """Q_1, Q_2 (x, a_chunk) evaluated together; returns (2, B)."""
+
+    def __init__(self, state_dim: int, chunk_size: int, hidden: tuple[int, ...]):
+        super().__init__()
+        dims = [state_dim + chunk_size, *hidden]
+        self.hidden = nn.ModuleList(EnsembleLinear(2, i, o) for i, o in zip(dims[:-1], dims[1:], strict=True))
+        self.out = EnsembleLinear(2, dims[-1], 1)
+
+    def forward(self, x, a):
+        h = torch.cat([x, a], dim=-1).expand(2, -1, -1)
+        for layer in self.hidden:
+            h = F.relu(layer(h))
+        return self.out(h).squeeze(-1)
+
+
+def chunked_td_target(rewards, n_steps, done, next_q, gamma: float):
+    """Q_hat = sum_{k<n} gamma^k r_k + (1 - done) gamma^n next_q; rewards (B, C) zero-padded."""
+    discounts = gamma ** torch.arange(rewards.shape[1], dtype=rewards.dtype)
+    return (rewards * discounts).sum(1) + (1.0 - done) * gamma ** n_steps * next_q
+
+
+def soft_update(target: nn.Module, source: nn.Module, tau: float):
+    """target <- tau * source + (1 - tau) * target, parameter by parameter."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+def _adam(params, lr):
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+class RLTLearner:
+    """What learns: twin critics, targets, optimisers and `update()`; the `Actor` is what acts."""
+
+    def __init__(self, actor_config: ActorConfig, config: TD3Config | None = None, seed: int = 0):
+        self.config = config or TD3Config()
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.actor = Actor(actor_config)
+        self.target_actor = copy.deepcopy(self.actor)
+        self.qf = TwinCritic(actor_config.state_dim, actor_config.chunk_size, self.config.critic_hidden)
+        self.qf_target = copy.deepcopy(self.qf)
+        for p in [*self.target_actor.parameters(), *self.qf_target.parameters()]:
+            p.requires_grad_(False)
+        self.actor_optimizer = _adam(self.actor.parameters(), self.config.actor_lr)
+        self.q_optimizer = _adam(self.qf.parameters(), self.config.critic_lr)
+        self.num_updates = 0
+        self.metrics = {}
+
+    def prepare(self, batch: dict) -> dict:
+        """A replay batch (chunks in robot units, (B, C, A)) in the actor's normalised flat units."""
+        norm = self.actor.normalize
+        return {**batch, 'a': norm(batch['a']), 'ref': norm(batch['ref']), 'ref2': norm(batch['ref2'])}
+
+    def critic_loss(self, batch):
+        cfg = self.config
+        with torch.no_grad():
+            noise = (torch.randn(batch['a'].shape, generator=self.generator) * cfg.target_noise
+                     ).clamp(-cfg.noise_clip, cfg.noise_clip)
+            next_a = (self.target_actor(batch['x2'], batch['ref2']) + noise).clamp(-1.0, 1.0)
+            next_q = self.qf_target(batch['x2'], next_a).min(0).values
+            q_hat = chunked_td_target(batch['r'], batch['n'], batch['done'], next_q, cfg.gamma)
+        q = self.qf(batch['x'], batch['a'])
+        return F.mse_loss(q, q_hat.expand_as(q), reduction='none').mean(1).sum(), q
+
+    def actor_loss(self, batch):
+        cfg = self.config
+        ref = batch['ref']
+        keep = (torch.rand(ref.shape[0], 1, generator=self.generator) >= cfg.ref_dropout).to(ref.dtype)
+        a = self.actor(batch['x'], ref * keep)
+        q = self.qf(batch['x'], a)[0]
+        bc = ((a - ref) ** 2).sum(1)
+        return (-q + cfg.beta * bc).mean(), q, bc
+
+    def update(self, batch) -> dict:
+        """One critic step; every `critic_updates_per_actor`-th call also an actor step and targets."""
+        q_loss, q = self.critic_loss(batch)
+        self.q_optimizer.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_optimizer.step()
+        self.num_updates += 1
+        self.metrics['losses/critic'] = q_loss.detach()
+        self.metrics['values/q'] = q.detach().mean()
+
+        if self.num_updates % self.config.critic_updates_per_actor == 0:
+            actor_loss, q_pi, bc = self.actor_loss(batch)
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_optimizer.step()
+            soft_update(self.qf_target, self.qf, self.config.tau)
+            soft_update(self.target_actor, self.actor, self.config.tau)
+            self.metrics['losses/actor'] = actor_loss.detach()
+            self.metrics['values/q_pi'] = q_pi.detach().mean()
+            self.metrics['losses/bc'] = bc.detach().mean()
+        return self.metrics
+
+    def scalar_metrics(self) -> dict:
+        return {k: float(v) for k, v in self.metrics.items()}
+
+    def state_dict(self) -> dict:
+        return {'actor': self.actor.state_dict(), 'target_actor': self.target_actor.state_dict(),
+                'qf': self.qf.state_dict(), 'qf_target': self.qf_target.state_dict(),
+                'actor_optimizer': self.actor_optimizer.state_dict(),
+                'q_optimizer': self.q_optimizer.state_dict(), 'num_updates': self.num_updates,
+                'generator': self.generator.get_state()}
+
+    def load_state_dict(self, state: dict):
+        self.actor.load_state_dict(state['actor'])
+        self.target_actor.load_state_dict(state['target_actor'])
+        self.qf.load_state_dict(state['qf'])
+        self.qf_target.load_state_dict(state['qf_target'])
+        self.actor_optimizer.load_state_dict(state['actor_optimizer'])
+        self.q_optimizer.load_state_dict(state['q_optimizer'])
+        self.num_updates = state['num_updates']
+        self.generator.set_state(state['generator'])

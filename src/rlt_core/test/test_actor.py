@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from rlt_core.actor import Actor, ActorConfig, load_actor, pack_weights, save_actor, unpack_weights
+
+
+def _actor(**kw):
+    return Actor(ActorConfig(state_dim=5, chunk_len=4, action_dim=3, **kw))
+
+
+def test_outputs_are_bounded_chunks_in_robot_units():
+    actor = _actor(action_scale=(0.01, 0.02, 0.03))
+    chunk = actor.select_chunk(torch.randn(5), torch.zeros(4, 3))
+    assert chunk.shape == (4, 3)
+    assert torch.all(chunk.abs() <= torch.tensor([0.01, 0.02, 0.03]))
+
+
+def test_exploration_noise_has_the_fixed_std():
+    actor = _actor(std=0.1)
+    x, ref = torch.zeros(20000, 5), torch.zeros(20000, 12)
+    noise = actor.sample(x, ref, torch.Generator().manual_seed(0)) - actor(x, ref)
+    assert abs(noise.std().item() - 0.1) < 0.005
+
+
+def test_no_reference_ablation_ignores_the_reference():
+    actor = _actor(use_reference=False)
+    x = torch.randn(2, 5)
+    torch.testing.assert_close(actor(x, torch.zeros(2, 12)), actor(x, torch.ones(2, 12)))
+
+
+def test_pack_unpack_roundtrip_and_checks(tmp_path):
+    actor = _actor(hidden=(16, 16))
+    packed = pack_weights(actor)
+    back = unpack_weights(packed['format'], packed['sha256'], packed['config_json'], packed['payload'])
+    x, ref = torch.randn(3, 5), torch.randn(3, 12)
+    torch.testing.assert_close(back(x, ref), actor(x, ref))
+    with pytest.raises(ValueError, match='sha256'):
+        unpack_weights('safetensors', packed['sha256'], packed['config_json'], packed['payload'][:-1] + b'x')
+    with pytest.raises(ValueError, match='format'):
+        unpack_weights('pickle', packed['sha256'], packed['config_json'], packed['payload'])
+    save_actor(actor, tmp_path / 'actor.safetensors')
+    torch.testing.assert_close(load_actor(tmp_path / 'actor.safetensors')(x, ref), actor(x, ref))
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError):
+        ActorConfig(state_dim=5, action_dim=3, action_scale=(0.1, 0.1))

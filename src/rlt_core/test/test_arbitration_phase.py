@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+
+from rlt_core.arbitration import arbitrate
+from rlt_core.phase import CriticalPhase, PhaseConfig, PhaseDetector
+from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA
+from rlt_core.safety import ActionLimits, InvalidChunkError
+
+LIMITS = ActionLimits.symmetric([1.0, 1.0])
+VLA, ACTOR, HUMAN = np.zeros((3, 2)), np.full((3, 2), 0.5), np.full((3, 2), -2.0)
+
+
+@pytest.mark.parametrize('human, critical, warmup, actor, source', [
+    (HUMAN, True, False, ACTOR, SOURCE_HUMAN),     # human beats everything
+    (HUMAN, False, True, None, SOURCE_HUMAN),
+    (None, True, True, ACTOR, SOURCE_VLA),         # warmup VLA beats the actor
+    (None, True, False, ACTOR, SOURCE_ACTOR),      # actor in the critical phase
+    (None, False, False, ACTOR, SOURCE_VLA),       # VLA outside it
+    (None, True, False, None, SOURCE_VLA),         # no actor weights yet
+])
+def test_priority(human, critical, warmup, actor, source):
+    d = arbitrate(VLA, LIMITS, actor_chunk=actor, human_chunk=human, critical=critical, warmup=warmup)
+    assert d.source == source
+
+
+def test_human_chunk_is_clipped_and_replaces_reference():
+    d = arbitrate(VLA, LIMITS, actor_chunk=ACTOR, human_chunk=HUMAN, critical=True)
+    np.testing.assert_array_equal(d.executed, np.full((3, 2), -1.0))
+    np.testing.assert_array_equal(d.reference, d.executed)
+    assert d.clipped
+
+
+def test_actor_keeps_vla_reference():
+    d = arbitrate(VLA, LIMITS, actor_chunk=ACTOR, critical=True)
+    np.testing.assert_array_equal(d.reference, VLA)
+
+
+def test_malformed_chunk_never_passes():
+    with pytest.raises(InvalidChunkError):
+        arbitrate(VLA, LIMITS, actor_chunk=np.full((3, 2), np.nan), critical=True)
+
+
+def test_phase_signal_latch_and_human_toggle():
+    phase = CriticalPhase(PhaseConfig(latch=True))
+    assert not phase.update(signal=False)
+    assert phase.update(signal=True) and phase.trigger == 'signal'
+    assert phase.update(signal=False)  # latched
+    phase.human_toggle()
+    assert not phase.active and not phase.update(signal=True)  # the human's word stands
+    phase.reset()
+    assert not phase.active
+    unlatched = CriticalPhase(PhaseConfig(latch=False))
+    assert unlatched.update(signal=True) and not unlatched.update(signal=False)
+
+
+def test_learned_detector_on_tokens():
+    torch.manual_seed(0)
+    tokens = torch.randn(400, 8)
+    labels = (tokens[:, 0] > 0).float()
+    detector = PhaseDetector(8)
+    assert detector.fit(tokens, labels, steps=300) > 0.95
+    phase = CriticalPhase(PhaseConfig(use_signal=False, use_detector=True, latch=False), detector)
+    assert phase.update(z_rl=torch.tensor([3.0] + [0.0] * 7))
+    assert not phase.update(z_rl=torch.tensor([-3.0] + [0.0] * 7))
+    with pytest.raises(ValueError):
+        CriticalPhase(PhaseConfig(use_detector=True))

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer, Transition
+from rlt_core.transitions import TransitionBuilder
+
+
+def _t(i, source=SOURCE_ACTOR, n=2):
+    return Transition(state=np.full(3, i, np.float32), executed_chunk=np.full((2, 1), i + 0.5, np.float32),
+                      reference_chunk=np.full((2, 1), -1.0, np.float32), rewards=np.ones(n, np.float32),
+                      next_state=np.full(3, i + 1, np.float32),
+                      next_reference_chunk=np.zeros((2, 1), np.float32), done=False, source=source,
+                      episode_id=7)
+
+
+def test_intervention_replaces_reference_and_is_mixed_into_batches():
+    rb = ReplayBuffer(3, 2, 1, capacity=100, intervention_fraction=0.25)
+    for i in range(40):
+        rb.add(_t(i, SOURCE_ACTOR))
+    rb.add(_t(100, SOURCE_HUMAN))
+    assert rb.interventions.size == 1
+    torch.testing.assert_close(rb.interventions.ref[0], torch.full((2, 1), 100.5))
+    batch = rb.sample(64, torch.Generator().manual_seed(0))
+    assert (batch['x'][:, 0] == 100).sum() >= 16  # a quarter of every batch
+
+
+def test_partial_chunks_are_zero_padded_rewards():
+    rb = ReplayBuffer(3, 2, 1)
+    rb.add(_t(0, n=1))
+    assert rb.online.n[0] == 1 and rb.online.r[0].tolist() == [1.0, 0.0]
+
+
+def test_non_finite_transitions_are_refused():
+    rb = ReplayBuffer(3, 2, 1)
+    t = _t(0)
+    t.state[0] = np.nan
+    with pytest.raises(ValueError, match='NaN'):
+        rb.add(t)
+
+
+def test_persistence_survives_a_crash_mid_record(tmp_path):
+    rb = ReplayBuffer(3, 2, 1, path=tmp_path)
+    for i in range(5):
+        rb.add(_t(i))
+    rb._file.write(b'\x01\x02\x03')  # a record cut short by a crash
+    rb._file.flush()
+    again = ReplayBuffer(3, 2, 1, path=tmp_path)
+    assert len(again) == 5
+    assert again.online.x[:5, 0].tolist() == [0, 1, 2, 3, 4]
+    again.add(_t(5))
+    again.close()
+    assert len(ReplayBuffer(3, 2, 1, path=tmp_path)) == 6
+    with pytest.raises(ValueError, match='another layout'):
+        ReplayBuffer(4, 2, 1, path=tmp_path)
+
+
+def _run_episode(builder, T, critical_from=0, human_at=(), terminated=True):
+    out = []
+    for t in range(T):
+        obs = builder.needs_observation(t)
+        out += builder.record(action=[float(t)], reward=float(t == T - 1), critical=t >= critical_from,
+                              source=SOURCE_HUMAN if t in human_at else SOURCE_VLA,
+                              x=[float(t)] if obs else None, ref=[[float(-t)]] * 4 if obs else None)
+    return out + builder.finish([float(T)], [[0.0]] * 4, terminated)
+
+
+def test_stride_two_windows_by_hand():
+    builder = TransitionBuilder(chunk_len=4, stride=2)
+    out = _run_episode(builder, T=9, critical_from=2)
+    # windows start at observed critical steps 2, 4, 6, 8
+    assert [t.state[0] for t in out] == [2, 4, 6, 8]
+    assert [len(t.rewards) for t in out] == [4, 4, 3, 1]
+    assert out[0].executed_chunk[:, 0].tolist() == [2, 3, 4, 5] and out[0].next_state[0] == 6
+    assert out[2].executed_chunk[:, 0].tolist() == [6, 7, 8, 0]  # zero-padded past the end
+    assert [t.done for t in out] == [False, False, True, True]
+    assert out[0].reference_chunk[0, 0] == -2
+
+
+def test_stride_window_with_human_step_is_an_intervention():
+    builder = TransitionBuilder(chunk_len=4, stride=2)
+    out = _run_episode(builder, T=8, human_at=(5,), terminated=False)
+    flagged = [t for t in out if t.intervention]
+    assert [t.state[0] for t in flagged] == [2, 4]
+    np.testing.assert_array_equal(flagged[0].reference_chunk, flagged[0].executed_chunk)
+    assert out[-1].truncated and not out[-1].done
+
+
+def test_builder_requires_observations_on_the_stride():
+    builder = TransitionBuilder(chunk_len=4, stride=2)
+    with pytest.raises(ValueError, match='required'):
+        builder.record([0.0], 0.0, SOURCE_VLA, True)
+    with pytest.raises(ValueError):
+        TransitionBuilder(chunk_len=5, stride=2)

@@ -1,0 +1,96 @@
+import torch
+
+from rlt_core.actor import ActorConfig
+from rlt_core.td3 import RLTLearner, TD3Config, TwinCritic, chunked_td_target, soft_update
+
+
+def test_chunked_td_target_by_hand():
+    gamma = 0.5
+    rewards = torch.tensor([[0.0, 0.0, 1.0], [1.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    n = torch.tensor([3.0, 2.0, 3.0])
+    done = torch.tensor([1.0, 0.0, 0.0])
+    next_q = torch.tensor([10.0, 4.0, 8.0])
+    # row 0: 0.25 * 1 (terminal, no bootstrap); row 1: 1 + 0.5*2 + 0.5^2 * 4; row 2: 0.5^3 * 8
+    expected = torch.tensor([0.25, 1.0 + 1.0 + 1.0, 1.0])
+    torch.testing.assert_close(chunked_td_target(rewards, n, done, next_q, gamma), expected)
+
+
+def test_polyak_update_by_hand():
+    a, b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        a.weight.fill_(1.0), a.bias.fill_(0.0), b.weight.fill_(3.0), b.bias.fill_(2.0)
+    soft_update(a, b, 0.25)
+    torch.testing.assert_close(a.weight, torch.full((1, 2), 1.5))
+    torch.testing.assert_close(a.bias, torch.full((1,), 0.5))
+
+
+def _learner(**td3):
+    cfg = ActorConfig(state_dim=4, chunk_len=2, action_dim=1, action_scale=(1.0,), hidden=(8,), std=0.0)
+    return RLTLearner(cfg, TD3Config(critic_hidden=(8,), batch_size=4, **td3), seed=0)
+
+
+def _batch(b=64):
+    g = torch.Generator().manual_seed(1)
+    return {'x': torch.randn(b, 4, generator=g), 'a': torch.rand(b, 2, generator=g) * 2 - 1,
+            'ref': torch.rand(b, 2, generator=g) * 2 - 1, 'r': torch.zeros(b, 2), 'n': torch.full((b,), 2.0),
+            'x2': torch.randn(b, 4, generator=g), 'ref2': torch.rand(b, 2, generator=g) * 2 - 1,
+            'done': torch.zeros(b)}
+
+
+def test_beta_term_is_squared_distance_to_reference():
+    learner = _learner(beta=2.0, ref_dropout=0.0)
+    batch = _batch()
+    loss, q, bc = learner.actor_loss(batch)
+    a = learner.actor(batch['x'], batch['ref'])
+    torch.testing.assert_close(bc, ((a - batch['ref']) ** 2).sum(1))
+    torch.testing.assert_close(loss, (-q + 2.0 * bc).mean())
+
+
+def test_reference_dropout_zeroes_the_configured_fraction():
+    learner = _learner(ref_dropout=0.5)
+    seen = []
+    original = learner.actor.forward
+
+    def spy(x, ref):
+        seen.append((ref == 0).all(1).float().mean().item())
+        return original(x, ref)
+
+    learner.actor.forward = spy
+    batch = _batch(4000)
+    learner.actor_loss(batch)
+    assert abs(seen[0] - 0.5) < 0.03
+    learner.config.ref_dropout = 0.0
+    learner.actor_loss(batch)
+    assert seen[1] == 0.0
+
+
+def test_two_critic_updates_per_actor_update_and_targets_follow():
+    learner = _learner(critic_updates_per_actor=2, tau=0.5)
+    batch = _batch()
+    actor_before = [p.clone() for p in learner.actor.parameters()]
+    learner.update(batch)
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, learner.actor.parameters(), strict=True))
+    assert 'losses/actor' not in learner.metrics
+    learner.update(batch)
+    assert not all(torch.equal(a, b) for a, b in zip(actor_before, learner.actor.parameters(), strict=True))
+    assert 'losses/actor' in learner.metrics
+    # tau=0.5 moved the target critic half-way towards the (updated) critic.
+    assert not torch.equal(learner.qf_target.out.weight, learner.qf.out.weight)
+
+
+def test_twin_critic_members_are_independent():
+    critic = TwinCritic(3, 2, (5,))
+    x, a = torch.randn(7, 3), torch.randn(7, 2)
+    q = critic(x, a)
+    assert q.shape == (2, 7)
+    assert not torch.allclose(q[0], q[1])
+
+
+def test_critic_learns_a_fixed_target():
+    learner = _learner(gamma=0.0, critic_lr=1e-2)
+    batch = _batch()
+    batch['r'] = torch.tensor([[1.0, 0.0]]).expand(64, 2).clone()
+    first = float(learner.critic_loss(batch)[0].detach())
+    for _ in range(300):
+        learner.update(batch)
+    assert float(learner.critic_loss(batch)[0].detach()) < 0.05 * first
