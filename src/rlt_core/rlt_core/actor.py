@@ -35,6 +35,8 @@ class ActorConfig:
     """Fixed std of the Gaussian, in normalised action units."""
     use_reference: bool = True
     """Give the reference chunk to the actor (False: the no-reference ablation)."""
+    residual: float = 0.0
+    """> 0: the actor outputs ref_chunk + residual * tanh(MLP) instead (the residual-RL baseline)."""
     extra: dict = field(default_factory=dict)
     """Free-form notes saved with the weights (e.g. token and proprio dimensions)."""
 
@@ -44,8 +46,8 @@ class ActorConfig:
         if len(self.action_scale) != self.action_dim or min(self.action_scale) <= 0:
             raise ValueError(
                 f'action_scale needs {self.action_dim} positive entries, got {self.action_scale}')
-        if self.std < 0:
-            raise ValueError('std must be >= 0')
+        if self.std < 0 or self.residual < 0:
+            raise ValueError('std and residual must be >= 0')
 
     @property
     def chunk_size(self) -> int:
@@ -84,6 +86,8 @@ class Actor(nn.Module):
     def forward(self, x: torch.Tensor, ref_chunk: torch.Tensor) -> torch.Tensor:
         """Mean chunk (B, C*A) in normalised units, from x (B, state_dim) and ref (B, C*A)."""
         h = torch.cat([x, ref_chunk], dim=-1) if self.config.use_reference else x
+        if self.config.residual > 0:
+            return (ref_chunk + self.config.residual * torch.tanh(self.net(h))).clamp(-1.0, 1.0)
         return torch.tanh(self.net(h))
 
     def sample(self, x, ref_chunk, generator=None) -> torch.Tensor:

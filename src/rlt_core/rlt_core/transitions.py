@@ -47,13 +47,13 @@ class TransitionBuilder:
                ref=None) -> list[Transition]:
         """Record step t = number of steps so far; returns the transitions this step completed."""
         t = len(self.steps)
-        if self.needs_observation(t) and (x is None or ref is None):
-            raise ValueError(f'step {t} is on the stride: x and ref are required')
+        if critical and self.needs_observation(t) and (x is None or ref is None):
+            raise ValueError(f'step {t} is critical and on the stride: x and ref are required')
         self.steps.append(_Step(np.asarray(action, np.float32), float(reward), int(source), bool(critical),
                                 None if x is None else np.asarray(x, np.float32),
                                 None if ref is None else np.asarray(ref, np.float32)))
         # x_t closes the window that started at s = t - C.
-        if x is not None and t >= self.chunk_len:
+        if x is not None and t >= self.chunk_len and self.needs_observation(t):
             return self._window(t - self.chunk_len, t, self.steps[t].x, self.steps[t].ref, done=False)
         return []
 

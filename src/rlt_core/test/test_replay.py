@@ -90,5 +90,6 @@ def test_builder_requires_observations_on_the_stride():
     builder = TransitionBuilder(chunk_len=4, stride=2)
     with pytest.raises(ValueError, match='required'):
         builder.record([0.0], 0.0, SOURCE_VLA, True)
+    builder.record([0.0], 0.0, SOURCE_VLA, False)  # outside the critical phase no state is needed
     with pytest.raises(ValueError):
         TransitionBuilder(chunk_len=5, stride=2)

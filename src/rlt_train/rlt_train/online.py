@@ -1,0 +1,334 @@
+"""Phase 2: RLT online in the simulated cell, in one process (no ROS).
+
+  python -m rlt_train.online --output runs/rlt --episodes 400
+
+The frozen VLA drives outside the critical phase. Inside it, the actor pi(a | x, ref_chunk)
+with x = (z_rl, proprio) refines the VLA's chunk; a simulated human takes over some visibly
+failing episodes. Chunk transitions (sub-sampled at `stride`) go to a replay buffer persisted
+on disk, and the chunked TD3 learner makes `utd_ratio` updates per transition. Every
+`eval_every` episodes the actor is evaluated without noise on held-out seeds; the best actor is
+kept. The run resumes from `output/` after a crash (checkpoint + replay; no transition is lost).
+
+Ablations (`--ablation`, same loop and seeds): beta0, no_reference, c1 (C = 1), no_dropout,
+residual (a bounded residual on the VLA action, proprio only, no token), noise_only (the VLA
+plus the actor's exploration noise, no learning).
+"""
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from rlt_core.actor import ActorConfig, load_actor, save_actor
+from rlt_core.arbitration import arbitrate
+from rlt_core.phase import CriticalPhase
+from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer
+from rlt_core.safety import ActionLimits, clip_chunk
+from rlt_core.td3 import RLTLearner, TD3Config
+from rlt_core.token import RLToken
+from rlt_core.transitions import TransitionBuilder
+from rlt_core.vla.backbone import Observation
+from rlt_core.vla.small_vla import SmallVLA
+from rlt_sim import PegInsertionEnv, SimConfig
+from rlt_sim.human import SimulatedHuman
+from rlt_train.cli import parse_config
+from rlt_train.common import default_models_dir, setup_torch
+
+ABLATIONS = ('rlt', 'beta0', 'no_reference', 'c1', 'no_dropout', 'residual', 'noise_only')
+EVAL_SEED = 1_000_000
+"""Evaluation episodes use seeds EVAL_SEED + i, never seen in training."""
+
+
+@dataclass
+class RLTTrainConfig:
+    """RLT phase 2 in the simulated cell."""
+
+    output: str = 'runs/rlt'
+    """Folder for checkpoints, replay, metrics, TensorBoard logs and the learning curve."""
+    vla: str = ''
+    """Folder of the VLA checkpoint (default: rlt_bringup/models/vla)."""
+    token: str = ''
+    """Folder of the RL-token encoder (default: rlt_bringup/models/rl_token)."""
+    episodes: int = 400
+    """Online training episodes."""
+    seed: int = 0
+    """Seed of the networks, the training episodes and the simulated human."""
+    ablation: str = 'rlt'
+    """One of rlt, beta0, no_reference, c1, no_dropout, residual, noise_only."""
+    warmup_episodes: int = 20
+    """N_warm: episodes that execute the VLA's chunk to fill the replay buffer."""
+    chunk_len: int = 10
+    """C: actions per refined chunk."""
+    stride: int = 2
+    """Transitions start at every stride-th step of the critical phase."""
+    utd_ratio: int = 5
+    """G: learner updates per transition."""
+    batch_size: int = 256
+    """Transitions per update."""
+    gamma: float = 0.99
+    """Discount per control step."""
+    beta: float = 0.1
+    """Weight of ||a - ref_chunk||^2 in the actor loss."""
+    ref_dropout: float = 0.5
+    """Fraction of actor-update samples with a zeroed reference."""
+    actor_std: float = 0.1
+    """Fixed std of the actor's Gaussian (normalised action units)."""
+    actor_lr: float = 3e-4
+    """Actor learning rate."""
+    critic_lr: float = 3e-4
+    """Critic learning rate."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of actor and critics."""
+    action_scale_m: float = 0.005
+    """Robot units (m) of one normalised action unit: the per-step move limit."""
+    residual_scale: float = 0.3
+    """Residual bound (normalised units) of the residual ablation."""
+    intervention_rate: float = 0.1
+    """Fraction of training episodes whose simulated human takes over when the robot visibly fails."""
+    eval_every: int = 50
+    """Online episodes between noise-free evaluations."""
+    eval_episodes: int = 50
+    """Episodes per periodic evaluation."""
+    final_eval_episodes: int = 100
+    """Episodes of the final evaluation of the best actor."""
+    max_steps: int = 200
+    """Control steps per episode."""
+    threads: int = 1
+    """Torch threads."""
+
+    def __post_init__(self):
+        if self.ablation not in ABLATIONS:
+            raise ValueError(f'ablation must be one of {ABLATIONS}, got {self.ablation!r}')
+        if self.chunk_len % self.stride:
+            raise ValueError('chunk_len must be a multiple of stride')
+
+
+def apply_ablation(cfg: RLTTrainConfig) -> RLTTrainConfig:
+    if cfg.ablation == 'beta0':
+        return replace(cfg, beta=0.0)
+    if cfg.ablation == 'no_dropout':
+        return replace(cfg, ref_dropout=0.0)
+    if cfg.ablation == 'c1':
+        return replace(cfg, chunk_len=1, stride=1)
+    return cfg
+
+
+class FrozenPolicyInputs:
+    """The frozen VLA and RL-token encoder: observation -> (x, ref_chunk)."""
+
+    def __init__(self, vla: SmallVLA, token: RLToken, use_token: bool = True):
+        self.vla, self.token, self.use_token = vla, token, use_token
+        self.state_dim = (token.config.token_dim if use_token else 0) + vla.config.proprio_dim
+
+    @torch.no_grad()
+    def __call__(self, obs: dict, instruction: str):
+        out = self.vla(Observation.from_env(obs, instruction))
+        proprio = (torch.as_tensor(obs['proprio']) - self.vla.proprio_mean) / self.vla.proprio_std
+        parts = [self.token.extract(out.embeddings, out.mask)[0]] if self.use_token else []
+        x = torch.cat([*parts, proprio.float()]).numpy()
+        return x, out.chunk[0].numpy()
+
+
+def run_episode(env, inputs, learner, cfg, seed, train, warmup, replay=None, human=None, episode_id=0,
+                generator=None):
+    """One episode; returns its statistics. In training, transitions go to `replay` with updates."""
+    C = cfg.chunk_len
+    limits = ActionLimits.symmetric([cfg.action_scale_m] * 3)
+    obs, info = env.reset(seed=seed)
+    phase = CriticalPhase()
+    builder = TransitionBuilder(C, cfg.stride)
+    builder.reset(episode_id)
+    if human is not None:
+        human.reset(info)
+    chunk, source, k = None, SOURCE_VLA, C
+    x = ref = None
+    stats = {'seed': seed, 'steps': 0, 'critical_steps': 0, 'human_steps': 0, 'actor_chunks': 0, 'updates': 0}
+    terminated = truncated = False
+    while not (terminated or truncated):
+        critical = phase.update(signal=info['critical_phase'])
+        if critical and chunk is not None and source == SOURCE_VLA and not warmup and stats['critical_steps'] == 0:
+            k = C  # the critical phase began mid-chunk: hand over to the actor now
+        on_stride = replay is not None and critical and builder.needs_observation()
+        if k >= C or on_stride:
+            x, ref_full = inputs(obs, env.instruction)
+            ref = ref_full[:C]
+        if k >= C:
+            actor_chunk = None
+            if critical and cfg.ablation == 'noise_only':
+                noise = np.random.default_rng(seed * 1000 + stats['steps']).normal(0, cfg.actor_std, ref.shape)
+                actor_chunk = ref + (noise * cfg.action_scale_m if train else 0.0)
+            elif critical and learner is not None:
+                actor_chunk = learner.actor.select_chunk(x, ref, explore=train, generator=generator).numpy()
+            decision = arbitrate(ref, limits, actor_chunk=actor_chunk, critical=critical, warmup=warmup)
+            chunk, source, k = decision.executed, decision.source, 0
+            stats['actor_chunks'] += int(source == SOURCE_ACTOR)
+        # The human's takeover always wins, step by step.
+        if human is not None and human.wants_control(info):
+            action, step_source = clip_chunk(human.act(obs, info)[None], limits)[0][0], SOURCE_HUMAN
+            stats['human_steps'] += 1
+        else:
+            action, step_source = chunk[k], source
+        obs, reward, terminated, truncated, info = env.step(action)
+        k += 1
+        stats['steps'] += 1
+        stats['critical_steps'] += int(critical)
+        if replay is not None:
+            new = builder.record(action, reward, step_source, critical, x=x if on_stride else None,
+                                 ref=ref if on_stride else None)
+            if terminated or truncated:
+                final_x, final_ref = inputs(obs, env.instruction)
+                new += builder.finish(final_x, final_ref[:C], terminated)
+            for transition in new:
+                replay.add(transition)
+                if learner is not None and not warmup and len(replay) >= cfg.batch_size:
+                    for _ in range(cfg.utd_ratio):
+                        learner.update(learner.prepare(replay.sample(cfg.batch_size, learner.generator)))
+                        stats['updates'] += 1
+    stats['success'] = bool(info['success'])
+    stats['intervened'] = stats['human_steps'] > 0
+    return stats
+
+
+def evaluate(env, inputs, learner, cfg, episodes) -> dict:
+    results = [run_episode(env, inputs, learner, cfg, EVAL_SEED + i, train=False, warmup=False)
+               for i in range(episodes)]
+    return {'success_rate': float(np.mean([r['success'] for r in results])),
+            'mean_critical_steps': float(np.mean([r['critical_steps'] for r in results])),
+            'mean_steps': float(np.mean([r['steps'] for r in results]))}
+
+
+def plot_curve(history, base, path, title):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    eps = [h['episode'] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(eps, [h['success_rate'] for h in history], 'o-', label='RLT (noise-free eval)')
+    ax1.axhline(base['success_rate'], color='gray', ls='--', label='base VLA')
+    ax1.set(xlabel='online episodes', ylabel='success rate', ylim=(0, 1.02), title=title)
+    ax2.plot(eps, [h['mean_critical_steps'] for h in history], 'o-', label='RLT')
+    ax2.axhline(base['mean_critical_steps'], color='gray', ls='--', label='base VLA')
+    ax2.set(xlabel='online episodes', ylabel='mean critical-phase steps')
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(cfg: RLTTrainConfig) -> dict:
+    cfg = apply_ablation(cfg)
+    setup_torch(cfg.threads, cfg.seed)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    models = default_models_dir()
+    vla = SmallVLA.load(cfg.vla or models / 'vla').freeze()
+    token = RLToken.load(cfg.token or models / 'rl_token')
+    inputs = FrozenPolicyInputs(vla, token, use_token=cfg.ablation != 'residual')
+    env = PegInsertionEnv(SimConfig(max_steps=cfg.max_steps))
+
+    learner = None
+    if cfg.ablation != 'noise_only':
+        actor_cfg = ActorConfig(state_dim=inputs.state_dim, chunk_len=cfg.chunk_len, action_dim=3,
+                                action_scale=(cfg.action_scale_m,) * 3, hidden=cfg.hidden, std=cfg.actor_std,
+                                use_reference=cfg.ablation != 'no_reference',
+                                residual=cfg.residual_scale if cfg.ablation == 'residual' else 0.0)
+        learner = RLTLearner(actor_cfg, TD3Config(
+            gamma=cfg.gamma, beta=cfg.beta, ref_dropout=cfg.ref_dropout, actor_lr=cfg.actor_lr,
+            critic_lr=cfg.critic_lr, critic_hidden=cfg.hidden, batch_size=cfg.batch_size,
+            utd_ratio=cfg.utd_ratio), seed=cfg.seed)
+    replay = ReplayBuffer(inputs.state_dim, cfg.chunk_len, 3, path=out / 'replay')
+    human = SimulatedHuman(rate=cfg.intervention_rate, seed=cfg.seed)
+
+    # Resume: the learner, counters and evaluation history from the checkpoint; the replay from its log.
+    state = {'episode': 0, 'history': [], 'episodes': [], 'best': -1.0}
+    ckpt = out / 'checkpoint.pt'
+    if ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        state = saved['state']
+        if learner is not None:
+            learner.load_state_dict(saved['learner'])
+        human.rng.bit_generator.state = saved['human_rng']
+        print(f'resumed at episode {state["episode"]} with {len(replay)} transitions in the replay')
+    base_file = out / 'base_vla_eval.json'
+    if base_file.exists():
+        base = json.loads(base_file.read_text())
+    else:
+        base = evaluate(env, inputs, None, replace(cfg, ablation='rlt'), cfg.eval_episodes)
+        base_file.write_text(json.dumps(base))
+    print(f'base VLA (noise-free, {cfg.eval_episodes} episodes): {base}')
+
+    def checkpoint():
+        torch.save({'state': state, 'learner': learner.state_dict() if learner else None,
+                    'human_rng': human.rng.bit_generator.state}, out / 'checkpoint.tmp')
+        (out / 'checkpoint.tmp').replace(ckpt)
+
+    writer = SummaryWriter(str(out / 'tensorboard'))
+    start = time.time()
+    bar = tqdm(range(state['episode'], cfg.episodes), initial=state['episode'], total=cfg.episodes, desc='RLT')
+    for episode in bar:
+        warmup = episode < cfg.warmup_episodes
+        stats = run_episode(env, inputs, learner, cfg, cfg.seed * 100_000 + episode, train=True, warmup=warmup,
+                            replay=replay, human=human, episode_id=episode, generator=learner.generator
+                            if learner else None)
+        state['episodes'].append({'episode': episode, **stats})
+        state['episode'] = episode + 1
+        recent = state['episodes'][-20:]
+        writer.add_scalar('charts/train_success', stats['success'], episode)
+        writer.add_scalar('charts/critical_steps', stats['critical_steps'], episode)
+        if learner and learner.metrics:
+            for key, value in learner.scalar_metrics().items():
+                writer.add_scalar(key, value, episode)
+        bar.set_postfix(success=f'{np.mean([e["success"] for e in recent]):.2f}', replay=len(replay),
+                        human=sum(e['intervened'] for e in state['episodes']))
+        if (episode + 1) % cfg.eval_every == 0 or episode + 1 == cfg.episodes:
+            result = evaluate(env, inputs, learner, cfg, cfg.eval_episodes)
+            state['history'].append({'episode': episode + 1, **result})
+            writer.add_scalar('eval/success_rate', result['success_rate'], episode + 1)
+            writer.add_scalar('eval/mean_critical_steps', result['mean_critical_steps'], episode + 1)
+            tqdm.write(f'episode {episode + 1}: eval {result}')
+            if learner and result['success_rate'] >= state['best']:
+                state['best'] = result['success_rate']
+                save_actor(learner.actor, out / 'best_actor.safetensors')
+            checkpoint()
+        elif (episode + 1) % 10 == 0:
+            checkpoint()
+    replay.close()
+
+    if learner and (out / 'best_actor.safetensors').exists():
+        learner.actor = load_actor(out / 'best_actor.safetensors')
+    final = evaluate(env, inputs, learner, cfg, cfg.final_eval_episodes) if cfg.final_eval_episodes else None
+    env_steps = sum(e['steps'] for e in state['episodes'])
+    successes = sum(e['success'] for e in state['episodes'])
+    summary = {
+        'command': 'python -m rlt_train.online ' + shlex.join(sys.argv[1:]), 'config': asdict(cfg),
+        'base_vla': base, 'final_eval': final, 'history': state['history'],
+        'online_episodes': state['episode'], 'interventions': sum(e['intervened'] for e in state['episodes']),
+        'train_success_rate': successes / max(1, len(state['episodes'])),
+        'successes_per_sim_minute': successes / max(1e-9, env_steps / SimConfig().control_hz / 60),
+        'episodes_to_90': next((h['episode'] for h in state['history'] if h['success_rate'] >= 0.9), None),
+        'wall_minutes_this_run': (time.time() - start) / 60, 'learner_updates': learner.num_updates if learner else 0,
+    }
+    (out / 'summary.json').write_text(json.dumps(summary, indent=1))
+    (out / 'episodes.json').write_text(json.dumps(state['episodes']))
+    plot_curve(state['history'], base, out / 'learning_curve.png', f'RLT ({cfg.ablation}, seed {cfg.seed})')
+    writer.close()
+    print(json.dumps({k: summary[k] for k in ('base_vla', 'final_eval', 'episodes_to_90',
+                                              'successes_per_sim_minute', 'interventions')}, indent=1))
+    return summary
+
+
+def main(argv=None):
+    train(parse_config(RLTTrainConfig, argv, prog='python -m rlt_train.online'))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,213 @@
+"""Phase 1: train the RL token on a frozen VLA's embeddings of the demonstrations.
+
+  python -m rlt_train.token --vla runs/vla --demos data/demos --output runs/rl_token
+
+Computes the VLA's final-layer embeddings z_1..z_M for demonstration frames, trains the
+encoder/decoder with the reconstruction loss L_ro (optionally fine-tuning the VLA jointly with
+weight alpha), then drops the decoder and saves the frozen encoder. `report.json` holds the
+evidence that the token carries the task: held-out reconstruction error against the
+mean-embedding baseline, and probes from z_rl alone to the privileged peg-hole offset.
+"""
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from rlt_core.token import RLToken, RLTokenConfig
+from rlt_core.vla.small_vla import SmallVLA
+from rlt_sim.dataset import load_demos
+from rlt_train.cli import parse_config
+from rlt_train.common import setup_torch
+from rlt_train.vla import batch_at, load_frames
+
+
+@dataclass
+class TokenTrainConfig:
+    """RL-token training (phase 1) on a frozen VLA."""
+
+    vla: str = 'runs/vla'
+    """Folder of the VLA checkpoint."""
+    demos: str = 'data/demos'
+    """LeRobot dataset recorded by rlt_record_demos."""
+    output: str = 'runs/rl_token'
+    """Folder for the encoder, TensorBoard logs and report."""
+    steps: int = 4000
+    """Gradient steps (the paper: 2k-10k)."""
+    batch_size: int = 128
+    """Frames per step."""
+    lr: float = 3e-4
+    """AdamW learning rate."""
+    token_dim: int = 64
+    """Dimension of z_rl."""
+    d_model: int = 128
+    """Width of the token encoder and decoder."""
+    encoder_layers: int = 2
+    """Layers of the encoder g_phi."""
+    decoder_layers: int = 2
+    """Layers of the decoder d_phi."""
+    alpha: float = 0.0
+    """Weight of the VLA's own loss when fine-tuning it jointly (0: the VLA stays frozen)."""
+    frame_stride: int = 2
+    """Use every k-th frame of each episode."""
+    max_frames: int = 30000
+    """At most this many training frames."""
+    val_episodes: int = 100
+    """Held-out episodes for the report."""
+    seed: int = 0
+    """Seed of initialisation, batch order and the episode split."""
+    threads: int = 2
+    """Torch threads."""
+
+
+@torch.no_grad()
+def embed(vla: SmallVLA, frames: dict, batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """The VLA's final-layer embeddings (N, M, D) as float16, with masks (N, M)."""
+    zs, masks = [], []
+    n = len(frames['tasks'])
+    for start in tqdm(range(0, n, batch_size), desc='embedding frames', leave=False):
+        obs, _ = batch_at(frames, torch.arange(start, min(n, start + batch_size)))
+        out = vla(obs)
+        zs.append(out.embeddings.half())
+        masks.append(out.mask)
+    return torch.cat(zs), torch.cat(masks)
+
+
+def privileged(demos, episodes, stride: int, max_frames: int) -> dict:
+    """Peg-hole offsets (m), critical-phase flags and episode ids aligned with `load_frames`."""
+    offsets, critical, episode_ids, total = [], [], [], 0
+    for ep in episodes:
+        d = demos.episode(ep, ['privileged.peg_hole_offset', 'critical_phase'])
+        keep = np.arange(0, len(d['critical_phase']), stride)
+        offsets.append(d['privileged.peg_hole_offset'][keep])
+        critical.append(d['critical_phase'][keep])
+        episode_ids.append(np.full(len(keep), ep))
+        total += len(keep)
+        if total >= max_frames:
+            break
+    return {'offset': np.concatenate(offsets).astype(np.float64), 'critical': np.concatenate(critical).astype(bool),
+            'episode': np.concatenate(episode_ids)}
+
+
+def probe_report(z_train, y_train, z_val, y_val, critical_val, seed=0) -> dict:
+    """Linear (ridge) and 2-layer MLP probes z_rl -> xy offset: R^2 overall, RMSE (mm) in the critical phase."""
+    def scores(pred):
+        resid = ((pred - y_val) ** 2).sum(0)
+        r2 = 1.0 - resid.sum() / ((y_val - y_val.mean(0)) ** 2).sum()
+        crit = np.sqrt(((pred[critical_val] - y_val[critical_val]) ** 2).sum(1).mean()) * 1000
+        return {'r2': float(r2), 'rmse_critical_mm': float(crit)}
+
+    x_mean, x_std = z_train.mean(0), z_train.std(0) + 1e-6
+    xt, xv = (z_train - x_mean) / x_std, (z_val - x_mean) / x_std
+    xt1 = np.hstack([xt, np.ones((len(xt), 1))])
+    w = np.linalg.solve(xt1.T @ xt1 + 1e-2 * np.eye(xt1.shape[1]), xt1.T @ y_train)
+    linear = scores(np.hstack([xv, np.ones((len(xv), 1))]) @ w)
+
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(xt.shape[1], 256), torch.nn.ReLU(), torch.nn.Linear(256, 2))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
+    xt_t, yt_t = torch.tensor(xt, dtype=torch.float32), torch.tensor(y_train * 1000, dtype=torch.float32)
+    for _ in range(3000):
+        idx = torch.randint(len(xt_t), (256,))
+        loss = torch.nn.functional.mse_loss(net(xt_t[idx]), yt_t[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        mlp = scores(net(torch.tensor(xv, dtype=torch.float32)).numpy() / 1000)
+    return {'linear': linear, 'mlp': mlp}
+
+
+def train(cfg: TokenTrainConfig) -> dict:
+    setup_torch(cfg.threads, cfg.seed)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    vla = SmallVLA.load(cfg.vla)
+    if cfg.alpha == 0:
+        vla.freeze()
+    demos = load_demos(cfg.demos)
+    order = np.random.default_rng(cfg.seed).permutation(demos.num_episodes)
+    n_val = min(cfg.val_episodes, demos.num_episodes // 5)
+    val_eps, train_eps = order[:n_val], order[n_val:]
+    h = vla.config.chunk_len
+    train_frames = load_frames(demos, train_eps, cfg.frame_stride, h, cfg.max_frames, 'loading train frames')
+    val_frames = load_frames(demos, val_eps, cfg.frame_stride, h, 10**9, 'loading val frames')
+    train_priv = privileged(demos, train_eps, cfg.frame_stride, cfg.max_frames)
+    val_priv = privileged(demos, val_eps, cfg.frame_stride, 10**9)
+
+    z_val, m_val = embed(vla, val_frames)
+    z_train, m_train = (embed(vla, train_frames) if cfg.alpha == 0 else (None, None))
+    m = z_val.shape[1]
+    token = RLToken(RLTokenConfig(embed_dim=vla.token_dim, max_tokens=m, token_dim=cfg.token_dim,
+                                  d_model=cfg.d_model, encoder_layers=cfg.encoder_layers,
+                                  decoder_layers=cfg.decoder_layers))
+    params = list(token.parameters()) + (list(vla.parameters()) if cfg.alpha > 0 else [])
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+    writer = SummaryWriter(str(out / 'tensorboard'))
+    generator = torch.Generator().manual_seed(cfg.seed)
+    n_train = len(train_frames['tasks'])
+    start = time.time()
+    bar = tqdm(range(cfg.steps), desc='RL token')
+    for step in bar:
+        idx = torch.randint(n_train, (cfg.batch_size,), generator=generator)
+        if cfg.alpha > 0:  # the paper's joint fine-tuning: L_ro reaches the VLA, plus alpha * its BC loss
+            obs, target = batch_at(train_frames, idx)
+            z, mask, query_out = vla.encode(obs)
+            vla_loss = ((vla.action_head(query_out) - vla.normalize_actions(target)) ** 2).mean()
+            loss = token.reconstruction_loss(z, mask).mean() + cfg.alpha * vla_loss
+        else:
+            loss = token.reconstruction_loss(z_train[idx].float(), m_train[idx]).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if step % 50 == 0:
+            writer.add_scalar('losses/reconstruction', loss.item(), step)
+            bar.set_postfix(loss=f'{loss.item():.3f}')
+    token.eval()
+    if cfg.alpha > 0:  # the fine-tuned VLA is the one the token reads from now on
+        vla.freeze()
+        vla.save(out / 'vla')
+        z_val, m_val = embed(vla, val_frames)
+        z_train, m_train = embed(vla, train_frames)
+
+    # Evidence: held-out reconstruction against the mean-embedding baseline, and probes on z_rl.
+    with torch.no_grad():
+        def recon(z, mask):
+            return torch.cat([token.reconstruction_loss(z[i:i + 256].float(), mask[i:i + 256])
+                              for i in range(0, len(z), 256)])
+        mean_embedding = (z_train.float() * m_train[..., None]).sum(0) / m_train.sum(0).clamp(min=1)[:, None]
+        baseline = ((z_val.float() - mean_embedding) ** 2).sum(-1).mul(m_val).sum(-1)
+        err = recon(z_val, m_val)
+        zr_train = torch.cat([token.extract(z_train[i:i + 512].float(), m_train[i:i + 512])
+                              for i in range(0, len(z_train), 512)]).numpy()
+        zr_val = torch.cat([token.extract(z_val[i:i + 512].float(), m_val[i:i + 512])
+                            for i in range(0, len(z_val), 512)]).numpy()
+    report = {
+        'config': asdict(cfg), 'command': 'python -m rlt_train.token ' + shlex.join(sys.argv[1:]),
+        'train_frames': n_train, 'val_frames': len(val_frames['tasks']), 'train_minutes': (time.time() - start) / 60,
+        'reconstruction': {'val_error': float(err.mean()), 'mean_embedding_baseline': float(baseline.mean()),
+                           'ratio': float(err.mean() / baseline.mean())},
+        'probe_offset': probe_report(zr_train, train_priv['offset'], zr_val, val_priv['offset'],
+                                     val_priv['critical'], cfg.seed),
+    }
+    token.save(out)
+    writer.close()
+    (out / 'report.json').write_text(json.dumps(report, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if k != 'config'}, indent=1))
+    return report
+
+
+def main(argv=None):
+    train(parse_config(TokenTrainConfig, argv, prog='python -m rlt_train.token'))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,200 @@
+"""Behaviour cloning of the default VLA on recorded demonstrations.
+
+  python -m rlt_train.vla --demos data/demos --output runs/vla
+
+Reads a LeRobot dataset written by `rlt_record_demos`, trains `SmallVLA` to predict the next
+H actions from the three camera images, proprioception and the instruction, and writes
+`model.safetensors` + `config.json`, TensorBoard scalars and `report.json` (validation loss and
+closed-loop success in the simulator) to the output folder.
+"""
+
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from rlt_core.vla.backbone import Observation
+from rlt_core.vla.small_vla import SmallVLA, SmallVLAConfig
+from rlt_sim.dataset import IMAGE_KEYS, load_demos
+from rlt_train.cli import parse_config
+from rlt_train.common import setup_torch
+from rlt_train.rollout import evaluate_vla
+
+
+@dataclass
+class VLATrainConfig:
+    """Behaviour cloning of the default VLA."""
+
+    demos: str = 'data/demos'
+    """LeRobot dataset recorded by rlt_record_demos."""
+    output: str = 'runs/vla'
+    """Folder for the checkpoint, TensorBoard logs and report."""
+    steps: int = 6000
+    """Gradient steps."""
+    batch_size: int = 64
+    """Frames per gradient step."""
+    lr: float = 5e-4
+    """Peak AdamW learning rate (cosine decay after a short warmup)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    frame_stride: int = 2
+    """Use every k-th frame of each episode."""
+    max_frames: int = 60000
+    """At most this many training frames are loaded (uint8, about 83 kB each)."""
+    val_episodes: int = 50
+    """Episodes held out for the validation loss."""
+    chunk_len: int = 10
+    """H: actions per predicted chunk."""
+    d_model: int = 128
+    """Transformer width."""
+    n_layers: int = 3
+    """Transformer layers."""
+    stem_channels: tuple[int, ...] = (16, 32, 64, 128)
+    """Channels of the CNN stem."""
+    seed: int = 0
+    """Seed of initialisation and batch order."""
+    threads: int = 2
+    """Torch threads."""
+    eval_episodes: int = 50
+    """Closed-loop episodes in the simulator after training (0: skip)."""
+    eval_seed: int = 100_000
+    """Seed of the first evaluation episode (kept apart from the demonstrations' seeds)."""
+    execute_steps: int = 10
+    """Actions of each chunk executed before the VLA is queried again."""
+
+    def __post_init__(self):
+        for name in ('steps', 'batch_size', 'frame_stride', 'max_frames', 'chunk_len', 'threads',
+                     'execute_steps'):
+            if getattr(self, name) <= 0:
+                raise ValueError(f'{name} must be positive')
+        if self.execute_steps > self.chunk_len:
+            raise ValueError('execute_steps cannot exceed chunk_len')
+
+
+def chunk_targets(actions: np.ndarray, chunk_len: int) -> np.ndarray:
+    """(T, A) actions -> (T, H, A): the next H actions from each step, zero (hold) after the end."""
+    T, A = actions.shape
+    padded = np.concatenate([actions, np.zeros((chunk_len, A), actions.dtype)])
+    return np.stack([padded[t:t + chunk_len] for t in range(T)])
+
+
+def load_frames(demos, episodes, frame_stride: int, chunk_len: int, max_frames: int, desc: str) -> dict:
+    """Images, proprio, chunk targets and instructions of every `frame_stride`-th frame."""
+    cams = list(IMAGE_KEYS)
+    images = {c: [] for c in cams}
+    proprio, targets, tasks = [], [], []
+    total = 0
+    for ep in tqdm(episodes, desc=desc, leave=False):
+        data = demos.episode(ep, [*IMAGE_KEYS.values(), 'observation.state', 'action', 'task_index'])
+        keep = np.arange(0, len(data['action']), frame_stride)
+        for c in cams:
+            images[c].append(data[IMAGE_KEYS[c]][keep])
+        proprio.append(data['observation.state'][keep])
+        targets.append(chunk_targets(data['action'], chunk_len)[keep])
+        tasks += [demos.tasks[int(i)] for i in data['task_index'][keep]]
+        total += len(keep)
+        if total >= max_frames:
+            break
+    return {'images': {c: torch.from_numpy(np.concatenate(v)) for c, v in images.items()},
+            'proprio': torch.from_numpy(np.concatenate(proprio)).float(),
+            'targets': torch.from_numpy(np.concatenate(targets)).float(), 'tasks': tasks}
+
+
+def batch_at(frames, idx) -> tuple[Observation, torch.Tensor]:
+    obs = Observation(images={c: v[idx] for c, v in frames['images'].items()}, proprio=frames['proprio'][idx],
+                      instruction=[frames['tasks'][i] for i in idx.tolist()])
+    return obs, frames['targets'][idx]
+
+
+@torch.no_grad()
+def validation_loss(model: SmallVLA, frames, batch_size=256) -> float:
+    model.eval()
+    losses = []
+    n = len(frames['tasks'])
+    for start in range(0, n, batch_size):
+        obs, target = batch_at(frames, torch.arange(start, min(n, start + batch_size)))
+        pred = model.predict_normalized(obs)
+        losses.append(((pred - model.normalize_actions(target)) ** 2).mean().item() * len(target))
+    model.train()
+    return sum(losses) / n
+
+
+def train(cfg: VLATrainConfig) -> dict:
+    setup_torch(cfg.threads, cfg.seed)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    demos = load_demos(cfg.demos)
+    n_val = min(cfg.val_episodes, demos.num_episodes // 5)
+    order = np.random.default_rng(cfg.seed).permutation(demos.num_episodes)
+    train_frames = load_frames(demos, order[n_val:], cfg.frame_stride, cfg.chunk_len, cfg.max_frames,
+                               'loading train frames')
+    val_frames = load_frames(demos, order[:n_val], cfg.frame_stride, cfg.chunk_len, 10**9, 'loading val frames')
+    n_train = len(train_frames['tasks'])
+    print(f'{demos.num_episodes} episodes; {n_train} train frames, {len(val_frames["tasks"])} val frames')
+
+    # Normalisation from the training data.
+    targets = train_frames['targets'].flatten(0, 1)
+    vla_cfg = SmallVLAConfig(
+        camera_names=tuple(IMAGE_KEYS), image_size=train_frames['images']['scene'].shape[1],
+        proprio_dim=train_frames['proprio'].shape[1], action_dim=targets.shape[1], chunk_len=cfg.chunk_len,
+        d_model=cfg.d_model, n_layers=cfg.n_layers, stem_channels=cfg.stem_channels,
+        proprio_mean=tuple(train_frames['proprio'].mean(0).tolist()),
+        proprio_std=tuple((train_frames['proprio'].std(0) + 1e-6).tolist()),
+        action_mean=tuple(targets.mean(0).tolist()), action_std=tuple((targets.std(0) + 1e-6).tolist()),
+        extra={'command': 'python -m rlt_train.vla ' + shlex.join(sys.argv[1:]), 'demos': str(cfg.demos)})
+    model = SmallVLA(vla_cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = min(200, cfg.steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
+    writer = SummaryWriter(str(out / 'tensorboard'))
+    generator = torch.Generator().manual_seed(cfg.seed)
+    start = time.time()
+    bar = tqdm(range(cfg.steps), desc='behaviour cloning')
+    for step in bar:
+        idx = torch.randint(n_train, (cfg.batch_size,), generator=generator)
+        obs, target = batch_at(train_frames, idx)
+        loss = ((model.predict_normalized(obs) - model.normalize_actions(target)) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 50 == 0:
+            writer.add_scalar('losses/bc', loss.item(), step)
+            writer.add_scalar('charts/samples_per_s', (step + 1) * cfg.batch_size / (time.time() - start), step)
+            bar.set_postfix(loss=f'{loss.item():.4f}')
+        if (step + 1) % 1000 == 0 or step + 1 == cfg.steps:
+            val = validation_loss(model, val_frames)
+            writer.add_scalar('losses/bc_val', val, step)
+            model.save(out)
+    report = {'config': asdict(cfg), 'train_frames': n_train, 'val_loss': validation_loss(model, val_frames),
+              'train_minutes': (time.time() - start) / 60}
+    if cfg.eval_episodes:
+        model.freeze()
+        bar = tqdm(total=cfg.eval_episodes, desc='closed-loop evaluation')
+        report['closed_loop'] = evaluate_vla(model, cfg.eval_episodes, cfg.eval_seed, cfg.execute_steps,
+                                             progress=lambda r: bar.update(1))
+        bar.close()
+        for k, v in report['closed_loop'].items():
+            writer.add_scalar(f'eval/{k}', v, cfg.steps)
+    writer.close()
+    (out / 'report.json').write_text(json.dumps(report, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if k != 'config'}, indent=1))
+    return report
+
+
+def main(argv=None):
+    train(parse_config(VLATrainConfig, argv, prog='python -m rlt_train.vla'))
+
+
+if __name__ == '__main__':
+    main()
