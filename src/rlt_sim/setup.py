@@ -20,6 +20,7 @@ setup(
     entry_points={
         'console_scripts': [
             'rlt_sim_benchmark = rlt_sim.benchmark:main',
+            'rlt_record_demos = rlt_sim.record:main',
         ],
     },
 )
