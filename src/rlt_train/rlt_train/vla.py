@@ -152,7 +152,7 @@ def train(cfg: VLATrainConfig) -> dict:
         extra={'command': 'python -m rlt_train.vla ' + shlex.join(sys.argv[1:]), 'demos': str(cfg.demos)})
     model = SmallVLA(vla_cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = min(200, cfg.steps // 10)
+    warmup = max(1, min(200, cfg.steps // 10))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
     writer = SummaryWriter(str(out / 'tensorboard'))

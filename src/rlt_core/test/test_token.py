@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from rlt_core.token import RLToken, RLTokenConfig
+from rlt_core.vla.backbone import Observation
+
+
+def _fit(token, z, mask, steps=150):
+    opt = torch.optim.Adam(token.parameters(), lr=1e-3)
+    first = None
+    for _ in range(steps):
+        loss = token.reconstruction_loss(z, mask).mean()
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return first, loss.item()
+
+
+def test_token_is_the_encoder_output_at_the_appended_position():
+    torch.manual_seed(0)
+    token = RLToken(RLTokenConfig(embed_dim=16, max_tokens=8, token_dim=4, d_model=32))
+    z, mask = torch.randn(3, 8, 16), torch.ones(3, 8, dtype=torch.bool)
+    assert token.extract(z, mask).shape == (3, 4)
+    # Padding tokens do not change z_rl.
+    mask2 = mask.clone()
+    mask2[:, -2:] = False
+    z2 = z.clone()
+    z2[:, -2:] = 100.0
+    torch.testing.assert_close(token.extract(z, mask2), token.extract(z2, mask2))
+
+
+def test_decoder_is_causal_first_prediction_depends_only_on_z_rl():
+    torch.manual_seed(0)
+    token = RLToken(RLTokenConfig(embed_dim=8, max_tokens=6, token_dim=4, d_model=16))
+    z_rl, z_bar = torch.randn(2, 4), torch.randn(2, 6, 8)
+    changed = z_bar.clone()
+    changed[:, 3:] += 5.0
+    a, b = token.decoder(z_rl, z_bar), token.decoder(z_rl, changed)
+    torch.testing.assert_close(a[:, :4], b[:, :4])  # position i sees z̄_<i only
+    assert not torch.allclose(a[:, 4:], b[:, 4:])
+
+
+def test_reconstruction_trains_and_checkpoint_keeps_the_encoder_only(tmp_path):
+    torch.manual_seed(0)
+    token = RLToken(RLTokenConfig(embed_dim=16, max_tokens=10, token_dim=8, d_model=32))
+    z = torch.randn(64, 10, 16)
+    mask = torch.ones(64, 10, dtype=torch.bool)
+    first, last = _fit(token, z, mask)
+    assert last < 0.7 * first
+    token.save(tmp_path)
+    loaded = RLToken.load(tmp_path)
+    torch.testing.assert_close(loaded.extract(z, mask), token.extract(z, mask))
+    with pytest.raises(FileNotFoundError):
+        RLToken.load(tmp_path / 'missing')
+
+
+def test_token_trains_on_tiny_pi0_embeddings():
+    pytest.importorskip('transformers')
+    from rlt_core.vla.pi0 import Pi0Backbone
+
+    vla = Pi0Backbone.tiny(camera_names=('wrist_left', 'wrist_right'), proprio_dim=6, action_dim=3, chunk_len=10,
+                           seed=0).freeze()
+    g = torch.Generator().manual_seed(0)
+    obs = Observation(images={c: torch.randint(0, 255, (8, 96, 96, 3), dtype=torch.uint8, generator=g)
+                              for c in ('wrist_left', 'wrist_right')},
+                      proprio=torch.randn(8, 6, generator=g), instruction=['insert the peg into the hole'] * 8)
+    out = vla(obs, generator=torch.Generator().manual_seed(1))
+    assert out.chunk.shape == (8, 10, 3)
+    token = RLToken(RLTokenConfig(embed_dim=vla.token_dim, max_tokens=out.embeddings.shape[1], token_dim=16,
+                                  d_model=32))
+    first, last = _fit(token, out.embeddings, out.mask, steps=100)
+    assert last < 0.7 * first
+    assert token.extract(out.embeddings, out.mask).shape == (8, 16)
