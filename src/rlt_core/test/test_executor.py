@@ -1,0 +1,157 @@
+import numpy as np
+import pytest
+
+from rlt_core.executor import ChunkArbiter
+from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA
+from rlt_core.safety import ActionLimits
+
+C, A, D = 4, 3, 0.005
+LOW, HIGH = np.array([-0.06, -0.06, -0.07]), np.array([0.06, 0.06, 0.04])
+
+
+class FakeRobot:
+    """Follows the newest command one point per tick, like the simulator's trajectory follower."""
+
+    def __init__(self, arb, start=(0.0, 0.0, 0.0)):
+        self.arb, self.pos, self.cmd, self.k, self.t = arb, np.array(start, float), None, 0, 0
+        self.sent = []
+
+    def tick(self, ref=None, actor=None, inputs=True):
+        if self.cmd is not None and self.k < len(self.cmd.points):
+            self.pos = self.cmd.points[self.k].copy()
+            self.k += 1
+        self.t += 1
+        stamp = self.t * 1000
+        self.arb.observe(stamp, self.pos, now=self.t * 0.05)
+        if inputs:
+            r = np.full((C + 2, A), 0.001) if ref is None else ref
+            self.arb.add_inputs(stamp, np.full(5, self.t, np.float32), r, now=self.t * 0.05)
+        if actor is not None:
+            self.arb.add_actor_chunk(stamp, actor, now=self.t * 0.05)
+        self.collect()
+        return stamp
+
+    def collect(self):
+        commands, transitions, finished = self.arb.take()
+        for c in commands:
+            self.cmd, self.k = c, 0
+            self.sent.append(c)
+        self.transitions = getattr(self, 'transitions', []) + transitions
+        self.finished = getattr(self, 'finished', []) + finished
+
+
+def make(warmup=0):
+    return ChunkArbiter(C, ActionLimits.symmetric([D] * A), LOW, HIGH, stride=2, warmup_episodes=warmup)
+
+
+def test_vla_chunks_are_limited_points_from_the_command_target():
+    arb = make()
+    robot = FakeRobot(arb, start=(0.0, 0.0, 0.0395))
+    arb.start_episode(0)
+    big = np.tile([0.02, -0.001, 0.003], (C + 2, 1))  # beyond the per-step limit, towards the z limit
+    for _ in range(12):
+        robot.tick(ref=big)
+    assert robot.sent and all(c.source == SOURCE_VLA for c in robot.sent)
+    for c in robot.sent:
+        steps = np.diff(np.vstack([c.start, c.points]), axis=0)
+        assert np.all(np.abs(steps) <= D + 1e-12)
+        assert np.all(c.points >= LOW) and np.all(c.points <= HIGH)
+    # Chunks follow each other without a gap: each starts where the previous one ended.
+    np.testing.assert_allclose(robot.sent[1].start, robot.sent[0].points[-1])
+    assert arb.stats.steps_by_source['vla'] >= 8 and arb.stats.steps_by_source['hold'] <= 2
+
+
+def test_actor_in_the_critical_phase_after_warmup_and_transitions_at_stride():
+    arb = make(warmup=1)
+    robot = FakeRobot(arb)
+    actor = np.full((C, A), -0.002, np.float32)
+    for episode in range(2):
+        arb.start_episode(episode, stamp_ns=robot.t * 1000)
+        arb.set_phase_signal(True, now=robot.t * 0.05)
+        for _ in range(15):
+            robot.tick(actor=actor)
+        arb.end_episode(success=episode == 1, final_step=15, now=robot.t * 0.05)
+        robot.tick(actor=actor)
+    first, second = robot.finished
+    assert first.warmup and first.chunks_by_source['actor'] == 0
+    assert not second.warmup and second.chunks_by_source['actor'] > 0 and second.success
+    ep1 = [t for t in robot.transitions if t.episode_id == 1]
+    assert ep1 and all(t.executed_chunk.shape == (C, A) for t in ep1)
+    assert any(t.source == SOURCE_ACTOR for t in ep1)
+    assert [t.done for t in ep1].count(True) >= 1 and ep1[-1].rewards[-1] == 1.0
+    assert all(not t.done and t.truncated for t in robot.transitions if t.episode_id == 0 and t.rewards.size < C)
+    # 14 recorded steps (o_1..o_14 act, o_15 is final) -> windows start at every 2nd step.
+    assert len(ep1) == 7
+
+
+def test_human_takeover_interrupts_at_once_and_replaces_the_reference():
+    arb = make()
+    robot = FakeRobot(arb)
+    arb.start_episode(0)
+    arb.set_phase_signal(True, now=0.0)
+    for _ in range(3):
+        robot.tick()
+    before = len(robot.sent)
+    arb.set_human(np.array([0.0, 0.0, -0.01]), now=robot.t * 0.05)  # clipped to the per-step limit
+    robot.collect()
+    assert len(robot.sent) == before + 1 and robot.sent[-1].source == SOURCE_HUMAN
+    np.testing.assert_allclose(robot.sent[-1].executed, np.tile([0, 0, -D], (C, 1)), atol=1e-9)
+    for _ in range(8):
+        arb.set_human(np.array([0.0, 0.0, -0.01]), now=robot.t * 0.05 + 0.01)
+        robot.tick()
+    arb.set_human(None, now=robot.t * 0.05)
+    for _ in range(6):
+        robot.tick()
+    arb.end_episode(success=False, now=robot.t * 0.05)
+    robot.collect()
+    human = [t for t in robot.transitions if t.source == SOURCE_HUMAN]
+    assert human
+    for t in human:
+        np.testing.assert_array_equal(t.reference_chunk, t.executed_chunk)
+    assert robot.finished[0].intervention and robot.sent[-1].source == SOURCE_VLA
+
+
+def test_stale_human_counts_as_released():
+    arb = make()
+    robot = FakeRobot(arb)
+    arb.start_episode(0)
+    robot.tick()
+    arb.set_human(np.array([0.001, 0, 0]), now=robot.t * 0.05)
+    robot.collect()
+    for _ in range(10):  # no further Joy: after the timeout the VLA drives again
+        robot.tick()
+    assert robot.sent[-1].source == SOURCE_VLA
+
+
+def test_missing_states_are_approximated_and_the_final_state_awaited():
+    arb = make()
+    robot = FakeRobot(arb)
+    arb.start_episode(0)
+    arb.set_phase_signal(True, now=0.0)
+    for i in range(10):
+        robot.tick(inputs=i % 3 != 1 and i != 9)  # the VLA dropped some observations, the last too
+    arb.end_episode(success=True, final_step=10, now=robot.t * 0.05)
+    robot.collect()
+    assert not robot.finished  # waits for the final observation's state (or a later one)
+    robot.tick()
+    assert robot.finished and robot.finished[0].approximated_states > 0
+    assert robot.transitions[-1].done
+
+
+@pytest.mark.parametrize('order', ['event_first', 'observation_first'])
+def test_episode_end_in_either_order(order):
+    arb = make()
+    robot = FakeRobot(arb)
+    arb.start_episode(0)
+    arb.set_phase_signal(True, now=0.0)
+    for _ in range(7):
+        robot.tick()
+    if order == 'event_first':
+        arb.end_episode(success=True, final_step=8, now=robot.t * 0.05)
+        robot.tick()
+    else:
+        robot.tick()
+        arb.end_episode(success=True, final_step=8, now=robot.t * 0.05)
+        robot.collect()
+    assert robot.finished and robot.finished[0].steps == 7
+    assert sum(t.rewards.sum() for t in robot.transitions) >= 1.0
