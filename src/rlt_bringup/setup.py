@@ -14,6 +14,9 @@ setup(
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml')),
         ('share/' + package_name + '/rviz', glob('rviz/*.rviz')),
+        # The default models, when present (rlt_train writes them with SmallVLA.save / RLToken.save).
+        ('share/' + package_name + '/models/vla', glob('models/vla/*')),
+        ('share/' + package_name + '/models/rl_token', glob('models/rl_token/*')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
@@ -25,6 +28,7 @@ setup(
     entry_points={
         'console_scripts': [
             'embedded = rlt_bringup.embedded:main',
+            'benchmark_latency = rlt_bringup.benchmark_latency:main',
         ],
     },
 )

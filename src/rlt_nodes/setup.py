@@ -20,6 +20,14 @@ setup(
     entry_points={
         'console_scripts': [
             'sim_robot = rlt_nodes.sim_robot:main',
+            'ingestion = rlt_nodes.ingestion:main',
+            'vla_server = rlt_nodes.vla_server:main',
+            'actor = rlt_nodes.actor:main',
+            'arbiter = rlt_nodes.arbiter:main',
+            'learner = rlt_nodes.learner:main',
+            'episode_manager = rlt_nodes.episode_manager:main',
+            'sim_human = rlt_nodes.sim_human:main',
+            'keyboard_teleop = rlt_nodes.keyboard_teleop:main',
         ],
     },
 )

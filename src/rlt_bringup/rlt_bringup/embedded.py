@@ -1,21 +1,242 @@
-"""The embedded runner: the README's main job, the rlt graph on the simulated cell.
+"""The embedded runner behind `./rlt run`: online RL with the whole sim graph, without `ros2 launch`.
 
-The online-RL node graph is not assembled yet, so for now this only checks the workspace and
-says what is missing.
+  ./rlt run --episodes 300 [--output runs/mine] [--set arbiter.warmup_episodes=5 ...]
+
+Starts every node of `rlt_bringup.graph.nodes('sim')` as its own process (the executables and
+parameter files the launch files use; per-run overrides in OUTPUT/params/overrides.yaml), follows
+the episodes live (success rate, interventions, learner updates, weights version), and at the end
+writes OUTPUT/summary.json and OUTPUT/learning_curve.png. The learner's replay log is
+OUTPUT/replay; each node's log is OUTPUT/logs/<node>.log. Ctrl-C stops everything cleanly: SIGINT
+to each process group, then a wait (no orphans, no DDS shared-memory leftovers).
+ROS discovery stays on this machine unless ROS_AUTOMATIC_DISCOVERY_RANGE says otherwise.
 """
 
 import argparse
+import json
+import os
+import signal
+import subprocess
 import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from rlt_bringup import graph
+
+
+def executable(package: str, name: str) -> str:
+    """<prefix>/lib/<package>/<name> from the ament prefixes (the colcon install space)."""
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        path = Path(prefix) / 'lib' / package / name
+        if prefix and path.exists():
+            return str(path)
+    raise FileNotFoundError(f'{package}/{name} not found on AMENT_PREFIX_PATH (source env.sh / ./rlt exec)')
+
+
+def commands(specs, overrides_file: Path, config: Path | None = None) -> list[tuple[str, list[str]]]:
+    """(node name, argv) of every spec: the same executables and parameter files as the launch files."""
+    config = config or graph.config_dir()
+    graph.write_overrides(specs, overrides_file)
+    return [(s.name, [executable(s.package, s.executable),
+                      *graph.ros_arguments(s, config, overrides_file if s.parameters else None)]) for s in specs]
+
+
+def ros_environment() -> dict:
+    env = dict(os.environ)
+    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    env['PYTHONUNBUFFERED'] = '1'
+    return env
+
+
+def stop(procs: dict, timeout: float = 15.0):
+    """SIGINT to each process group, wait, SIGKILL only what did not stop."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    for proc in procs.values():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def parse_set(items) -> dict:
+    """node.param=value (YAML value) -> {node: {param: value}}."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        node, dot, param = key.partition('.')
+        if not (sep and dot and node and param):
+            raise SystemExit(f'--set expects node.param=value, got {item!r}')
+        out.setdefault(node, {})[param] = yaml.safe_load(value)
+    return out
+
+
+def merge(a: dict, b: dict) -> dict:
+    out = {k: dict(v) for k, v in a.items()}
+    for node, params in b.items():
+        out.setdefault(node, {}).update(params)
+    return out
+
+
+class Monitor:
+    """A node in this process that follows rlt/episode_stats and rlt/learner_stats."""
+
+    def __init__(self):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from std_msgs.msg import String
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node('rlt_run_monitor', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.episodes, self.learner = [], {}
+        self.node.create_subscription(String, 'rlt/episode_stats', lambda m: self.episodes.append(json.loads(m.data)),
+                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.node.create_subscription(String, 'rlt/learner_stats',
+                                      lambda m: self.learner.update(json.loads(m.data)), 10)
+
+    def spin(self, seconds: float):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.rclpy.shutdown(context=self.context)
+
+
+def summarize(episodes: list, learner: dict, args, wall_s: float) -> dict:
+    def rate(eps):
+        return sum(e['success'] for e in eps) / len(eps) if eps else None
+    online = [e for e in episodes if not e['warmup']]
+    last = online[-min(len(online), 20):] if online else []
+    totals = {k: sum(e['steps_by_source'][k] for e in episodes) for k in ('vla', 'actor', 'human', 'hold')}
+    return {
+        'command': './rlt run ' + ' '.join(sys.argv[1:]), 'episodes': len(episodes), 'wall_minutes': wall_s / 60,
+        'success_rate': rate(episodes), 'warmup_success_rate': rate([e for e in episodes if e['warmup']]),
+        'online_success_rate': rate(online), 'final_success_rate_last_20': rate(last),
+        'interventions': sum(e['intervention'] for e in episodes), 'steps_by_source': totals,
+        'learner': learner, 'per_episode': episodes,
+    }
+
+
+def plot(episodes: list, path: Path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+    x = np.arange(1, len(episodes) + 1)
+    success = np.array([float(e['success']) for e in episodes])
+    window = max(1, min(20, len(episodes)))
+    rolling = np.convolve(success, np.ones(window) / window, mode='full')[:len(success)]
+    rolling[:window - 1] = np.cumsum(success)[:window - 1] / np.arange(1, window)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(x, rolling, '-', label=f'success (rolling {window})')
+    warm = [i + 1 for i, e in enumerate(episodes) if e['warmup']]
+    if warm:
+        ax1.axvspan(0.5, max(warm) + 0.5, color='gray', alpha=0.2, label='warmup (VLA)')
+    ax1.set(xlabel='episode', ylabel='success rate', ylim=(0, 1.02), title='RLT online (ROS graph)')
+    ax2.plot(x, [e['critical_steps'] for e in episodes], '.-', label='critical-phase steps')
+    ax2.plot(x, [e['steps_by_source']['actor'] for e in episodes], '.', label='actor steps')
+    ax2.plot(x, [e['steps_by_source']['human'] for e in episodes], 'x', label='human steps')
+    ax2.set(xlabel='episode', ylabel='steps')
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='./rlt run', description=__doc__)
+    parser = argparse.ArgumentParser(prog='./rlt run', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--episodes', type=int, default=300, help='online RL episodes to run')
-    parser.add_argument('--output', default='runs/latest', help='output folder')
-    parser.parse_args(argv)
-    print('rlt: the workspace is set up, but the online-RL node graph is not available yet; '
-          'nothing was run.', file=sys.stderr)
-    return 0
+    parser.add_argument('--output', default='', help='output folder (default: runs/<timestamp>)')
+    parser.add_argument('--vla', default='', help='VLA checkpoint folder (default: rlt_bringup models/vla)')
+    parser.add_argument('--token', default='', help='RL token folder (default: rlt_bringup models/rl_token)')
+    parser.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
+                        help='override one node parameter (repeatable), e.g. arbiter.warmup_episodes=5')
+    parser.add_argument('--timeout-min', type=float, default=0.0, help='stop after this many minutes (0: never)')
+    args = parser.parse_args(argv)
+
+    out = Path(args.output or f'runs/{datetime.now():%Y%m%d-%H%M%S}').resolve()
+    (out / 'logs').mkdir(parents=True, exist_ok=True)
+    overrides = {'learner': {'replay_dir': str(out / 'replay')}, 'episode_manager': {'episodes': args.episodes}}
+    for node in ('vla_server', 'actor', 'arbiter'):
+        if args.vla:
+            overrides.setdefault(node, {})['vla_path'] = str(Path(args.vla).resolve())
+    if args.token:
+        overrides.setdefault('vla_server', {})['token_path'] = str(Path(args.token).resolve())
+    overrides = merge(overrides, parse_set(args.set))
+    specs = graph.nodes('sim', overrides)
+    env = ros_environment()
+    os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE',)})
+
+    procs, logs = {}, []
+    start = time.monotonic()
+    monitor = None
+    interrupted = False
+    try:
+        for name, argv_ in commands(specs, out / 'params' / 'overrides.yaml'):
+            log = open(out / 'logs' / f'{name}.log', 'w')  # noqa: SIM115 - closed in finally
+            logs.append(log)
+            procs[name] = subprocess.Popen(argv_, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True)
+        print(f'rlt: {len(procs)} nodes started ({", ".join(procs)}); logs in {out / "logs"}', flush=True)
+        monitor = Monitor()
+        seen = 0
+        while len(monitor.episodes) < args.episodes:
+            monitor.spin(0.5)
+            dead = [n for n, p in procs.items() if p.poll() is not None]
+            if dead:
+                print(f'rlt: node(s) {dead} exited; see {out / "logs"}', file=sys.stderr)
+                break
+            if args.timeout_min and time.monotonic() - start > 60 * args.timeout_min:
+                print('rlt: time limit reached', file=sys.stderr)
+                break
+            while seen < len(monitor.episodes):
+                e = monitor.episodes[seen]
+                seen += 1
+                recent = monitor.episodes[-20:]
+                ln = monitor.learner
+                print(f'episode {seen}/{args.episodes}: {"success" if e["success"] else "failure"}'
+                      f'{" (warmup)" if e["warmup"] else ""} | success rate (last {len(recent)}) '
+                      f'{sum(r["success"] for r in recent) / len(recent):.2f} | interventions '
+                      f'{sum(r["intervention"] for r in monitor.episodes)} | learner updates {ln.get("updates", 0)}, '
+                      f'transitions {ln.get("transitions", 0)}, weights v{ln.get("weights_version", 0)}', flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        print('\nrlt: interrupted; stopping the graph', file=sys.stderr)
+    finally:
+        episodes = list(monitor.episodes) if monitor else []
+        learner = dict(monitor.learner) if monitor else {}
+        if monitor is not None:
+            monitor.close()
+        stop(procs)
+        for log in logs:
+            log.close()
+    summary = summarize(episodes, learner, args, time.monotonic() - start)
+    summary['interrupted'] = interrupted
+    (out / 'summary.json').write_text(json.dumps(summary, indent=1))
+    if episodes:
+        plot(episodes, out / 'learning_curve.png')
+    print(f'rlt: {len(episodes)} episodes, success rate {summary["success_rate"]}, '
+          f'{summary["interventions"]} interventions; wrote {out / "summary.json"}'
+          + (f' and {out / "learning_curve.png"}' if episodes else ''))
+    return 0 if episodes or interrupted else 1
 
 
 if __name__ == '__main__':

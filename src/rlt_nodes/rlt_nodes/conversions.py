@@ -8,8 +8,10 @@ import array
 
 import numpy as np
 
+from rlt_core.replay import Transition
 from rlt_core.safety import validate_chunk
 from rlt_interfaces.msg import ActionChunk, RLToken
+from rlt_interfaces.msg import Transition as TransitionMsg
 
 
 def float32_array(x) -> array.array:
@@ -50,3 +52,46 @@ def msg_to_chunk(msg: ActionChunk) -> np.ndarray:
     if msg.source not in (ActionChunk.SOURCE_VLA, ActionChunk.SOURCE_ACTOR, ActionChunk.SOURCE_HUMAN):
         raise ValueError(f'unknown chunk source {msg.source}')
     return validate_chunk(as_numpy(msg.data), msg.action_dim, msg.chunk_length)
+
+
+def stamp_ns(header) -> int:
+    """A header's stamp as integer nanoseconds: the key that matches messages of one observation."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def transition_to_msg(t: Transition, header=None) -> TransitionMsg:
+    """A Transition message from an rlt_core transition (chunks row-major, rewards per executed step)."""
+    executed = np.asarray(t.executed_chunk, np.float32)
+    msg = TransitionMsg(episode_id=int(t.episode_id), chunk_index=int(t.chunk_index),
+                        chunk_length=executed.shape[0], action_dim=executed.shape[1], done=bool(t.done),
+                        truncated=bool(t.truncated), critical_phase=bool(t.critical_phase),
+                        intervention=bool(t.intervention), source=int(t.source))
+    if header is not None:
+        msg.header = header
+    msg.state = float32_array(t.state)
+    msg.executed_chunk = float32_array(executed)
+    msg.reference_chunk = float32_array(t.reference_chunk)
+    msg.rewards = float32_array(t.rewards)
+    msg.next_state = float32_array(t.next_state)
+    msg.next_reference_chunk = float32_array(t.next_reference_chunk)
+    return msg
+
+
+def msg_to_transition(msg: TransitionMsg) -> Transition:
+    """An rlt_core transition from a message; raises ValueError on inconsistent sizes."""
+    shape = (msg.chunk_length, msg.action_dim)
+    chunks = [as_numpy(f) for f in (msg.executed_chunk, msg.reference_chunk, msg.next_reference_chunk)]
+    if any(c.size != shape[0] * shape[1] for c in chunks):
+        raise ValueError(f'chunks do not hold {shape[0]}x{shape[1]} values')
+    state, next_state = as_numpy(msg.state), as_numpy(msg.next_state)
+    if state.size == 0 or state.size != next_state.size:
+        raise ValueError(f'state sizes {state.size} and {next_state.size} differ or are empty')
+    rewards = as_numpy(msg.rewards)
+    if not 0 < rewards.size <= shape[0]:
+        raise ValueError(f'{rewards.size} rewards for a chunk of {shape[0]}')
+    executed, reference, next_reference = (c.reshape(shape).copy() for c in chunks)
+    return Transition(state=state.copy(), executed_chunk=executed, reference_chunk=reference,
+                      rewards=rewards.copy(), next_state=next_state.copy(), next_reference_chunk=next_reference,
+                      done=bool(msg.done), source=int(msg.source), episode_id=int(msg.episode_id),
+                      chunk_index=int(msg.chunk_index), truncated=bool(msg.truncated),
+                      critical_phase=bool(msg.critical_phase))

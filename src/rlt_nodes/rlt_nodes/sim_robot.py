@@ -4,8 +4,11 @@ Publishes `joint_states` and one `sensor_msgs/Image` stream per camera (same sta
 step), accepts `trajectory_msgs/JointTrajectory` on `<controller_name>/joint_trajectory` as a
 ros2_control JointTrajectoryController does, and reports episodes on `episode/events`
 (start, critical-phase switches, end with success). `sim/reset` (std_srvs/Trigger) starts a
-new episode. Commands with wrong joints, non-finite values or positions outside the joint
-limits are refused with a logged reason and never applied.
+new episode. `sim/privileged` (std_msgs/Float64MultiArray, one per control step, layout in
+PRIVILEGED_LAYOUT) carries state a real robot does not report (peg tip and hole positions,
+the critical-phase flag); only the simulated human reads it, never the learning nodes.
+Commands with wrong joints, non-finite values or positions outside the joint limits are refused
+with a logged reason and never applied.
 """
 
 import array
@@ -16,6 +19,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -26,6 +30,9 @@ from rlt_sim import CAMERA_NAMES, JOINT_NAMES, PegInsertionEnv, SimConfig
 from rlt_sim.cell import JOINT_RANGES_M
 
 EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+PRIVILEGED_LAYOUT = ('tip_x', 'tip_y', 'tip_z', 'hole_x', 'hole_y', 'hole_z', 'critical', 'step', 'episode_id',
+                     'stamp_ns')
+"""Entries of a sim/privileged message's data (stamp_ns: that of the step's joint state)."""
 
 
 class SimRobot(Node):
@@ -55,6 +62,7 @@ class SimRobot(Node):
                            for name in (CAMERA_NAMES if config.render else ())}
         self.event_pub = self.create_publisher(EpisodeEvent, 'episode/events', EVENTS_QOS)
         self.offset_pub = self.create_publisher(Vector3Stamped, 'sim/peg_hole_offset', 10)
+        self.privileged_pub = self.create_publisher(Float64MultiArray, 'sim/privileged', 10)
         self.create_subscription(JointTrajectory, f'{controller}/joint_trajectory', self.on_trajectory, 10)
         self.create_service(Trigger, 'sim/reset', self.on_reset)
 
@@ -141,6 +149,13 @@ class SimRobot(Node):
         offset.header.frame_id = 'world'
         offset.vector.x, offset.vector.y = (float(v) for v in self.info['peg_hole_offset'])
         self.offset_pub.publish(offset)
+        privileged = Float64MultiArray()
+        privileged.layout.dim = [MultiArrayDimension(label=','.join(PRIVILEGED_LAYOUT), size=len(PRIVILEGED_LAYOUT),
+                                                     stride=len(PRIVILEGED_LAYOUT))]
+        privileged.data = [*map(float, self.info['peg_tip_pos']), *map(float, self.info['hole_pos']),
+                           float(self.info['critical_phase']), float(self.info['step']), float(self.episode_id),
+                           float(stamp.sec * 1_000_000_000 + stamp.nanosec)]
+        self.privileged_pub.publish(privileged)
 
     def publish_event(self, event, success=False, detail=''):
         msg = EpisodeEvent(episode_id=self.episode_id, step_index=int(self.info['step']), event=event,

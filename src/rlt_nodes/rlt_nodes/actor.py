@@ -1,0 +1,140 @@
+"""Actor: the RL actor pi(a | x, ref_chunk) refining the VLA's chunk in the critical phase.
+
+Matches rlt/rl_token and rlt/reference_chunk by stamp, builds x = (z_rl, normalised proprio)
+(proprio from the joint state of the same stamp, normalised as the frozen VLA's checkpoint
+says: `rlt_core.rl_state`) and, in the critical phase and once it has weights, publishes the
+refined chunk on rlt/actor_chunk (SOURCE_ACTOR, stamped like the observation). Weights arrive
+on rlt/actor_weights (latched); a message whose SHA-256 or shapes do not check out, or whose
+version is not newer than the current one, is refused with a logged reason; the version in use
+is latched on rlt/actor_version. When the learner stops, the actor keeps acting on its last weights.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import UInt64
+
+from rlt_core.actor import unpack_weights
+from rlt_core.phase import CriticalPhase
+from rlt_core.rl_state import ProprioNormalization, rl_state
+from rlt_interfaces.msg import ActionChunk, ActorWeights, EpisodeEvent
+from rlt_interfaces.msg import RLToken as RLTokenMsg
+from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns
+from rlt_nodes.params import default_model_dir, desc, setup_torch
+from rlt_nodes.spin import spin_node
+
+WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+CHUNK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class ActorNode(Node):
+    def __init__(self):
+        super().__init__('actor')
+        p = self.declare_parameter
+        vla_path = p('vla_path', '', desc('VLA checkpoint whose config.json holds the proprio normalisation')).value
+        self.explore = p('explore', True, desc('add the actor Gaussian exploration noise (training)')).value
+        self.always = p('publish_outside_critical', False,
+                        desc('also refine chunks outside the critical phase (monitoring)')).value
+        threads = p('threads', 1, desc('torch threads')).value
+        seed = p('seed', 0, desc('seed of the exploration noise')).value
+        self.torch = setup_torch(threads, seed)
+        self.generator = self.torch.Generator().manual_seed(seed)
+        self.norm = ProprioNormalization.from_vla_checkpoint(vla_path or default_model_dir('vla'))
+        self.phase = CriticalPhase()
+        self.actor, self.version = None, 0
+        self.tokens, self.refs, self.joints = OrderedDict(), OrderedDict(), OrderedDict()
+        self.pub = self.create_publisher(ActionChunk, 'rlt/actor_chunk', CHUNK_QOS)
+        self.version_pub = self.create_publisher(UInt64, 'rlt/actor_version', WEIGHTS_QOS)
+        self.create_subscription(RLTokenMsg, 'rlt/rl_token', self.on_token, CHUNK_QOS)
+        self.create_subscription(ActionChunk, 'rlt/reference_chunk', self.on_reference, CHUNK_QOS)
+        self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
+        self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
+        self.create_subscription(ActorWeights, 'rlt/actor_weights', self.on_weights, WEIGHTS_QOS)
+        self.get_logger().info(f'actor: proprio normalisation from {vla_path or default_model_dir("vla")}, '
+                               f'explore={self.explore}; waiting for weights')
+
+    # --- weights ---
+
+    def on_weights(self, msg: ActorWeights):
+        if msg.version <= self.version:
+            self.get_logger().warning(f'refused weights version {msg.version}: not newer than {self.version}')
+            return
+        try:
+            actor = unpack_weights(msg.format, msg.sha256, msg.config_json, bytes(msg.payload))
+        except ValueError as err:
+            self.get_logger().warning(f'refused weights version {msg.version}: {err}')
+            return
+        if self.tokens:
+            state_dim = next(reversed(self.tokens.values())).size + self.norm.dim
+            if actor.config.state_dim != state_dim:
+                self.get_logger().warning(f'refused weights version {msg.version}: state_dim '
+                                          f'{actor.config.state_dim} != token + proprio {state_dim}')
+                return
+        first = self.actor is None
+        self.actor, self.version = actor, msg.version
+        self.version_pub.publish(UInt64(data=msg.version))
+        log = self.get_logger().info if first else self.get_logger().debug
+        log(f'actor weights version {msg.version} loaded')
+
+    # --- phase ---
+
+    def on_event(self, msg: EpisodeEvent):
+        if msg.event == EpisodeEvent.EPISODE_START:
+            self.phase.reset()
+        elif msg.event in (EpisodeEvent.PHASE_ENTER_CRITICAL, EpisodeEvent.PHASE_EXIT_CRITICAL):
+            entering = msg.event == EpisodeEvent.PHASE_ENTER_CRITICAL
+            if msg.detail == 'human':
+                if entering != self.phase.active:
+                    self.phase.human_toggle()
+            else:
+                self.phase.update(signal=entering)
+
+    # --- inputs, matched by stamp ---
+
+    def _keep(self, table, key, value):
+        table[key] = value
+        while len(table) > 50:
+            table.popitem(last=False)
+
+    def on_joint_state(self, msg: JointState):
+        self._keep(self.joints, stamp_ns(msg.header), np.concatenate([msg.position, msg.velocity]))
+
+    def on_token(self, msg: RLTokenMsg):
+        self._keep(self.tokens, stamp_ns(msg.header), as_numpy(msg.data).copy())
+        self.try_act(stamp_ns(msg.header), msg.header)
+
+    def on_reference(self, msg: ActionChunk):
+        try:
+            self._keep(self.refs, stamp_ns(msg.header), (msg_to_chunk(msg), msg))
+        except ValueError as err:
+            self.get_logger().warning(f'refused reference chunk: {err}', throttle_duration_sec=2.0)
+            return
+        self.try_act(stamp_ns(msg.header), msg.header)
+
+    def try_act(self, stamp, header):
+        if self.actor is None or not (self.phase.active or self.always):
+            return
+        if stamp not in self.tokens or stamp not in self.refs or stamp not in self.joints:
+            return
+        z_rl, (ref, ref_msg) = self.tokens.pop(stamp), self.refs.pop(stamp)
+        C = self.actor.config.chunk_len
+        try:
+            x = rl_state(z_rl, self.joints[stamp], self.norm)
+            chunk = self.actor.select_chunk(x, ref[:C], explore=self.explore, generator=self.generator).numpy()
+        except (ValueError, RuntimeError) as err:
+            self.get_logger().warning(f'cannot refine chunk: {err}', throttle_duration_sec=2.0)
+            return
+        self.pub.publish(chunk_to_msg(chunk, ActionChunk.SOURCE_ACTOR, header=header, step_index=ref_msg.step_index,
+                                      action_names=ref_msg.action_names))
+
+
+def main(args=None):
+    spin_node(ActorNode, args)
+
+
+if __name__ == '__main__':
+    main()

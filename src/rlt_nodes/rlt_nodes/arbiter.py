@@ -1,0 +1,261 @@
+"""Teleop arbiter: decides who drives each chunk, commands the robot, records transitions.
+
+Priority human > warmup VLA > actor > VLA (`rlt_core.arbitration.arbitrate`, driven by
+`rlt_core.executor.ChunkArbiter` on the robot's own clock: one control step per joint state).
+At each chunk boundary the executed chunk goes to `/<controller_name>/joint_trajectory` as
+absolute joint positions, one point per control step, from the current command target, within
+the per-step limits (`max_delta`) and the joint limits. Holding the joystick's dead-man button
+(sensor_msgs/Joy on `joy`) interrupts the current chunk at once and drives with the chosen axes.
+
+Chunk transitions (stride 2, C = chunk_len; during an intervention the human's chunk replaces the
+reference) go to rlt/transitions (RELIABLE, deep queue). Joystick buttons label the episode
+(LABEL_SUCCESS / LABEL_FAILURE) and toggle the critical phase (PHASE_*_CRITICAL, detail 'human')
+on episode/events. With `episode_source: sim` the simulator's episode/events (start, critical
+phase, end with success) drive episodes, phase and reward; with `operator` a label ends the
+episode (reward 1 on success) and starts the next. The first `warmup_episodes` episodes execute
+the VLA's chunk. Also published: rlt/executed_chunk, rlt/markers (RViz) and rlt/episode_stats
+(a JSON line per finished episode).
+"""
+
+import json
+import time
+from collections import OrderedDict
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState, Joy
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from visualization_msgs.msg import MarkerArray
+
+from rlt_core.executor import SOURCE_NAMES, ChunkArbiter
+from rlt_core.rl_state import ProprioNormalization, rl_state
+from rlt_core.safety import ActionLimits
+from rlt_core.teleop import ButtonEdges, JoyMapping, joy_action
+from rlt_interfaces.msg import ActionChunk, EpisodeEvent, Transition
+from rlt_interfaces.msg import RLToken as RLTokenMsg
+from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns, transition_to_msg
+from rlt_nodes.markers import chunk_markers
+from rlt_nodes.params import default_model_dir, desc
+from rlt_nodes.spin import spin_node
+from rlt_sim.cell import JOINT_NAMES, JOINT_RANGES_M
+
+TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+CHUNK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class Arbiter(Node):
+    def __init__(self):
+        super().__init__('arbiter')
+        p = self.declare_parameter
+        controller = p('controller_name', 'gantry_controller',
+                       desc('commands go to /<controller_name>/joint_trajectory')).value
+        self.joint_names = list(p('joint_names', list(JOINT_NAMES), desc('robot joints, in action order')).value)
+        low = p('joint_low', [lo for lo, _ in JOINT_RANGES_M], desc('lower joint limits (robot units)')).value
+        high = p('joint_high', [hi for _, hi in JOINT_RANGES_M], desc('upper joint limits (robot units)')).value
+        max_delta = p('max_delta', [0.005, 0.005, 0.005], desc('largest move per control step, per joint')).value
+        self.C = p('chunk_len', 10, desc('C: control steps per executed chunk')).value
+        stride = p('stride', 2, desc('transitions start at every stride-th critical step')).value
+        warmup = p('warmup_episodes', 20, desc('N_warm: first episodes that execute the VLA chunk')).value
+        self.dt = 1.0 / p('control_hz', 20.0, desc('robot control rate: one trajectory point per step')).value
+        vla_path = p('vla_path', '', desc('VLA checkpoint whose config.json holds the proprio normalisation')).value
+        self.episode_source = p('episode_source', 'sim',
+                                desc("'sim': the simulator's episode/events drive episodes; "
+                                     "'operator': joystick labels end them")).value
+        lead = p('max_target_lead', 0.01, desc('command target kept within this of the measured joints')).value
+        actor_wait = p('actor_wait_s', 0.05, desc('how long a chunk boundary waits for a live actor, s')).value
+        human_timeout = p('human_timeout_s', 0.25, desc('a Joy older than this counts as released, s')).value
+        self.mapping = JoyMapping(
+            deadman_button=p('deadman_button', 4, desc('Joy button held to take over (4: LB)')).value,
+            axes=tuple(p('axes', [0, 1, 4], desc('Joy axes driving x, y, z')).value),
+            axis_signs=tuple(p('axis_signs', [1.0, 1.0, 1.0], desc('sign of each axis')).value),
+            max_delta=tuple(p('human_max_delta', [0.005, 0.005, 0.005],
+                              desc('human move per control step at full deflection')).value),
+            deadzone=p('deadzone', 0.0, desc('axis deflections below this count as zero')).value,
+            success_button=p('success_button', 0, desc('Joy button labelling success (A)')).value,
+            failure_button=p('failure_button', 1, desc('Joy button labelling failure (B)')).value,
+            phase_button=p('phase_button', 5, desc('Joy button toggling the critical phase (RB)')).value)
+        self.edges = ButtonEdges(self.mapping)
+        self.norm = ProprioNormalization.from_vla_checkpoint(vla_path or default_model_dir('vla'))
+        self.arb = ChunkArbiter(self.C, ActionLimits.symmetric(max_delta), low, high, stride=stride,
+                                warmup_episodes=warmup, max_target_lead=lead, actor_wait_s=actor_wait,
+                                human_timeout_s=human_timeout)
+        self.tokens, self.refs, self.joints = OrderedDict(), OrderedDict(), OrderedDict()
+        self.human_held = False
+        self.episode_counter = 0
+        self.q = None
+
+        self.traj_pub = self.create_publisher(JointTrajectory, f'{controller}/joint_trajectory', 10)
+        self.transition_pub = self.create_publisher(Transition, 'rlt/transitions', TRANSITIONS_QOS)
+        self.executed_pub = self.create_publisher(ActionChunk, 'rlt/executed_chunk', CHUNK_QOS)
+        self.marker_pub = self.create_publisher(MarkerArray, 'rlt/markers', 10)
+        self.event_pub = self.create_publisher(EpisodeEvent, 'episode/events', EVENTS_QOS)
+        self.stats_pub = self.create_publisher(String, 'rlt/episode_stats', EVENTS_QOS)
+        self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
+        self.create_subscription(RLTokenMsg, 'rlt/rl_token', self.on_token, CHUNK_QOS)
+        self.create_subscription(ActionChunk, 'rlt/reference_chunk', self.on_reference, CHUNK_QOS)
+        self.create_subscription(ActionChunk, 'rlt/actor_chunk', self.on_actor_chunk, CHUNK_QOS)
+        self.create_subscription(Joy, 'joy', self.on_joy, 10)
+        self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
+        self.create_subscription(String, 'rlt/learner_stats', self.on_learner_stats, 10)
+        self.create_timer(0.01, self.on_timer)
+        self.get_logger().info(f'arbiter: commands on {controller}/joint_trajectory, C={self.C}, '
+                               f'warmup {warmup} episodes, episodes from {self.episode_source}')
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
+    # --- robot clock ---
+
+    def on_joint_state(self, msg: JointState):
+        if sorted(msg.name) != sorted(self.joint_names) or len(msg.velocity) != len(msg.name):
+            self.get_logger().warning(f'joint_states with joints {list(msg.name)} ignored', throttle_duration_sec=2.0)
+            return
+        order = [list(msg.name).index(n) for n in self.joint_names]
+        position = np.array([msg.position[i] for i in order])
+        stamp = stamp_ns(msg.header)
+        self._keep(self.joints, stamp, np.concatenate([position, [msg.velocity[i] for i in order]]))
+        if self.episode_source == 'operator' and not self.arb.active:
+            self.start_operator_episode(stamp)
+        self.arb.observe(stamp, position, self.now())
+        self.try_inputs(stamp)
+        self.drain()
+
+    def on_timer(self):
+        self.arb.tick(self.now())
+        self.drain()
+
+    # --- VLA and actor ---
+
+    def _keep(self, table, key, value):
+        table[key] = value
+        while len(table) > 100:
+            table.popitem(last=False)
+
+    def on_token(self, msg: RLTokenMsg):
+        self._keep(self.tokens, stamp_ns(msg.header), as_numpy(msg.data).copy())
+        self.try_inputs(stamp_ns(msg.header))
+
+    def on_reference(self, msg: ActionChunk):
+        try:
+            self._keep(self.refs, stamp_ns(msg.header), msg_to_chunk(msg))
+        except ValueError as err:
+            self.get_logger().warning(f'refused reference chunk: {err}', throttle_duration_sec=2.0)
+            return
+        self.try_inputs(stamp_ns(msg.header))
+
+    def try_inputs(self, stamp):
+        if stamp in self.tokens and stamp in self.refs and stamp in self.joints:
+            z_rl, ref = self.tokens.pop(stamp), self.refs.pop(stamp)
+            try:
+                x = rl_state(z_rl, self.joints[stamp], self.norm)
+            except ValueError as err:
+                self.get_logger().warning(f'no RL state: {err}', throttle_duration_sec=2.0)
+                return
+            self.arb.add_inputs(stamp, x, ref, self.now())
+            self.drain()
+
+    def on_actor_chunk(self, msg: ActionChunk):
+        try:
+            chunk = msg_to_chunk(msg)
+        except ValueError as err:
+            self.get_logger().warning(f'refused actor chunk: {err}', throttle_duration_sec=2.0)
+            return
+        self.arb.add_actor_chunk(stamp_ns(msg.header), chunk, self.now())
+        self.drain()
+
+    # --- human ---
+
+    def on_joy(self, msg: Joy):
+        action = joy_action(msg.buttons, msg.axes, self.mapping)
+        held = action is not None
+        if held != self.human_held:
+            self.human_held = held
+            self.publish_event(EpisodeEvent.TAKEOVER_START if held else EpisodeEvent.TAKEOVER_END, detail='joy')
+        self.arb.set_human(action, self.now())
+        for name in self.edges.update(msg.buttons):
+            if name == 'phase':
+                self.arb.toggle_phase(self.now())
+                self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.arb.phase.active
+                                   else EpisodeEvent.PHASE_EXIT_CRITICAL, detail='human')
+            else:
+                success = name == 'success'
+                self.publish_event(EpisodeEvent.LABEL_SUCCESS if success else EpisodeEvent.LABEL_FAILURE,
+                                   success=success, detail='human')
+                if self.episode_source == 'operator' and self.arb.active:
+                    self.arb.end_episode(success, now=self.now())
+                    self.publish_event(EpisodeEvent.EPISODE_END, success=success, detail='operator label')
+        self.drain()
+
+    # --- episodes ---
+
+    def on_event(self, msg: EpisodeEvent):
+        now = self.now()
+        if self.episode_source == 'sim':
+            if msg.event == EpisodeEvent.EPISODE_START:
+                self.arb.start_episode(msg.episode_id, stamp_ns(msg.header))
+            elif msg.event == EpisodeEvent.EPISODE_END:
+                self.arb.end_episode(msg.success, final_step=msg.step_index, now=now)
+        if msg.event in (EpisodeEvent.PHASE_ENTER_CRITICAL, EpisodeEvent.PHASE_EXIT_CRITICAL) and msg.detail != 'human':
+            self.arb.set_phase_signal(msg.event == EpisodeEvent.PHASE_ENTER_CRITICAL, now)
+        self.drain()
+
+    def start_operator_episode(self, stamp):
+        self.arb.start_episode(self.episode_counter, stamp - 1)
+        self.publish_event(EpisodeEvent.EPISODE_START, detail='operator')
+        self.episode_counter += 1
+
+    def publish_event(self, event, success=False, detail=''):
+        msg = EpisodeEvent(episode_id=self.arb.episode_id, step_index=getattr(self.arb, 'n', 0), event=event,
+                           success=bool(success), detail=detail)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.event_pub.publish(msg)
+
+    def on_learner_stats(self, msg: String):
+        try:
+            self.q = json.loads(msg.data).get('values/q')
+        except (ValueError, AttributeError):
+            pass
+
+    # --- outputs ---
+
+    def drain(self):
+        commands, transitions, finished = self.arb.take()
+        for cmd in commands:
+            self.publish_command(cmd)
+        for t in transitions:
+            self.transition_pub.publish(transition_to_msg(t))
+        for stats in finished:
+            self.stats_pub.publish(String(data=json.dumps(stats.as_dict())))
+            self.get_logger().info(f'episode {stats.episode_id}: success={stats.success} steps={stats.steps} '
+                                   f'critical={stats.critical_steps} by source {stats.steps_by_source}')
+
+    def publish_command(self, cmd):
+        traj = JointTrajectory(joint_names=list(self.joint_names))
+        traj.header.stamp = self.get_clock().now().to_msg()
+        for k, point in enumerate(cmd.points, start=1):
+            t = k * self.dt
+            traj.points.append(JointTrajectoryPoint(
+                positions=[float(v) for v in point],
+                time_from_start=Duration(sec=int(t), nanosec=int(round((t % 1) * 1e9)))))
+        self.traj_pub.publish(traj)
+        header = traj.header
+        header.stamp.sec, header.stamp.nanosec = divmod(cmd.stamp_ns, 1_000_000_000)
+        self.executed_pub.publish(chunk_to_msg(cmd.executed, cmd.source, header=header, episode_id=cmd.episode_id,
+                                               chunk_index=cmd.chunk_index, action_names=self.joint_names))
+        phase = 'critical' if cmd.critical else 'approach'
+        text = f'{phase} | {SOURCE_NAMES[cmd.source]}' + (f' | Q {self.q:.2f}' if self.q is not None else '')
+        self.marker_pub.publish(chunk_markers(cmd.start, cmd.points, cmd.reference, cmd.source, text,
+                                              traj.header.stamp))
+
+
+def main(args=None):
+    spin_node(Arbiter, args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,74 @@
+"""Episode manager for sim runs: resets the simulator after every episode and counts episodes.
+
+Once the graph is up (a reference chunk has been seen and every topic in `wait_for_publishers`
+has a publisher) it starts a fresh episode via `sim/reset`; after each EPISODE_END on
+episode/events it waits `reset_delay_s` (so the arbiter can close the episode's last
+transitions) and resets again, until `episodes` episodes have ended (0: forever). Progress goes
+to rlt/episode_count (std_msgs/UInt64, latched).
+"""
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import UInt64
+from std_srvs.srv import Trigger
+
+from rlt_interfaces.msg import ActionChunk, EpisodeEvent
+from rlt_nodes.params import desc
+from rlt_nodes.spin import spin_node
+
+EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class EpisodeManager(Node):
+    def __init__(self):
+        super().__init__('episode_manager')
+        p = self.declare_parameter
+        self.episodes = p('episodes', 0, desc('episodes to run (0: no limit)')).value
+        self.reset_delay_s = p('reset_delay_s', 0.5, desc('pause between an episode end and the reset, s')).value
+        self.wait_for = list(p('wait_for_publishers', ['rlt/transitions', 'rlt/actor_chunk'],
+                               desc('topics that need a publisher before the first episode')).value)
+        self.client = self.create_client(Trigger, 'sim/reset')
+        self.count_pub = self.create_publisher(UInt64, 'rlt/episode_count', LATCHED)
+        self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
+        self.create_subscription(ActionChunk, 'rlt/reference_chunk', self.on_reference, 10)
+        self.ready = self.started = False
+        self.ended = 0
+        self.pending = None
+        self.create_timer(0.1, self.on_timer)
+        self.get_logger().info(f'episode manager: {self.episodes or "unlimited"} episodes')
+
+    def on_reference(self, msg):
+        self.ready = True
+
+    def on_timer(self):
+        if not self.started:
+            if (self.ready and self.client.service_is_ready()
+                    and all(self.count_publishers(t) > 0 for t in self.wait_for)):
+                self.started = True
+                self.reset()
+            return
+        if self.pending is not None and self.get_clock().now().nanoseconds >= self.pending:
+            self.pending = None
+            self.reset()
+
+    def on_event(self, msg: EpisodeEvent):
+        if msg.event != EpisodeEvent.EPISODE_END or not self.started:
+            return
+        self.ended += 1
+        self.count_pub.publish(UInt64(data=self.ended))
+        if self.episodes and self.ended >= self.episodes:
+            self.get_logger().info(f'{self.ended} episodes done')
+            return
+        self.pending = self.get_clock().now().nanoseconds + int(self.reset_delay_s * 1e9)
+
+    def reset(self):
+        self.client.call_async(Trigger.Request())
+
+
+def main(args=None):
+    spin_node(EpisodeManager, args)
+
+
+if __name__ == '__main__':
+    main()

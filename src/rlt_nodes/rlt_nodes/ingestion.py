@@ -1,0 +1,87 @@
+"""Ingestion: camera images and joint states -> one synchronized, validated rlt/observation.
+
+Subscribes `cameras/<name>/image_raw` (sensor_msgs/Image, sensor-data QoS) for every configured
+camera and `joint_states`, pairs each joint state with one image per camera stamped within
+`sync_tolerance_s` of it (0: identical stamps, as the simulator publishes them) and publishes an
+rlt_interfaces/Observation stamped like the joint state, with the joints in `joint_names` order.
+Invalid input (not rgb8, wrong size, NaN joint values, unknown joints, stale) is dropped with a
+throttled, logged reason.
+"""
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+
+from rlt_core.sync import StampSync, check_age, check_image, check_joint_state
+from rlt_interfaces.msg import Observation
+from rlt_nodes.conversions import stamp_ns
+from rlt_nodes.params import desc
+from rlt_nodes.spin import spin_node
+
+OBSERVATION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+"""Newest observation wins: a busy VLA server skips what it could not process."""
+
+
+class Ingestion(Node):
+    def __init__(self):
+        super().__init__('ingestion')
+        p = self.declare_parameter
+        self.cameras = list(p('camera_names', ['scene', 'wrist_left', 'wrist_right'],
+                              desc('cameras, subscribed on cameras/<name>/image_raw')).value)
+        self.joint_names = list(p('joint_names', ['gantry_x', 'gantry_y', 'gantry_z'],
+                                  desc('joints of the observation, in this order')).value)
+        self.image_size = p('image_size', 96, desc('required image height and width, px (0: any)')).value
+        tolerance = p('sync_tolerance_s', 0.0,
+                      desc('largest stamp difference between a joint state and its images, s')).value
+        self.max_age_s = p('max_age_s', 0.5, desc('drop observations older than this, s (0: never)')).value
+        self.instruction = p('instruction', 'insert the peg into the hole',
+                             desc('language instruction sent with every observation')).value
+        self.sync = StampSync(self.cameras, tolerance_ns=int(tolerance * 1e9))
+        self.pub = self.create_publisher(Observation, 'rlt/observation', OBSERVATION_QOS)
+        for name in self.cameras:
+            self.create_subscription(Image, f'cameras/{name}/image_raw',
+                                     lambda msg, name=name: self.on_image(name, msg), qos_profile_sensor_data)
+        self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
+        self.count = 0
+        self.get_logger().info(f'ingestion: cameras {self.cameras}, joints {self.joint_names}, '
+                               f'tolerance {tolerance:g} s')
+
+    def drop(self, reason):
+        self.get_logger().warning(f'dropped input: {reason}', throttle_duration_sec=2.0)
+
+    def on_image(self, name, msg: Image):
+        reason = check_image(msg.encoding, msg.height, msg.width, msg.step, len(msg.data), self.image_size)
+        if reason:
+            return self.drop(f'{name}: {reason}')
+        self.emit(self.sync.add_image(name, stamp_ns(msg.header), msg))
+
+    def on_joint_state(self, msg: JointState):
+        reason = check_joint_state(msg.name, msg.position, msg.velocity, self.joint_names)
+        if reason:
+            return self.drop(f'joint_states: {reason}')
+        order = [list(msg.name).index(n) for n in self.joint_names]
+        msg.name = list(self.joint_names)
+        msg.position = [msg.position[i] for i in order]
+        msg.velocity = [msg.velocity[i] for i in order]
+        self.emit(self.sync.add_joint_state(stamp_ns(msg.header), msg))
+
+    def emit(self, matched):
+        if matched is None:
+            return
+        stamp, joints, images = matched
+        reason = check_age(stamp, self.get_clock().now().nanoseconds, self.max_age_s)
+        if reason:
+            return self.drop(reason)
+        obs = Observation(step_index=self.count % 2**32, camera_names=self.cameras, joint_state=joints,
+                          images=[images[name] for name in self.cameras], instruction=self.instruction)
+        obs.header = joints.header
+        self.count += 1
+        self.pub.publish(obs)
+
+
+def main(args=None):
+    spin_node(Ingestion, args)
+
+
+if __name__ == '__main__':
+    main()

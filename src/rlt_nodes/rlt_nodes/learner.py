@@ -1,0 +1,135 @@
+"""Learner: the asynchronous chunked-TD3 learner behind the replay topic.
+
+Every transition from rlt/transitions is appended, crash-safely, to a replay buffer on disk
+(`rlt_core.replay.ReplayBuffer(path=replay_dir)`; a restarted learner reloads it). Once
+`min_transitions` are in, a timer-driven loop makes `rlt_core.td3.RLTLearner` updates as fast as
+it may while keeping updates <= utd_ratio * transitions, and every `publish_every` updates
+publishes the actor's weights on rlt/actor_weights (ActorWeights: safetensors + SHA-256,
+RELIABLE + TRANSIENT_LOCAL depth 1, version strictly increasing, also across restarts: it never
+falls below the wall-clock milliseconds of publication). Statistics (updates, transitions, losses,
+weights version) go to rlt/learner_stats as a JSON std_msgs/String. Hyper-parameters default to
+those of `rlt_train.online.RLTTrainConfig`.
+"""
+
+import array
+import json
+import os
+import time
+from pathlib import Path
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from rlt_core.actor import ActorConfig, pack_weights
+from rlt_core.schedule import updates_allowed
+from rlt_core.td3 import RLTLearner, TD3Config
+from rlt_interfaces.msg import ActorWeights, Transition
+from rlt_nodes.conversions import msg_to_transition
+from rlt_nodes.params import desc, setup_torch
+from rlt_nodes.spin import spin_node
+
+WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class LearnerNode(Node):
+    def __init__(self):
+        super().__init__('learner')
+        p = self.declare_parameter
+        ros_home = os.environ.get('ROS_HOME', os.path.expanduser('~/.ros'))
+        self.replay_dir = p('replay_dir', '', desc(f'replay log folder (empty: {ros_home}/rlt/replay)')).value \
+            or os.path.join(ros_home, 'rlt', 'replay')
+        self.utd_ratio = p('utd_ratio', 5, desc('G: learner updates per transition')).value
+        self.batch_size = p('batch_size', 256, desc('transitions per update')).value
+        self.min_transitions = p('min_transitions', 256, desc('transitions before the first update')).value
+        self.publish_every = p('publish_every', 50, desc('updates between weight publications')).value
+        self.slice_s = p('update_slice_s', 0.05, desc('longest burst of updates before serving messages, s')).value
+        self.td3 = TD3Config(
+            gamma=p('gamma', 0.99, desc('discount per control step')).value,
+            beta=p('beta', 0.1, desc('weight of ||a - ref_chunk||^2 in the actor loss')).value,
+            ref_dropout=p('ref_dropout', 0.5, desc('fraction of actor samples with a zeroed reference')).value,
+            actor_lr=p('actor_lr', 3e-4, desc('actor learning rate')).value,
+            critic_lr=p('critic_lr', 3e-4, desc('critic learning rate')).value,
+            critic_hidden=tuple(p('hidden', [256, 256], desc('hidden widths of actor and critics')).value),
+            batch_size=self.batch_size, utd_ratio=self.utd_ratio)
+        self.actor_std = p('actor_std', 0.1, desc('fixed std of the actor Gaussian (normalised units)')).value
+        self.action_scale_m = p('action_scale_m', 0.005, desc('robot units of one normalised action unit')).value
+        self.seed = p('seed', 0, desc('seed of the networks and sampling')).value
+        threads = p('threads', 1, desc('torch threads')).value
+        self.torch = setup_torch(threads, self.seed)
+        self.learner = self.replay = None
+        self.version, self.received, self.refused = 0, 0, 0
+        self.weights_pub = self.create_publisher(ActorWeights, 'rlt/actor_weights', WEIGHTS_QOS)
+        self.stats_pub = self.create_publisher(String, 'rlt/learner_stats', 10)
+        self.create_subscription(Transition, 'rlt/transitions', self.on_transition, TRANSITIONS_QOS)
+        self.create_timer(0.005, self.on_update_timer)
+        self.create_timer(1.0, self.publish_stats)
+        self.get_logger().info(f'learner: replay in {self.replay_dir}, G={self.utd_ratio}, batch {self.batch_size}, '
+                               f'min {self.min_transitions} transitions')
+
+    def _setup(self, t):
+        from rlt_core.replay import ReplayBuffer
+        chunk_len, action_dim = t.executed_chunk.shape
+        self.replay = ReplayBuffer(t.state.size, chunk_len, action_dim, path=Path(self.replay_dir))
+        self.learner = RLTLearner(ActorConfig(state_dim=t.state.size, chunk_len=chunk_len, action_dim=action_dim,
+                                              action_scale=(self.action_scale_m,) * action_dim,
+                                              hidden=self.td3.critic_hidden, std=self.actor_std),
+                                  self.td3, seed=self.seed)
+        self.get_logger().info(f'replay of state_dim {t.state.size}, C={chunk_len}, A={action_dim}: '
+                               f'{len(self.replay)} transitions loaded')
+
+    def on_transition(self, msg: Transition):
+        try:
+            t = msg_to_transition(msg)
+            if self.replay is None:
+                self._setup(t)
+            self.replay.add(t)
+        except ValueError as err:
+            self.refused += 1
+            self.get_logger().warning(f'refused transition: {err}', throttle_duration_sec=2.0)
+            return
+        self.received += 1
+
+    def on_update_timer(self):
+        if self.replay is None:
+            return
+        budget = updates_allowed(self.learner.num_updates, self.replay.num_added, self.utd_ratio,
+                                 max(self.min_transitions, 1))
+        deadline = time.monotonic() + self.slice_s
+        while budget > 0 and time.monotonic() < deadline:
+            batch = self.replay.sample(self.batch_size, self.learner.generator)
+            self.learner.update(self.learner.prepare(batch))
+            budget -= 1
+            if self.learner.num_updates % self.publish_every == 0:
+                self.publish_weights()
+
+    def publish_weights(self):
+        self.version = max(self.version + 1, time.time_ns() // 1_000_000)
+        packed = pack_weights(self.learner.actor)
+        msg = ActorWeights(version=self.version, format=packed['format'], sha256=packed['sha256'],
+                           config_json=packed['config_json'])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.payload = array.array('B', packed['payload'])
+        self.weights_pub.publish(msg)
+
+    def publish_stats(self):
+        stats = {'updates': self.learner.num_updates if self.learner else 0,
+                 'transitions': self.replay.num_added if self.replay else 0,
+                 'received': self.received, 'refused': self.refused, 'weights_version': self.version}
+        if self.learner is not None:
+            stats.update(self.learner.scalar_metrics())
+        self.stats_pub.publish(String(data=json.dumps(stats)))
+
+    def destroy_node(self):
+        if self.replay is not None:
+            self.replay.close()
+        return super().destroy_node()
+
+
+def main(args=None):
+    spin_node(LearnerNode, args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,81 @@
+"""VLA server: the frozen VLA and RL-token encoder, run on every observation it can keep up with.
+
+For each rlt/observation it publishes the VLA's reference chunk (rlt/reference_chunk,
+ActionChunk with SOURCE_VLA) and the RL token z_rl (rlt/rl_token), both stamped with the
+observation's stamp and step_index. The observation queue holds one message: when inference is
+slower than the cameras, stale observations are dropped and the newest is processed.
+"""
+
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from rlt_core.token import RLToken
+from rlt_core.vla.backbone import Observation as VLAObservation
+from rlt_core.vla.small_vla import SmallVLA
+from rlt_interfaces.msg import ActionChunk, Observation
+from rlt_interfaces.msg import RLToken as RLTokenMsg
+from rlt_nodes.conversions import chunk_to_msg, token_to_msg
+from rlt_nodes.params import default_model_dir, desc, setup_torch
+from rlt_nodes.spin import spin_node
+
+OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class VLAServer(Node):
+    def __init__(self):
+        super().__init__('vla_server')
+        p = self.declare_parameter
+        vla_path = p('vla_path', '', desc('SmallVLA checkpoint folder (empty: rlt_bringup models/vla)')).value
+        token_path = p('token_path', '', desc('RL token folder (empty: rlt_bringup models/rl_token)')).value
+        self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
+        threads = p('threads', 1, desc('torch threads')).value
+        self.torch = setup_torch(threads)
+        vla_path = vla_path or default_model_dir('vla')
+        token_path = token_path or default_model_dir('rl_token')
+        self.vla = SmallVLA.load(vla_path).freeze().to(self.device)
+        self.token = RLToken.load(token_path).to(self.device)
+        self.action_names = list(p('action_names', ['gantry_x', 'gantry_y', 'gantry_z'],
+                                   desc('name of each action dimension')).value)
+        self.chunk_pub = self.create_publisher(ActionChunk, 'rlt/reference_chunk', OUTPUT_QOS)
+        self.token_pub = self.create_publisher(RLTokenMsg, 'rlt/rl_token', OUTPUT_QOS)
+        self.create_subscription(Observation, 'rlt/observation', self.on_observation,
+                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self.count, self.busy_s = 0, 0.0
+        self.get_logger().info(f'VLA server: {vla_path} + {token_path} on {self.device}, '
+                               f'token_dim {self.token.config.token_dim}, H={self.vla.config.chunk_len}')
+
+    def on_observation(self, msg: Observation):
+        start = time.perf_counter()
+        torch = self.torch
+        try:
+            images = {name: torch.from_numpy(np.frombuffer(img.data, np.uint8).reshape(img.height, img.width, 3)
+                                             .copy())[None].to(self.device)
+                      for name, img in zip(msg.camera_names, msg.images, strict=True)}
+            proprio = np.concatenate([msg.joint_state.position, msg.joint_state.velocity]).astype(np.float32)
+            obs = VLAObservation(images=images, proprio=torch.from_numpy(proprio)[None].to(self.device),
+                                 instruction=[msg.instruction])
+            with torch.no_grad():
+                out = self.vla(obs)
+                z_rl = self.token.extract(out.embeddings, out.mask)[0].cpu().numpy()
+            chunk = out.chunk[0].cpu().numpy()
+        except (KeyError, ValueError, RuntimeError) as err:
+            self.get_logger().warning(f'observation refused: {err}', throttle_duration_sec=2.0)
+            return
+        self.token_pub.publish(token_to_msg(z_rl, header=msg.header, step_index=msg.step_index))
+        self.chunk_pub.publish(chunk_to_msg(chunk, ActionChunk.SOURCE_VLA, header=msg.header,
+                                            step_index=msg.step_index, action_names=self.action_names))
+        self.count += 1
+        self.busy_s += time.perf_counter() - start
+        if self.count % 500 == 0:
+            self.get_logger().info(f'{self.count} observations, {1e3 * self.busy_s / self.count:.1f} ms each')
+
+
+def main(args=None):
+    spin_node(VLAServer, args)
+
+
+if __name__ == '__main__':
+    main()
