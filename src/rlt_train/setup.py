@@ -20,6 +20,11 @@ setup(
     entry_points={
         'console_scripts': [
             'train_vla = rlt_train.vla:main',
+            'train_rl_token = rlt_train.token:main',
+            'train_rlt = rlt_train.online:main',
+            'rlt_ablations = rlt_train.ablations:main',
+            'benchmark_vla = rlt_train.benchmark_vla:main',
+            'benchmark_learner = rlt_train.benchmark_learner:main',
         ],
     },
 )

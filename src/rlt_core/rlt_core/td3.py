@@ -81,6 +81,13 @@ class TwinCritic(nn.Module):
             h = F.relu(layer(h))
         return self.out(h).squeeze(-1)
 
+    def q1_for_actor(self, x, a):
+        """Q_1(x, a) with the critic's weights held constant: gradients reach `a` only."""
+        h = torch.cat([x, a], dim=-1)
+        for layer in self.hidden:
+            h = F.relu(torch.addmm(layer.bias[0].detach(), h, layer.weight[0].detach()))
+        return torch.addmm(self.out.bias[0].detach(), h, self.out.weight[0].detach()).squeeze(-1)
+
 
 def chunked_td_target(rewards, n_steps, done, next_q, gamma: float):
     """Q_hat = sum_{k<n} gamma^k r_k + (1 - done) gamma^n next_q; rewards (B, C) zero-padded."""
@@ -140,7 +147,7 @@ class RLTLearner:
         ref = batch['ref']
         keep = (torch.rand(ref.shape[0], 1, generator=self.generator) >= cfg.ref_dropout).to(ref.dtype)
         a = self.actor(batch['x'], ref * keep)
-        q = self.qf(batch['x'], a)[0]
+        q = self.qf.q1_for_actor(batch['x'], a)
         bc = ((a - ref) ** 2).sum(1)
         return (-q + cfg.beta * bc).mean(), q, bc
 

@@ -86,6 +86,15 @@ def test_twin_critic_members_are_independent():
     assert not torch.allclose(q[0], q[1])
 
 
+def test_actor_path_uses_q1_and_leaves_critic_gradients_alone():
+    critic = TwinCritic(3, 2, (5,))
+    x, a = torch.randn(7, 3), torch.randn(7, 2, requires_grad=True)
+    q1 = critic.q1_for_actor(x, a)
+    torch.testing.assert_close(q1, critic(x, a)[0])
+    q1.sum().backward()
+    assert a.grad is not None and all(p.grad is None for p in critic.parameters())
+
+
 def test_critic_learns_a_fixed_target():
     learner = _learner(gamma=0.0, critic_lr=1e-2)
     batch = _batch()

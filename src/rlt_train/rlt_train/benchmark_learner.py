@@ -1,0 +1,98 @@
+"""Learner throughput against this CPU's matmul peak.
+
+  python -m rlt_train.benchmark_learner [--threads 2] [--updates 1000]
+
+Measures the machine's float32 matmul peak (GFLOP/s, large square matmuls), counts the FLOPs of
+one chunked-TD3 update from the network shapes, and times real `RLTLearner.update` calls on
+batches sampled from a filled replay buffer. Prints the peak, the implied limit in updates/s,
+the measured updates/s and their ratio (medians over repeats).
+"""
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from rlt_core.actor import ActorConfig
+from rlt_core.replay import ReplayBuffer, Transition
+from rlt_core.td3 import RLTLearner, TD3Config
+
+
+def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / float(np.median(times)) / 1e9
+
+
+def mlp_macs(dims: list[int]) -> int:
+    return sum(i * o for i, o in zip(dims[:-1], dims[1:], strict=True))
+
+
+def update_flops(state_dim: int, chunk_size: int, hidden: tuple[int, ...], batch: int,
+                 critic_updates_per_actor: int) -> float:
+    """FLOPs of one update (averaged over the critic:actor schedule); backward = 2x forward."""
+    actor = mlp_macs([state_dim + chunk_size, *hidden, chunk_size])
+    critic = mlp_macs([state_dim + chunk_size, *hidden, 1])
+    critic_step = actor + 2 * critic + 2 * critic * 3          # targets: pi'(x'), Q1', Q2'; Q1, Q2 fwd + bwd
+    actor_step = actor * 3 + critic * 2                          # pi fwd + bwd; Q1 fwd + input-gradient bwd
+    return 2 * batch * (critic_step + actor_step / critic_updates_per_actor)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--updates', type=int, default=1000, help='timed updates per repeat')
+    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--state-dim', type=int, default=70, help='token (64) + proprio (6)')
+    p.add_argument('--chunk-len', type=int, default=10)
+    p.add_argument('--batch-size', type=int, default=256)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    cfg = ActorConfig(state_dim=args.state_dim, chunk_len=args.chunk_len, action_dim=3)
+    td3 = TD3Config(batch_size=args.batch_size)
+    learner = RLTLearner(cfg, td3, seed=0)
+    replay = ReplayBuffer(args.state_dim, args.chunk_len, 3, capacity=20_000)
+    rng = np.random.default_rng(0)
+    for i in range(10_000):
+        replay.add(Transition(
+            state=rng.standard_normal(args.state_dim).astype(np.float32),
+            executed_chunk=rng.uniform(-0.005, 0.005, (args.chunk_len, 3)).astype(np.float32),
+            reference_chunk=rng.uniform(-0.005, 0.005, (args.chunk_len, 3)).astype(np.float32),
+            rewards=(rng.random(args.chunk_len) < 0.01).astype(np.float32),
+            next_state=rng.standard_normal(args.state_dim).astype(np.float32),
+            next_reference_chunk=rng.uniform(-0.005, 0.005, (args.chunk_len, 3)).astype(np.float32),
+            done=bool(rng.random() < 0.05), source=1, episode_id=i // 50))
+
+    def run(n):
+        for _ in range(n):
+            learner.update(learner.prepare(replay.sample(args.batch_size, learner.generator)))
+
+    run(50)
+    rates = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        run(args.updates)
+        rates.append(args.updates / (time.perf_counter() - t0))
+    peak = matmul_peak_gflops()
+    flops = update_flops(args.state_dim, cfg.chunk_size, td3.critic_hidden, args.batch_size,
+                         td3.critic_updates_per_actor)
+    limit = peak * 1e9 / flops
+    measured = float(np.median(rates))
+    print(f'threads {args.threads}, batch {args.batch_size}, MLPs {td3.critic_hidden}, chunk {args.chunk_len}x3')
+    print(f'matmul peak            {peak:8.1f} GFLOP/s (1024x1024 float32, median)')
+    print(f'FLOPs per update       {flops / 1e9:8.3f} GFLOP (incl. sampling-free network math only)')
+    print(f'limit                  {limit:8.1f} updates/s')
+    print(f'measured               {measured:8.1f} updates/s (median of {args.repeats} x {args.updates})')
+    print(f'ratio                  {measured / limit:8.2f} of the limit')
+
+
+if __name__ == '__main__':
+    main()

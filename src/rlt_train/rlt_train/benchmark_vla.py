@@ -1,0 +1,74 @@
+"""Latency of the frozen VLA and the RL token at batch 1, and behaviour-cloning throughput.
+
+  python -m rlt_train.benchmark_vla [--vla DIR] [--token DIR] [--threads 1]
+
+Uses the committed default models unless told otherwise. Prints medians and p90 in ms over
+`--repeats` calls on real simulator observations, and training samples/s at batch 64.
+"""
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from rlt_core.token import RLToken
+from rlt_core.vla.backbone import Observation
+from rlt_core.vla.small_vla import SmallVLA
+from rlt_sim import PegInsertionEnv
+from rlt_train.common import default_models_dir
+
+
+def timed(fn, repeats):
+    for _ in range(5):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times)), float(np.percentile(times, 90))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--vla', default=str(default_models_dir() / 'vla'))
+    p.add_argument('--token', default=str(default_models_dir() / 'rl_token'))
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--repeats', type=int, default=200)
+    p.add_argument('--train-steps', type=int, default=10)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    vla = SmallVLA.load(args.vla).freeze()
+    token = RLToken.load(args.token)
+    env = PegInsertionEnv()
+    obs, _ = env.reset(seed=0)
+    batch = Observation.from_env(obs, env.instruction)
+    with torch.no_grad():
+        out = vla(batch)
+        chunk_ms = timed(lambda: vla(batch), args.repeats)
+        token_ms = timed(lambda: token.extract(out.embeddings, out.mask), args.repeats)
+        both_ms = timed(lambda: token.extract(*(lambda o: (o.embeddings, o.mask))(vla(batch))), args.repeats)
+
+    trainee = SmallVLA(vla.config)
+    opt = torch.optim.AdamW(trainee.parameters(), lr=1e-4)
+    big = Observation(images={k: v.expand(64, -1, -1, -1).contiguous() for k, v in batch.images.items()},
+                      proprio=batch.proprio.expand(64, -1), instruction=batch.instruction * 64)
+
+    def step():
+        loss = trainee.predict_normalized(big).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    train_ms, _ = timed(step, args.train_steps)
+    params = sum(p.numel() for p in vla.parameters()) / 1e6
+    print(f'default VLA: {params:.2f} M params, {out.embeddings.shape[1]} embeddings of {vla.token_dim}, '
+          f'chunk {vla.chunk_len}x{vla.action_dim}; RL token dim {token.config.token_dim}; {args.threads} thread(s)')
+    print(f'VLA chunk (batch 1)          median {chunk_ms[0]:6.2f} ms   p90 {chunk_ms[1]:6.2f} ms')
+    print(f'token extraction (batch 1)   median {token_ms[0]:6.2f} ms   p90 {token_ms[1]:6.2f} ms')
+    print(f'VLA + token (batch 1)        median {both_ms[0]:6.2f} ms   p90 {both_ms[1]:6.2f} ms')
+    print(f'BC training (batch 64)       {64 / (train_ms / 1000):6.1f} samples/s')
+
+
+if __name__ == '__main__':
+    main()
