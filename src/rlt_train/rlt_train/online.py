@@ -30,6 +30,7 @@ from rlt_core.actor import ActorConfig, load_actor, save_actor
 from rlt_core.arbitration import arbitrate
 from rlt_core.phase import CriticalPhase
 from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer
+from rlt_core.rl_state import ProprioNormalization, rl_state
 from rlt_core.safety import ActionLimits, clip_chunk
 from rlt_core.td3 import RLTLearner, TD3Config
 from rlt_core.token import RLToken
@@ -125,15 +126,14 @@ class FrozenPolicyInputs:
 
     def __init__(self, vla: SmallVLA, token: RLToken, use_token: bool = True):
         self.vla, self.token, self.use_token = vla, token, use_token
-        self.state_dim = (token.config.token_dim if use_token else 0) + vla.config.proprio_dim
+        self.norm = ProprioNormalization(vla.proprio_mean.numpy(), vla.proprio_std.numpy())
+        self.state_dim = (token.config.token_dim if use_token else 0) + self.norm.dim
 
     @torch.no_grad()
     def __call__(self, obs: dict, instruction: str):
         out = self.vla(Observation.from_env(obs, instruction))
-        proprio = (torch.as_tensor(obs['proprio']) - self.vla.proprio_mean) / self.vla.proprio_std
-        parts = [self.token.extract(out.embeddings, out.mask)[0]] if self.use_token else []
-        x = torch.cat([*parts, proprio.float()]).numpy()
-        return x, out.chunk[0].numpy()
+        z_rl = self.token.extract(out.embeddings, out.mask)[0].numpy() if self.use_token else np.zeros(0)
+        return rl_state(z_rl, obs['proprio'], self.norm), out.chunk[0].numpy()
 
 
 def run_episode(env, inputs, learner, cfg, seed, train, warmup, replay=None, human=None, episode_id=0,

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from rlt_core.vla.backbone import Observation
 from rlt_core.vla.small_vla import SmallVLA, SmallVLAConfig
-from rlt_sim.dataset import IMAGE_KEYS, load_demos
+from rlt_sim.dataset import IMAGE_KEYS, decode_png, load_demos
 from rlt_train.cli import parse_config
 from rlt_train.common import setup_torch
 from rlt_train.rollout import evaluate_vla
@@ -93,10 +93,11 @@ def load_frames(demos, episodes, frame_stride: int, chunk_len: int, max_frames: 
     proprio, targets, tasks = [], [], []
     total = 0
     for ep in tqdm(episodes, desc=desc, leave=False):
-        data = demos.episode(ep, [*IMAGE_KEYS.values(), 'observation.state', 'action', 'task_index'])
+        data = demos.episode(ep, [*IMAGE_KEYS.values(), 'observation.state', 'action', 'task_index'],
+                             decode_images=False)
         keep = np.arange(0, len(data['action']), frame_stride)
-        for c in cams:
-            images[c].append(data[IMAGE_KEYS[c]][keep])
+        for c in cams:  # decode only the frames kept
+            images[c].append(np.stack([decode_png(data[IMAGE_KEYS[c]][i]) for i in keep]))
         proprio.append(data['observation.state'][keep])
         targets.append(chunk_targets(data['action'], chunk_len)[keep])
         tasks += [demos.tasks[int(i)] for i in data['task_index'][keep]]
