@@ -1,0 +1,184 @@
+"""The whole sim graph in separate processes: online RL episodes, takeover, learner crash.
+
+One run (short episodes, 1 warmup episode, a tiny learner batch) checks in order: the graph's
+topics close; transitions reach the learner and are persisted; weights reach the actor and its
+version increments; a joystick takeover makes the executed source human with the stored
+reference equal to the executed chunk; after the learner stops, the actor keeps refining on its
+last weights and every command stays within the joint and per-step limits.
+"""
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState, Joy
+from std_msgs.msg import String, UInt64
+from trajectory_msgs.msg import JointTrajectory
+
+from rlt_bringup import embedded, graph
+from rlt_interfaces.msg import ActionChunk, EpisodeEvent, Transition
+
+sys.path.insert(0, str(Path(__file__).parent / 'helpers'))
+from tiny_models import make_tiny_models  # noqa: E402
+
+LOW, HIGH, MAX_DELTA = np.array([-0.06, -0.06, -0.07]), np.array([0.06, 0.06, 0.04]), 0.005
+RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+IGNORED_TOPICS = {'/parameter_events', '/rosout'}
+
+
+def shm_files():
+    return {f for f in os.listdir('/dev/shm') if f.startswith('fastdds')} if os.path.isdir('/dev/shm') else set()
+
+
+@pytest.fixture
+def sim_graph(processes, tmp_path):
+    vla, token = make_tiny_models(tmp_path / 'models')
+    overrides = {
+        'vla_server': {'vla_path': vla, 'token_path': token},
+        'actor': {'vla_path': vla},
+        'arbiter': {'vla_path': vla, 'warmup_episodes': 1},
+        'learner': {'replay_dir': str(tmp_path / 'replay'), 'batch_size': 16, 'min_transitions': 16,
+                    'publish_every': 10, 'hidden': [32, 32]},
+        'sim_robot': {'max_steps': 40},
+        'sim_human': {'rate': 0.0},  # the test is the human here
+    }
+    specs = graph.nodes('sim', overrides)
+    procs = {name: processes.spawn(*argv) for name, argv in
+             embedded.commands(specs, tmp_path / 'overrides.yaml')}
+    return procs, tmp_path
+
+
+def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_node):
+    procs, tmp_path = sim_graph
+    node = test_node.node
+    traj, executed, transitions, versions, events, joints, actor_chunks = [], [], [], [], [], [], []
+    stats, learner_stats = [], []
+    node.create_subscription(JointTrajectory, 'gantry_controller/joint_trajectory', traj.append, 100)
+    node.create_subscription(ActionChunk, 'rlt/executed_chunk', executed.append, RELIABLE)
+    node.create_subscription(ActionChunk, 'rlt/actor_chunk', actor_chunks.append, RELIABLE)
+    node.create_subscription(Transition, 'rlt/transitions', transitions.append, RELIABLE)
+    node.create_subscription(UInt64, 'rlt/actor_version', lambda m: versions.append(m.data), LATCHED)
+    node.create_subscription(JointState, 'joint_states', joints.append, 100)
+    node.create_subscription(String, 'rlt/episode_stats', lambda m: stats.append(json.loads(m.data)), RELIABLE)
+    node.create_subscription(String, 'rlt/learner_stats', lambda m: learner_stats.append(json.loads(m.data)), 10)
+    joy = node.create_publisher(Joy, 'joy', 10)
+
+    def press(buttons=(), axes=None):
+        msg = Joy(buttons=[0] * 8, axes=axes or [0.0] * 8)
+        for b in buttons:
+            msg.buttons[b] = 1
+        msg.header.stamp = node.get_clock().now().to_msg()
+        joy.publish(msg)
+
+    def on_event(msg):  # the operator enters the critical phase at the start of every episode
+        events.append(msg)
+        if msg.event == EpisodeEvent.EPISODE_START:
+            press([5])
+            press([])
+    node.create_subscription(EpisodeEvent, 'episode/events', on_event, RELIABLE)
+
+    def fail(what):
+        out = {name: processes.stop(p)[-3000:] for name, p in procs.items()}
+        return f'{what}\n' + '\n'.join(f'--- {n}\n{o}' for n, o in out.items())
+
+    # 1. Episodes run, transitions reach the learner, weights reach the actor and get newer.
+    assert test_node.spin_until(lambda: len(set(versions)) >= 2 and len(stats) >= 2, timeout=90), \
+        fail(f'versions {versions[-3:]}, episodes {len(stats)}, transitions {len(transitions)}')
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+    assert stats[0]['warmup'] and not stats[1]['warmup']
+    assert any(s['critical_steps'] > 0 and s['transitions'] > 0 for s in stats)
+    assert all(t.critical_phase and t.chunk_length == 10 and t.action_dim == 3 for t in transitions)
+
+    # Topics close: every topic a graph node subscribes has a publisher among the graph's nodes.
+    names = {s.name for s in graph.nodes('sim')}
+    published = {t for n in names for t, _ in node.get_publisher_names_and_types_by_node(n, '/')}
+    for n in names:
+        subscribed = {t for t, _ in node.get_subscriber_names_and_types_by_node(n, '/')} - IGNORED_TOPICS
+        assert subscribed <= published, f'{n} subscribes {sorted(subscribed - published)} that no node publishes'
+
+    # 2. The actor drives in the critical phase once it has weights (after the warmup episode).
+    assert test_node.spin_until(lambda: any(e.source == ActionChunk.SOURCE_ACTOR for e in executed), timeout=30), \
+        fail('no actor chunk executed')
+
+    # 3. Takeover: hold the dead-man (LB) and push z down for a second.
+    n_exec = len(executed)
+    n_trans = len(transitions)
+    for _ in range(20):
+        press([4], axes=[0.0, 0.0, 0.0, 0.0, -0.5, 0.0, 0.0, 0.0])
+        test_node.spin_until(lambda: False, timeout=0.05)
+    press([])
+    human = [e for e in executed[n_exec:] if e.source == ActionChunk.SOURCE_HUMAN]
+    assert human, fail('takeover did not change the executed source')
+    np.testing.assert_allclose(np.frombuffer(human[0].data, np.float32).reshape(10, 3)[0], [0, 0, -0.0025],
+                               atol=1e-6)
+    assert test_node.spin_until(lambda: any(t.intervention for t in transitions[n_trans:]), timeout=20), \
+        fail('no intervention transition')
+    for t in transitions:
+        if t.intervention:
+            assert t.source == ActionChunk.SOURCE_HUMAN
+            np.testing.assert_array_equal(np.asarray(t.reference_chunk), np.asarray(t.executed_chunk))
+
+    # 4. Persisted: every transition the learner received is a record in its replay file.
+    assert test_node.spin_until(lambda: learner_stats and learner_stats[-1]['received'] >= len(transitions) > 0,
+                                timeout=10)
+    layout = json.loads((tmp_path / 'replay' / 'layout.json').read_text())
+    records = (tmp_path / 'replay' / 'transitions.bin').stat().st_size // layout['itemsize']
+    assert records >= learner_stats[-1]['received'] and learner_stats[-1]['updates'] > 0
+
+    # 5. The learner stops (SIGINT: a SIGKILL would leave DDS shared-memory files behind).
+    out = processes.stop(procs['learner'])
+    assert procs['learner'].returncode == 0, out
+    test_node.spin_until(lambda: False, timeout=1.0)  # weights still in flight arrive
+    last_version = versions[-1]
+    n_actor, n_traj = len(actor_chunks), len(traj)
+    assert test_node.spin_until(lambda: len(actor_chunks) >= n_actor + 5 and len(traj) >= n_traj + 5, timeout=30), \
+        fail('the actor stopped after the learner')
+    assert versions[-1] == last_version
+    assert procs['actor'].poll() is None and procs['arbiter'].poll() is None
+
+    # Every command of the run stayed within the joint limits and the per-step limits.
+    for msg in traj:
+        assert list(msg.joint_names) == ['gantry_x', 'gantry_y', 'gantry_z']
+        points = np.array([p.positions for p in msg.points])
+        assert points.shape == (10, 3)
+        assert np.all(points >= LOW - 1e-9) and np.all(points <= HIGH + 1e-9)
+        assert np.all(np.abs(np.diff(points, axis=0)) <= MAX_DELTA + 1e-9)
+
+    # Everything stops cleanly on SIGINT. (Shared-memory files are checked in the runner test: this
+    # process's own participant keeps the nodes' port segments open until the test node closes.)
+    for name, proc in procs.items():
+        out = processes.stop(proc)
+        assert proc.returncode == 0, f'{name} exited with {proc.returncode}:\n{out[-2000:]}'
+
+
+def test_runner_stops_cleanly_on_sigint(processes, tmp_path):
+    """./rlt run: Ctrl-C (SIGINT) stops the graph, writes the summary, leaves no process behind."""
+    vla, token = make_tiny_models(tmp_path / 'models')
+    shm_before = shm_files()
+    runner = processes.spawn(sys.executable, '-m', 'rlt_bringup.embedded', '--episodes', '2', '--output',
+                             str(tmp_path / 'run'), '--vla', vla, '--token', token,
+                             '--set', 'sim_robot.max_steps=20', '--set', 'arbiter.warmup_episodes=1',
+                             '--set', 'sim_human.rate=1.0')
+    lines = []
+    while len(lines) < 200:
+        line = runner.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if 'episode 1/2' in line:
+            break
+    assert any('episode 1/2' in ln for ln in lines), ''.join(lines)
+    os.killpg(runner.pid, signal.SIGINT)
+    runner.wait(timeout=60)
+    rest = runner.stdout.read()
+    assert runner.returncode == 0, ''.join(lines) + rest
+    summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
+    assert summary['episodes'] >= 1 and 'steps_by_source' in summary['per_episode'][0]
+    assert (tmp_path / 'run' / 'learning_curve.png').exists()
+    assert not (shm_files() - shm_before)
