@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,10 +20,8 @@ from std_msgs.msg import String, UInt64
 from trajectory_msgs.msg import JointTrajectory
 
 from rlt_bringup import embedded, graph
+from rlt_bringup.tiny_models import make_tiny_models
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, Transition
-
-sys.path.insert(0, str(Path(__file__).parent / 'helpers'))
-from tiny_models import make_tiny_models  # noqa: E402
 
 LOW, HIGH, MAX_DELTA = np.array([-0.06, -0.06, -0.07]), np.array([0.06, 0.06, 0.04]), 0.005
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)

@@ -1,5 +1,8 @@
 """A tiny untrained SmallVLA and RL token with the real shapes (3 cameras at 96 px, 6-D proprio,
-3-D actions, H = 10), so that graph tests never depend on the trained default models."""
+3-D actions, H = 10): graph tests and the latency benchmark run without the trained default models.
+
+  python -m rlt_bringup.tiny_models DIR      (writes DIR/vla and DIR/rl_token)
+"""
 
 import sys
 from pathlib import Path

@@ -1,0 +1,113 @@
+"""Latency of the node graph: observation stamp -> JointTrajectory publication.
+
+  ./rlt exec python -m rlt_bringup.benchmark_latency [--chunks 200] [--vla DIR --token DIR]
+
+Starts the sim graph (same executables and parameter files as ./rlt run) and measures, for every
+executed chunk, the time from the stamp of the observation it was decided on (the camera /
+joint-state stamp) to the arbiter's publication of the JointTrajectory, through ingestion ->
+vla_server -> (actor) -> arbiter. The operator's phase button is pressed at each episode start so
+that, once the learner has published weights, chunks also go through the actor. Prints the
+median and p90 per source. Without --vla/--token it uses a tiny untrained VLA of the real shapes.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rlt_bringup import embedded, graph
+from rlt_bringup.tiny_models import make_tiny_models
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='benchmark_latency', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--chunks', type=int, default=200, help='executed chunks to measure')
+    parser.add_argument('--vla', default='', help='VLA checkpoint (default: a tiny untrained one)')
+    parser.add_argument('--token', default='', help='RL token (default: a tiny untrained one)')
+    parser.add_argument('--control-hz', type=float, default=20.0,
+                        help='control rate of the sim and arbiter (1/control_hz a multiple of 2 ms)')
+    parser.add_argument('--timeout-s', type=float, default=300.0, help='give up after this long')
+    args = parser.parse_args(argv)
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Joy
+    from trajectory_msgs.msg import JointTrajectory
+
+    from rlt_interfaces.msg import ActionChunk, EpisodeEvent
+
+    tmp = Path(tempfile.mkdtemp(prefix='rlt-latency-'))
+    vla, token = (args.vla, args.token) if args.vla and args.token else make_tiny_models(tmp / 'models')
+    overrides = {
+        'vla_server': {'vla_path': vla, 'token_path': token}, 'actor': {'vla_path': vla},
+        'arbiter': {'vla_path': vla, 'warmup_episodes': 1, 'control_hz': args.control_hz},
+        'learner': {'replay_dir': str(tmp / 'replay'), 'batch_size': 16, 'min_transitions': 16,
+                    'publish_every': 10, 'hidden': [64, 64]},
+        'sim_robot': {'max_steps': 60, 'control_hz': args.control_hz}, 'sim_human': {'rate': 0.0},
+    }
+    env = embedded.ros_environment()
+    procs = {}
+    import os
+    import subprocess
+    os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE',)})
+    (tmp / 'logs').mkdir()
+    for name, cmd in embedded.commands(graph.nodes('sim', overrides), tmp / 'overrides.yaml'):
+        with open(tmp / 'logs' / f'{name}.log', 'w') as log:
+            procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('rlt_latency_benchmark', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    published, decided = [], []
+    reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    node.create_subscription(JointTrajectory, 'gantry_controller/joint_trajectory',
+                             lambda m: published.append(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec), 1000)
+    node.create_subscription(ActionChunk, 'rlt/executed_chunk',
+                             lambda m: decided.append((m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec, m.source)),
+                             reliable)
+    joy = node.create_publisher(Joy, 'joy', 10)
+
+    def on_event(msg):
+        if msg.event == EpisodeEvent.EPISODE_START:
+            for buttons in ([0, 0, 0, 0, 0, 1], [0] * 6):
+                joy.publish(Joy(buttons=buttons, axes=[0.0] * 8))
+    node.create_subscription(EpisodeEvent, 'episode/events', on_event, QoSProfile(depth=100))
+    start = time.monotonic()
+    try:
+        while min(len(published), len(decided)) < args.chunks and time.monotonic() - start < args.timeout_s:
+            executor.spin_once(timeout_sec=0.1)
+            if any(p.poll() is not None for p in procs.values()):
+                print(f'a node exited early; logs in {tmp / "logs"}', file=sys.stderr)
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        embedded.stop(procs)
+    n = min(len(published), len(decided))
+    lat = {'all': [], 'vla': [], 'actor': []}
+    names = {ActionChunk.SOURCE_VLA: 'vla', ActionChunk.SOURCE_ACTOR: 'actor'}
+    for t_pub, (t_obs, source) in zip(published[:n], decided[:n], strict=True):
+        if source in names:
+            ms = 1e3 * (t_pub - t_obs)
+            lat['all'].append(ms)
+            lat[names[source]].append(ms)
+    result = {k: {'chunks': len(v), 'median_ms': float(np.median(v)), 'p90_ms': float(np.percentile(v, 90))}
+              for k, v in lat.items() if v}
+    print(json.dumps({'vla': vla, 'control_hz': args.control_hz, 'latency_obs_to_trajectory': result}, indent=1))
+    for k, r in result.items():
+        print(f'{k:>5}: {r["chunks"]} chunks, median {r["median_ms"]:.1f} ms, p90 {r["p90_ms"]:.1f} ms')
+    return 0 if result else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
