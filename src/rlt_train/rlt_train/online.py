@@ -245,7 +245,8 @@ def train(cfg: RLTTrainConfig) -> dict:
             gamma=cfg.gamma, beta=cfg.beta, ref_dropout=cfg.ref_dropout, actor_lr=cfg.actor_lr,
             critic_lr=cfg.critic_lr, critic_hidden=cfg.hidden, batch_size=cfg.batch_size,
             utd_ratio=cfg.utd_ratio), seed=cfg.seed)
-    replay = ReplayBuffer(inputs.state_dim, cfg.chunk_len, 3, path=out / 'replay')
+    # Flushed to the OS per transition (a crash of this process loses none); fsync'ed every 100.
+    replay = ReplayBuffer(inputs.state_dim, cfg.chunk_len, 3, path=out / 'replay', fsync_every=100)
     human = SimulatedHuman(rate=cfg.intervention_rate, seed=cfg.seed)
 
     # Resume: the learner, counters and evaluation history from the checkpoint; the replay from its log.
