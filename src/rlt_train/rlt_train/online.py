@@ -12,6 +12,10 @@ kept. The run resumes from `output/` after a crash (checkpoint + replay; no tran
 Ablations (`--ablation`, same loop and seeds): beta0, no_reference, c1 (C = 1), no_dropout,
 residual (a bounded residual on the VLA action, proprio only, no token), noise_only (the VLA
 plus the actor's exploration noise, no learning).
+
+Diagnostic, not RLT: `--ablation oracle_offset` replaces z_rl by the simulator's true peg-hole
+offset (mm, plus 0.3 mm noise). It bounds what the RL machinery reaches when the state carries the
+offset precisely; privileged state never enters the actor or critic in any other mode.
 """
 
 import json
@@ -43,6 +47,7 @@ from rlt_train.cli import parse_config
 from rlt_train.common import default_models_dir, setup_torch
 
 ABLATIONS = ('rlt', 'beta0', 'no_reference', 'c1', 'no_dropout', 'residual', 'noise_only')
+DIAGNOSTICS = ('oracle_offset',)
 EVAL_SEED = 1_000_000
 """Evaluation episodes use seeds EVAL_SEED + i, never seen in training."""
 
@@ -81,6 +86,8 @@ class RLTTrainConfig:
     """Fraction of actor-update samples with a zeroed reference."""
     actor_std: float = 0.1
     """Fixed std of the actor's Gaussian (normalised action units)."""
+    target_noise: float = 0.2
+    """Std of the TD3 smoothing noise on a' in the critic target (normalised action units)."""
     actor_lr: float = 3e-4
     """Actor learning rate."""
     critic_lr: float = 3e-4
@@ -105,8 +112,8 @@ class RLTTrainConfig:
     """Torch threads."""
 
     def __post_init__(self):
-        if self.ablation not in ABLATIONS:
-            raise ValueError(f'ablation must be one of {ABLATIONS}, got {self.ablation!r}')
+        if self.ablation not in ABLATIONS + DIAGNOSTICS:
+            raise ValueError(f'ablation must be one of {ABLATIONS + DIAGNOSTICS}, got {self.ablation!r}')
         if self.chunk_len % self.stride:
             raise ValueError('chunk_len must be a multiple of stride')
 
@@ -124,15 +131,21 @@ def apply_ablation(cfg: RLTTrainConfig) -> RLTTrainConfig:
 class FrozenPolicyInputs:
     """The frozen VLA and RL-token encoder: observation -> (x, ref_chunk)."""
 
-    def __init__(self, vla: SmallVLA, token: RLToken, use_token: bool = True):
-        self.vla, self.token, self.use_token = vla, token, use_token
+    def __init__(self, vla: SmallVLA, token: RLToken, use_token: bool = True, oracle: bool = False):
+        self.vla, self.token, self.use_token, self.oracle = vla, token, use_token, oracle
         self.norm = ProprioNormalization(vla.proprio_mean.numpy(), vla.proprio_std.numpy())
-        self.state_dim = (token.config.token_dim if use_token else 0) + self.norm.dim
+        self.state_dim = (2 if oracle else token.config.token_dim if use_token else 0) + self.norm.dim
+        self.rng = np.random.default_rng(0)
 
     @torch.no_grad()
-    def __call__(self, obs: dict, instruction: str):
+    def __call__(self, obs: dict, instruction: str, info: dict):
         out = self.vla(Observation.from_env(obs, instruction))
-        z_rl = self.token.extract(out.embeddings, out.mask)[0].numpy() if self.use_token else np.zeros(0)
+        if self.oracle:  # diagnostic only: the true offset in mm with 0.3 mm noise
+            z_rl = info['peg_hole_offset'] * 1000 + self.rng.normal(0, 0.3, 2)
+        elif self.use_token:
+            z_rl = self.token.extract(out.embeddings, out.mask)[0].numpy()
+        else:
+            z_rl = np.zeros(0)
         return rl_state(z_rl, obs['proprio'], self.norm), out.chunk[0].numpy()
 
 
@@ -157,7 +170,7 @@ def run_episode(env, inputs, learner, cfg, seed, train, warmup, replay=None, hum
             k = C  # the critical phase began mid-chunk: hand over to the actor now
         on_stride = replay is not None and critical and builder.needs_observation()
         if k >= C or on_stride:
-            x, ref_full = inputs(obs, env.instruction)
+            x, ref_full = inputs(obs, env.instruction, info)
             ref = ref_full[:C]
         if k >= C:
             actor_chunk = None
@@ -183,7 +196,7 @@ def run_episode(env, inputs, learner, cfg, seed, train, warmup, replay=None, hum
             new = builder.record(action, reward, step_source, critical, x=x if on_stride else None,
                                  ref=ref if on_stride else None)
             if terminated or truncated:
-                final_x, final_ref = inputs(obs, env.instruction)
+                final_x, final_ref = inputs(obs, env.instruction, info)
                 new += builder.finish(final_x, final_ref[:C], terminated)
             for transition in new:
                 replay.add(transition)
@@ -232,7 +245,8 @@ def train(cfg: RLTTrainConfig) -> dict:
     models = default_models_dir()
     vla = SmallVLA.load(cfg.vla or models / 'vla').freeze()
     token = RLToken.load(cfg.token or models / 'rl_token')
-    inputs = FrozenPolicyInputs(vla, token, use_token=cfg.ablation != 'residual')
+    inputs = FrozenPolicyInputs(vla, token, use_token=cfg.ablation != 'residual',
+                                oracle=cfg.ablation == 'oracle_offset')
     env = PegInsertionEnv(SimConfig(max_steps=cfg.max_steps))
 
     learner = None
@@ -243,6 +257,7 @@ def train(cfg: RLTTrainConfig) -> dict:
                                 residual=cfg.residual_scale if cfg.ablation == 'residual' else 0.0)
         learner = RLTLearner(actor_cfg, TD3Config(
             gamma=cfg.gamma, beta=cfg.beta, ref_dropout=cfg.ref_dropout, actor_lr=cfg.actor_lr,
+            target_noise=cfg.target_noise, noise_clip=2.5 * cfg.target_noise,
             critic_lr=cfg.critic_lr, critic_hidden=cfg.hidden, batch_size=cfg.batch_size,
             utd_ratio=cfg.utd_ratio), seed=cfg.seed)
     # Flushed to the OS per transition (a crash of this process loses none); fsync'ed every 100.
