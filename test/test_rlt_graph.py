@@ -154,8 +154,10 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
         assert proc.returncode == 0, f'{name} exited with {proc.returncode}:\n{out[-2000:]}'
 
 
-def test_runner_stops_cleanly_on_sigint(processes, tmp_path):
-    """./rlt run: Ctrl-C (SIGINT) stops the graph, writes the summary, leaves no process behind."""
+@pytest.mark.parametrize('how', ['ctrl-c', 'sigterm'])
+def test_runner_stops_cleanly_on_sigint(processes, tmp_path, how):
+    """./rlt run: Ctrl-C (SIGINT to the group) or a SIGTERM to the runner alone (`kill`, `timeout`) stops the
+    graph, writes the summary, leaves no process behind."""
     vla, token = make_tiny_models(tmp_path / 'models')
     shm_before = shm_files()
     runner = processes.spawn(sys.executable, '-m', 'rlt_bringup.embedded', '--episodes', '2', '--output',
@@ -171,7 +173,10 @@ def test_runner_stops_cleanly_on_sigint(processes, tmp_path):
         if 'episode 1/2' in line:
             break
     assert any('episode 1/2' in ln for ln in lines), ''.join(lines)
-    os.killpg(runner.pid, signal.SIGINT)
+    if how == 'ctrl-c':
+        os.killpg(runner.pid, signal.SIGINT)
+    else:
+        os.kill(runner.pid, signal.SIGTERM)
     runner.wait(timeout=60)
     rest = runner.stdout.read()
     assert runner.returncode == 0, ''.join(lines) + rest

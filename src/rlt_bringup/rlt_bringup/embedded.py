@@ -160,6 +160,10 @@ def plot(episodes: list, path: Path):
     plt.close(fig)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='./rlt run', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,6 +175,7 @@ def main(argv=None):
                         help='override one node parameter (repeatable), e.g. arbiter.warmup_episodes=5')
     parser.add_argument('--timeout-min', type=float, default=0.0, help='stop after this many minutes (0: never)')
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`timeout` stop the graph as cleanly as Ctrl-C
 
     out = Path(args.output or f'runs/{datetime.now():%Y%m%d-%H%M%S}').resolve()
     (out / 'logs').mkdir(parents=True, exist_ok=True)
