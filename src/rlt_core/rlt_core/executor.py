@@ -216,7 +216,7 @@ class ChunkArbiter:
             if self.human_action is not None:
                 self.set_human(None, now)
             if not self.chunk_active and self.decide_after is None:
-                self.decide_after = int(stamp_ns)
+                self.decide_after = int(stamp_ns)  # the next chunk is decided on this, the newest observation
         self._progress(now)
 
     def _consume(self, step: _Step):
@@ -226,8 +226,6 @@ class ChunkArbiter:
             self.target = self.chunk.points[self.k].copy()
             self.k += 1
             self.stats.steps_by_source[SOURCE_NAMES[step.source]] += 1
-            if not self.chunk_active and self.decide_after is None:
-                self.decide_after = step.stamp
         else:
             step.action, step.source = np.zeros(self.limits.action_dim, np.float32), self.last_source
             self.stats.steps_by_source['hold'] += 1

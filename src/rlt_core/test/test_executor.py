@@ -155,3 +155,20 @@ def test_episode_end_in_either_order(order):
         robot.collect()
     assert robot.finished and robot.finished[0].steps == 7
     assert sum(t.rewards.sum() for t in robot.transitions) >= 1.0
+
+
+def test_next_chunk_is_decided_on_the_observation_where_the_previous_one_runs_out():
+    arb = make()
+    arb.start_episode(0)
+    ref = np.full((C, A), 0.001, np.float32)
+    arb.observe(1000, np.zeros(A), now=0.0)
+    arb.add_inputs(1000, np.zeros(5), ref, now=0.0)
+    first = arb.take()[0]
+    assert [c.stamp_ns for c in first] == [1000]
+    for t in range(2, C + 2):  # the robot executes the chunk; the VLA answers each observation late
+        arb.observe(t * 1000, first[0].points[t - 2], now=t * 0.05)
+        assert not arb.take()[0], 'no new chunk while one is in force or before the newest inputs'
+        arb.add_inputs(t * 1000, np.zeros(5), ref, now=t * 0.05 + 0.02)
+    # o_{C+1} arrived with the chunk exhausted: the new chunk waits for o_{C+1}'s inputs, not o_C's.
+    (second,), _, _ = arb.take()
+    assert second.stamp_ns == (C + 1) * 1000
