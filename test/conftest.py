@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +39,21 @@ class Processes:
 
     def python(self, script, *args) -> subprocess.Popen:
         return self.spawn(sys.executable, '-u', str(script), *args)
+
+    @staticmethod
+    def read_until(proc, text, timeout=120.0) -> str:
+        """The process's output up to the first line containing `text`, or what came before a timeout or exit."""
+        lines, done = [], threading.Event()
+
+        def reader():
+            for line in proc.stdout:
+                lines.append(line)
+                if text in line:
+                    break
+            done.set()
+        threading.Thread(target=reader, daemon=True).start()
+        done.wait(timeout)
+        return ''.join(lines)
 
     def stop(self, proc, timeout=10.0) -> str:
         """SIGINT, then SIGKILL after `timeout`; returns the process's output."""

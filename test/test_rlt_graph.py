@@ -164,22 +164,15 @@ def test_runner_stops_cleanly_on_sigint(processes, tmp_path, how):
                              str(tmp_path / 'run'), '--vla', vla, '--token', token,
                              '--set', 'sim_robot.max_steps=20', '--set', 'arbiter.warmup_episodes=1',
                              '--set', 'sim_human.rate=1.0')
-    lines = []
-    while len(lines) < 200:
-        line = runner.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if 'episode 1/2' in line:
-            break
-    assert any('episode 1/2' in ln for ln in lines), ''.join(lines)
+    before = processes.read_until(runner, 'episode 1/2', timeout=240)
+    assert 'episode 1/2' in before, before
     if how == 'ctrl-c':
         os.killpg(runner.pid, signal.SIGINT)
     else:
         os.kill(runner.pid, signal.SIGTERM)
     runner.wait(timeout=60)
     rest = runner.stdout.read()
-    assert runner.returncode == 0, ''.join(lines) + rest
+    assert runner.returncode == 0, before + rest
     summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
     assert summary['episodes'] >= 1 and 'steps_by_source' in summary['per_episode'][0]
     assert (tmp_path / 'run' / 'learning_curve.png').exists()

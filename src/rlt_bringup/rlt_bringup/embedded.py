@@ -25,6 +25,9 @@ import yaml
 
 from rlt_bringup import graph
 
+STATS_GRACE_S = 10.0
+"""After the last episode ends, how long to wait for the arbiter's statistics of it."""
+
 
 def executable(package: str, name: str) -> str:
     """<prefix>/lib/<package>/<name> from the ament prefixes (the colcon install space)."""
@@ -92,8 +95,8 @@ class Monitor:
     def __init__(self):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from std_msgs.msg import String
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from std_msgs.msg import String, UInt64
         self.rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -101,10 +104,18 @@ class Monitor:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.episodes, self.learner = [], {}
-        self.node.create_subscription(String, 'rlt/episode_stats', lambda m: self.episodes.append(json.loads(m.data)),
+        self.ended, self.last_stats = 0, time.monotonic()
+        self.node.create_subscription(String, 'rlt/episode_stats', self.on_stats,
                                       QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.node.create_subscription(UInt64, 'rlt/episode_count', lambda m: setattr(self, 'ended', m.data),
+                                      QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                                 durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.node.create_subscription(String, 'rlt/learner_stats',
                                       lambda m: self.learner.update(json.loads(m.data)), 10)
+
+    def on_stats(self, msg):
+        self.episodes.append(json.loads(msg.data))
+        self.last_stats = time.monotonic()
 
     def spin(self, seconds: float):
         deadline = time.monotonic() + seconds
@@ -195,13 +206,13 @@ def main(argv=None):
     monitor = None
     interrupted = False
     try:
+        monitor = Monitor()  # before the graph, so that it is discovered before the first episode
         for name, argv_ in commands(specs, out / 'params' / 'overrides.yaml'):
             log = open(out / 'logs' / f'{name}.log', 'w')  # noqa: SIM115 - closed in finally
             logs.append(log)
             procs[name] = subprocess.Popen(argv_, env=env, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True)
         print(f'rlt: {len(procs)} nodes started ({", ".join(procs)}); logs in {out / "logs"}', flush=True)
-        monitor = Monitor()
         seen = 0
         while len(monitor.episodes) < args.episodes:
             monitor.spin(0.5)
@@ -211,6 +222,10 @@ def main(argv=None):
                 break
             if args.timeout_min and time.monotonic() - start > 60 * args.timeout_min:
                 print('rlt: time limit reached', file=sys.stderr)
+                break
+            if monitor.ended >= args.episodes and time.monotonic() - monitor.last_stats > STATS_GRACE_S:
+                print(f'rlt: the simulator ended {monitor.ended} episodes but the arbiter reported '
+                      f'{len(monitor.episodes)}; see {out / "logs"}', file=sys.stderr)
                 break
             while seen < len(monitor.episodes):
                 e = monitor.episodes[seen]
