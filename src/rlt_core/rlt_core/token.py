@@ -6,7 +6,9 @@
   head h_phi      linear, predicts z̄_1..z̄_M
   L_ro            sum_i || h(d([z_rl, z̄_{1:i-1}]))_i - z̄_i ||^2, over valid tokens
 
-After training the decoder is dropped and the encoder frozen; `extract` maps embeddings to z_rl.
+After training the decoder is dropped and the encoder frozen; `extract` maps embeddings to z_rl,
+standardised per dimension with statistics of the training frames (`set_statistics`): the raw
+readout varies little around large means, and the actor and critic learn faster from unit-scale inputs.
 """
 
 import json
@@ -49,12 +51,14 @@ class RLTokenEncoder(nn.Module):
         self.pos = nn.Parameter(torch.randn(1, cfg.max_tokens + 1, cfg.d_model) * 0.02)
         self.transformer = _transformer(cfg, cfg.encoder_layers)
         self.out = nn.Sequential(nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, cfg.token_dim))
+        self.register_buffer('z_mean', torch.zeros(cfg.token_dim))
+        self.register_buffer('z_std', torch.ones(cfg.token_dim))
 
     def forward(self, z, mask):
         b, m, _ = z.shape
         h = torch.cat([self.in_proj(z), self.e_rl.expand(b, -1, -1)], dim=1) + self.pos[:, :m + 1]
         pad = torch.cat([~mask, torch.zeros(b, 1, dtype=torch.bool)], dim=1)
-        return self.out(self.transformer(h, src_key_padding_mask=pad)[:, m])
+        return (self.out(self.transformer(h, src_key_padding_mask=pad)[:, m]) - self.z_mean) / self.z_std
 
 
 class RLTokenDecoder(nn.Module):
@@ -94,6 +98,12 @@ class RLToken(nn.Module):
         """z_rl for a batch of embeddings (the encoder only)."""
         return self.encoder(z, mask)
 
+    @torch.no_grad()
+    def set_statistics(self, z_rl_raw: torch.Tensor) -> None:
+        """Standardise z_rl from now on with the mean and std of these unstandardised readouts (N, token_dim)."""
+        self.encoder.z_mean.copy_(z_rl_raw.mean(0))
+        self.encoder.z_std.copy_(z_rl_raw.std(0).clamp(min=1e-6))
+
     def save(self, directory, with_decoder: bool = False) -> None:
         """Save the (frozen) encoder, and the decoder too while training."""
         directory = Path(directory)
@@ -111,7 +121,8 @@ class RLToken(nn.Module):
         model = cls(RLTokenConfig(**json.loads((directory / 'rl_token.json').read_text())))
         state = load_file(directory / 'rl_token.safetensors')
         model.load_state_dict(state, strict=False)
-        missing = [k for k in model.encoder.state_dict() if 'encoder.' + k not in state]
+        missing = [k for k in model.encoder.state_dict()
+                   if 'encoder.' + k not in state and k not in ('z_mean', 'z_std')]  # older tokens: unstandardised
         if missing:
             raise ValueError(f'RL token checkpoint lacks encoder weights: {missing[:3]}')
         return model.eval()

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from rlt_core.token import RLToken, RLTokenConfig
 from rlt_core.vla.backbone import Observation
@@ -53,6 +54,26 @@ def test_reconstruction_trains_and_checkpoint_keeps_the_encoder_only(tmp_path):
     torch.testing.assert_close(loaded.extract(z, mask), token.extract(z, mask))
     with pytest.raises(FileNotFoundError):
         RLToken.load(tmp_path / 'missing')
+
+
+def test_statistics_standardise_z_rl_and_travel_with_the_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    token = RLToken(RLTokenConfig(embed_dim=16, max_tokens=10, token_dim=8, d_model=32))
+    z, mask = torch.randn(200, 10, 16), torch.ones(200, 10, dtype=torch.bool)
+    raw = token.extract(z, mask)
+    token.set_statistics(raw)
+    x = token.extract(z, mask)
+    torch.testing.assert_close(x, (raw - raw.mean(0)) / raw.std(0))
+    torch.testing.assert_close(x.mean(0), torch.zeros(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x.std(0), torch.ones(8))
+    token.save(tmp_path / 'new')
+    torch.testing.assert_close(RLToken.load(tmp_path / 'new').extract(z, mask), x)
+    # A checkpoint written before the statistics existed loads unstandardised.
+    token.save(tmp_path / 'old')
+    state = {k: v for k, v in load_file(tmp_path / 'old' / 'rl_token.safetensors').items() if 'z_mean' not in k
+             and 'z_std' not in k}
+    save_file(state, tmp_path / 'old' / 'rl_token.safetensors')
+    torch.testing.assert_close(RLToken.load(tmp_path / 'old').extract(z, mask), raw)
 
 
 def test_token_trains_on_tiny_pi0_embeddings():

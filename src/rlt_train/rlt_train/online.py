@@ -14,7 +14,7 @@ residual (a bounded residual on the VLA action, proprio only, no token), noise_o
 plus the actor's exploration noise, no learning).
 
 Diagnostic, not RLT: `--ablation oracle_offset` replaces z_rl by the simulator's true peg-hole
-offset (mm, plus 0.3 mm noise). It bounds what the RL machinery reaches when the state carries the
+offset (mm, plus `oracle_noise_mm` of noise). It bounds what the RL machinery reaches when the state carries the
 offset precisely; privileged state never enters the actor or critic in any other mode.
 """
 
@@ -110,6 +110,8 @@ class RLTTrainConfig:
     """Control steps per episode (a jammed peg stays jammed; 120 leaves ~80 steps at the hole)."""
     threads: int = 1
     """Torch threads."""
+    oracle_noise_mm: float = 0.3
+    """Diagnostic oracle_offset only: std of the Gaussian noise on the true offset, mm."""
 
     def __post_init__(self):
         if self.ablation not in ABLATIONS + DIAGNOSTICS:
@@ -131,8 +133,10 @@ def apply_ablation(cfg: RLTTrainConfig) -> RLTTrainConfig:
 class FrozenPolicyInputs:
     """The frozen VLA and RL-token encoder: observation -> (x, ref_chunk)."""
 
-    def __init__(self, vla: SmallVLA, token: RLToken, use_token: bool = True, oracle: bool = False):
+    def __init__(self, vla: SmallVLA, token: RLToken, use_token: bool = True, oracle: bool = False,
+                 oracle_noise_mm: float = 0.3):
         self.vla, self.token, self.use_token, self.oracle = vla, token, use_token, oracle
+        self.oracle_noise_mm = oracle_noise_mm
         self.norm = ProprioNormalization(vla.proprio_mean.numpy(), vla.proprio_std.numpy())
         self.state_dim = (2 if oracle else token.config.token_dim if use_token else 0) + self.norm.dim
         self.rng = np.random.default_rng(0)
@@ -140,8 +144,8 @@ class FrozenPolicyInputs:
     @torch.no_grad()
     def __call__(self, obs: dict, instruction: str, info: dict):
         out = self.vla(Observation.from_env(obs, instruction))
-        if self.oracle:  # diagnostic only: the true offset in mm with 0.3 mm noise
-            z_rl = info['peg_hole_offset'] * 1000 + self.rng.normal(0, 0.3, 2)
+        if self.oracle:  # diagnostic only: the true offset in mm, with noise
+            z_rl = info['peg_hole_offset'] * 1000 + self.rng.normal(0, self.oracle_noise_mm, 2)
         elif self.use_token:
             z_rl = self.token.extract(out.embeddings, out.mask)[0].numpy()
         else:
@@ -246,7 +250,7 @@ def train(cfg: RLTTrainConfig) -> dict:
     vla = SmallVLA.load(cfg.vla or models / 'vla').freeze()
     token = RLToken.load(cfg.token or models / 'rl_token')
     inputs = FrozenPolicyInputs(vla, token, use_token=cfg.ablation != 'residual',
-                                oracle=cfg.ablation == 'oracle_offset')
+                                oracle=cfg.ablation == 'oracle_offset', oracle_noise_mm=cfg.oracle_noise_mm)
     env = PegInsertionEnv(SimConfig(max_steps=cfg.max_steps))
 
     learner = None

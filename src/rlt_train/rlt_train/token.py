@@ -9,6 +9,7 @@ evidence that the token carries the task: held-out reconstruction error against 
 mean-embedding baseline, and probes from z_rl alone to the privileged peg-hole offset.
 """
 
+import hashlib
 import json
 import shlex
 import sys
@@ -65,6 +66,8 @@ class TokenTrainConfig:
     """Seed of initialisation, batch order and the episode split."""
     threads: int = 2
     """Torch threads."""
+    cache_dir: str = ''
+    """Folder to keep the frozen VLA's embeddings in between runs (alpha = 0 only; '': do not cache)."""
 
 
 @torch.no_grad()
@@ -78,6 +81,28 @@ def embed(vla: SmallVLA, frames: dict, batch_size: int = 128) -> tuple[torch.Ten
         zs.append(out.embeddings.half())
         masks.append(out.mask)
     return torch.cat(zs), torch.cat(masks)
+
+
+def cached_embeddings(cfg: TokenTrainConfig, vla: SmallVLA, train_frames: dict, val_frames: dict) -> tuple:
+    """(z_train, m_train, z_val, m_val) of the frozen VLA, from `cfg.cache_dir` when computed before.
+
+    The key covers the VLA's weights, the dataset and the frame selection, so a stale cache is never read.
+    """
+    key = hashlib.sha256(Path(cfg.vla, 'model.safetensors').read_bytes())
+    key.update(json.dumps([str(Path(cfg.demos).resolve()), cfg.frame_stride, cfg.max_frames, cfg.val_episodes,
+                           cfg.seed, len(train_frames['tasks']), len(val_frames['tasks'])]).encode())
+    path = Path(cfg.cache_dir or '.', f'embeddings-{key.hexdigest()[:16]}.pt')
+    if cfg.cache_dir and path.exists():
+        print(f'embeddings from {path}')
+        cached = torch.load(path)
+        return cached['z_train'], cached['m_train'], cached['z_val'], cached['m_val']
+    (z_val, m_val), (z_train, m_train) = embed(vla, val_frames), embed(vla, train_frames)
+    if cfg.cache_dir:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix('.tmp')
+        torch.save({'z_train': z_train, 'm_train': m_train, 'z_val': z_val, 'm_val': m_val}, tmp)
+        tmp.replace(path)
+    return z_train, m_train, z_val, m_val
 
 
 def privileged(demos, episodes, stride: int, max_frames: int) -> dict:
@@ -96,19 +121,29 @@ def privileged(demos, episodes, stride: int, max_frames: int) -> dict:
             'episode': np.concatenate(episode_ids)}
 
 
-def probe_report(z_train, y_train, z_val, y_val, critical_val, seed=0) -> dict:
-    """Linear (ridge) and 2-layer MLP probes z_rl -> xy offset: R^2 overall, RMSE (mm) in the critical phase."""
+def ridge(x_train, y_train, x_val, l2=1e-2):
+    """Linear least-squares probe on standardised inputs; predictions for x_val."""
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    xt = np.hstack([(x_train - mean) / std, np.ones((len(x_train), 1))])
+    w = np.linalg.solve(xt.T @ xt + l2 * np.eye(xt.shape[1]), xt.T @ y_train)
+    return np.hstack([(x_val - mean) / std, np.ones((len(x_val), 1))]) @ w
+
+
+def probe_report(z_train, y_train, z_val, y_val, critical_val, seed=0, critical_train=None) -> dict:
+    """Probes z_rl -> xy offset on held-out episodes: R^2 overall and RMSE (mm) in the critical phase.
+
+    `linear` and `mlp` (2 layers) are fit on whole episodes; `linear_critical` on the training
+    episodes' critical-phase frames only, the states the actor and critic see.
+    """
     def scores(pred):
         resid = ((pred - y_val) ** 2).sum(0)
         r2 = 1.0 - resid.sum() / ((y_val - y_val.mean(0)) ** 2).sum()
         crit = np.sqrt(((pred[critical_val] - y_val[critical_val]) ** 2).sum(1).mean()) * 1000
         return {'r2': float(r2), 'rmse_critical_mm': float(crit)}
 
+    linear = scores(ridge(z_train, y_train, z_val))
     x_mean, x_std = z_train.mean(0), z_train.std(0) + 1e-6
     xt, xv = (z_train - x_mean) / x_std, (z_val - x_mean) / x_std
-    xt1 = np.hstack([xt, np.ones((len(xt), 1))])
-    w = np.linalg.solve(xt1.T @ xt1 + 1e-2 * np.eye(xt1.shape[1]), xt1.T @ y_train)
-    linear = scores(np.hstack([xv, np.ones((len(xv), 1))]) @ w)
 
     torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(xt.shape[1], 256), torch.nn.ReLU(), torch.nn.Linear(256, 2))
@@ -122,7 +157,12 @@ def probe_report(z_train, y_train, z_val, y_val, critical_val, seed=0) -> dict:
         opt.step()
     with torch.no_grad():
         mlp = scores(net(torch.tensor(xv, dtype=torch.float32)).numpy() / 1000)
-    return {'linear': linear, 'mlp': mlp}
+    report = {'linear': linear, 'mlp': mlp}
+    if critical_train is not None and critical_train.any() and critical_val.any():
+        pred = ridge(z_train[critical_train], y_train[critical_train], z_val[critical_val], l2=1e-1)
+        report['linear_critical'] = {'rmse_critical_mm': float(
+            np.sqrt(((pred - y_val[critical_val]) ** 2).sum(1).mean()) * 1000)}
+    return report
 
 
 def train(cfg: TokenTrainConfig) -> dict:
@@ -142,8 +182,10 @@ def train(cfg: TokenTrainConfig) -> dict:
     train_priv = privileged(demos, train_eps, cfg.frame_stride, cfg.max_frames)
     val_priv = privileged(demos, val_eps, cfg.frame_stride, 10**9)
 
-    z_val, m_val = embed(vla, val_frames)
-    z_train, m_train = (embed(vla, train_frames) if cfg.alpha == 0 else (None, None))
+    if cfg.alpha == 0:
+        z_train, m_train, z_val, m_val = cached_embeddings(cfg, vla, train_frames, val_frames)
+    else:
+        (z_val, m_val), z_train, m_train = embed(vla, val_frames), None, None
     m = z_val.shape[1]
     token = RLToken(RLTokenConfig(embed_dim=vla.token_dim, max_tokens=m, token_dim=cfg.token_dim,
                                   d_model=cfg.d_model, encoder_layers=cfg.encoder_layers,
@@ -190,13 +232,14 @@ def train(cfg: TokenTrainConfig) -> dict:
                               for i in range(0, len(z_train), 512)]).numpy()
         zr_val = torch.cat([token.extract(z_val[i:i + 512].float(), m_val[i:i + 512])
                             for i in range(0, len(z_val), 512)]).numpy()
+    token.set_statistics(torch.from_numpy(zr_train))  # z_rl is standardised from here on (probes are invariant)
     report = {
         'config': asdict(cfg), 'command': 'python -m rlt_train.token ' + shlex.join(sys.argv[1:]),
         'train_frames': n_train, 'val_frames': len(val_frames['tasks']), 'train_minutes': (time.time() - start) / 60,
         'reconstruction': {'val_error': float(err.mean()), 'mean_embedding_baseline': float(baseline.mean()),
                            'ratio': float(err.mean() / baseline.mean())},
         'probe_offset': probe_report(zr_train, train_priv['offset'], zr_val, val_priv['offset'],
-                                     val_priv['critical'], cfg.seed),
+                                     val_priv['critical'], cfg.seed, critical_train=train_priv['critical']),
     }
     token.save(out)
     writer.close()
