@@ -11,6 +11,7 @@ mean-embedding baseline, and probes from z_rl alone to the privileged peg-hole o
 
 import hashlib
 import json
+import math
 import shlex
 import sys
 import time
@@ -148,13 +149,16 @@ def probe_report(z_train, y_train, z_val, y_val, critical_val, seed=0, critical_
     torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(xt.shape[1], 256), torch.nn.ReLU(), torch.nn.Linear(256, 2))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
+    steps = 10_000
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
     xt_t, yt_t = torch.tensor(xt, dtype=torch.float32), torch.tensor(y_train * 1000, dtype=torch.float32)
-    for _ in range(3000):
-        idx = torch.randint(len(xt_t), (256,))
+    for _ in range(steps):
+        idx = torch.randint(len(xt_t), (512,))
         loss = torch.nn.functional.mse_loss(net(xt_t[idx]), yt_t[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
+        schedule.step()
     with torch.no_grad():
         mlp = scores(net(torch.tensor(xv, dtype=torch.float32)).numpy() / 1000)
     report = {'linear': linear, 'mlp': mlp}

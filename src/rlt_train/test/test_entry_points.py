@@ -23,7 +23,7 @@ def models(demos, tmp_path_factory):
               '--eval-episodes', '1', '--threads', '1'])
     token.main(['--vla', str(root / 'vla'), '--demos', str(demos), '--output', str(root / 'rl_token'),
                 '--steps', '4', '--batch-size', '8', '--val-episodes', '1', '--token-dim', '8', '--d-model', '16',
-                '--threads', '1'])
+                '--threads', '1', '--cache-dir', str(root / 'cache')])
     return root
 
 
@@ -33,8 +33,16 @@ def test_vla_and_token_entry_points_write_checkpoints_and_reports(models):
     assert (models / 'vla' / 'model.safetensors').exists()
     token_report = json.loads((models / 'rl_token' / 'report.json').read_text())
     assert token_report['reconstruction']['ratio'] > 0
-    assert set(token_report['probe_offset']) == {'linear', 'mlp'}
+    assert {'linear', 'mlp'} <= set(token_report['probe_offset'])
     assert (models / 'rl_token' / 'rl_token.safetensors').exists()
+
+
+def test_token_training_reads_the_frozen_vlas_embeddings_from_its_cache(models, demos, tmp_path, capsys):
+    assert len(list((models / 'cache').glob('embeddings-*.pt'))) == 1
+    token.main(['--vla', str(models / 'vla'), '--demos', str(demos), '--output', str(tmp_path), '--steps', '2',
+                '--batch-size', '8', '--val-episodes', '1', '--token-dim', '8', '--d-model', '16', '--threads', '1',
+                '--cache-dir', str(models / 'cache')])
+    assert 'embeddings from' in capsys.readouterr().out
 
 
 def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path):
