@@ -9,6 +9,7 @@ the measured updates/s and their ratio (medians over repeats).
 """
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from rlt_core.actor import ActorConfig
 from rlt_core.replay import ReplayBuffer, Transition
 from rlt_core.td3 import RLTLearner, TD3Config
+from rlt_train.common import default_models_dir
 
 
 def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
@@ -50,11 +52,16 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--updates', type=int, default=1000, help='timed updates per repeat')
     p.add_argument('--repeats', type=int, default=3)
-    p.add_argument('--state-dim', type=int, default=70, help='token (64) + proprio (6)')
+    p.add_argument('--state-dim', type=int, default=0,
+                   help="dimension of x (0: the committed models' token_dim + proprio_dim)")
     p.add_argument('--chunk-len', type=int, default=10)
     p.add_argument('--batch-size', type=int, default=256)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.state_dim <= 0:
+        models = default_models_dir()
+        args.state_dim = (json.loads((models / 'rl_token' / 'rl_token.json').read_text())['token_dim']
+                          + json.loads((models / 'vla' / 'config.json').read_text())['proprio_dim'])
 
     cfg = ActorConfig(state_dim=args.state_dim, chunk_len=args.chunk_len, action_dim=3)
     td3 = TD3Config(batch_size=args.batch_size)
@@ -86,7 +93,8 @@ def main(argv=None):
                          td3.critic_updates_per_actor)
     limit = peak * 1e9 / flops
     measured = float(np.median(rates))
-    print(f'threads {args.threads}, batch {args.batch_size}, MLPs {td3.critic_hidden}, chunk {args.chunk_len}x3')
+    print(f'threads {args.threads}, batch {args.batch_size}, state {args.state_dim}, MLPs {td3.critic_hidden}, '
+          f'chunk {args.chunk_len}x3')
     print(f'matmul peak            {peak:8.1f} GFLOP/s (1024x1024 float32, median)')
     print(f'FLOPs per update       {flops / 1e9:8.3f} GFLOP (incl. sampling-free network math only)')
     print(f'limit                  {limit:8.1f} updates/s')
