@@ -57,7 +57,7 @@ class RLTokenEncoder(nn.Module):
     def forward(self, z, mask):
         b, m, _ = z.shape
         h = torch.cat([self.in_proj(z), self.e_rl.expand(b, -1, -1)], dim=1) + self.pos[:, :m + 1]
-        pad = torch.cat([~mask, torch.zeros(b, 1, dtype=torch.bool)], dim=1)
+        pad = torch.cat([~mask, torch.zeros(b, 1, dtype=torch.bool, device=mask.device)], dim=1)
         return (self.out(self.transformer(h, src_key_padding_mask=pad)[:, m]) - self.z_mean) / self.z_std
 
 
@@ -75,7 +75,7 @@ class RLTokenDecoder(nn.Module):
     def forward(self, z_rl, z_bar):
         m = z_bar.shape[1]
         h = torch.cat([self.token_in(z_rl)[:, None], self.embed_in(z_bar[:, :-1])], dim=1) + self.pos[:, :m]
-        causal = nn.Transformer.generate_square_subsequent_mask(m)
+        causal = nn.Transformer.generate_square_subsequent_mask(m, device=h.device)
         return self.head(self.transformer(h, mask=causal, is_causal=True))
 
 

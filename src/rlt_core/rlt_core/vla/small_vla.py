@@ -85,8 +85,8 @@ class CoordConvStem(nn.Module):
     def forward(self, images):
         x = images.permute(0, 3, 1, 2).float() / 255.0
         b, _, h, w = x.shape
-        ys = torch.linspace(-1, 1, h).view(1, 1, h, 1).expand(b, 1, h, w)
-        xs = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(b, 1, h, w)
+        ys = torch.linspace(-1, 1, h, device=x.device).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.linspace(-1, 1, w, device=x.device).view(1, 1, 1, w).expand(b, 1, h, w)
         feats = self.net(torch.cat([x, xs, ys], dim=1))
         return self.proj(feats.flatten(2).transpose(1, 2))
 
@@ -125,13 +125,13 @@ class SmallVLA(VLABackbone):
         images = torch.cat([obs.images[name] for name in c.camera_names])  # (n_cam * B, H, W, 3)
         vision = self.stem(images).view(len(c.camera_names), b, -1, c.d_model)
         vision = (vision + self.camera_embed[:, None] + self.pos_embed[None]).transpose(0, 1).flatten(1, 2)
-        ids = self.tokenize(obs.instruction)
+        ids = self.tokenize(obs.instruction).to(self.word_pos.device)
         words = self.word_embed(ids) + self.word_pos
         proprio = self.proprio_proj((obs.proprio - self.proprio_mean) / self.proprio_std)[:, None]
         queries = self.action_queries.expand(b, -1, -1)
         tokens = torch.cat([vision, words, proprio, queries], dim=1)
-        pad = torch.cat([torch.zeros(b, vision.shape[1], dtype=torch.bool), ids == 0,
-                         torch.zeros(b, 1 + c.chunk_len, dtype=torch.bool)], dim=1)
+        pad = torch.cat([torch.zeros(b, vision.shape[1], dtype=torch.bool, device=ids.device), ids == 0,
+                         torch.zeros(b, 1 + c.chunk_len, dtype=torch.bool, device=ids.device)], dim=1)
         out = self.final_norm(self.transformer(tokens, src_key_padding_mask=pad))
         m = tokens.shape[1] - c.chunk_len
         return out[:, :m], ~pad[:, :m], out[:, m:]

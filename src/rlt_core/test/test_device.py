@@ -1,0 +1,22 @@
+"""The VLA and the RL token run on whatever device they are moved to (`device:=cuda` on a workstation).
+
+The `meta` device stands in for a GPU: an operation mixing a tensor built on the CPU with the
+model's tensors raises there just as it would on CUDA.
+"""
+
+import torch
+
+from rlt_core.token import RLToken, RLTokenConfig
+from rlt_core.vla.backbone import Observation
+from rlt_core.vla.small_vla import SmallVLA, SmallVLAConfig
+
+
+def test_vla_and_token_keep_every_tensor_on_the_models_device():
+    vla = SmallVLA(SmallVLAConfig(d_model=32, n_layers=1, stem_channels=(8, 16, 32, 64))).to('meta')
+    images = {name: torch.zeros(2, 96, 96, 3, dtype=torch.uint8, device='meta') for name in vla.config.camera_names}
+    out = vla(Observation(images=images, proprio=torch.zeros(2, 6, device='meta'), instruction=['insert the peg'] * 2))
+    assert out.embeddings.device.type == 'meta' and out.chunk.shape == (2, 10, 3)
+    token = RLToken(RLTokenConfig(embed_dim=32, max_tokens=out.embeddings.shape[1], token_dim=8, d_model=16))
+    token = token.to('meta')
+    assert token.extract(out.embeddings, out.mask).shape == (2, 8)
+    assert token.reconstruction_loss(out.embeddings, out.mask).device.type == 'meta'
