@@ -91,7 +91,7 @@ class TwinCritic(nn.Module):
 
 def chunked_td_target(rewards, n_steps, done, next_q, gamma: float):
     """Q_hat = sum_{k<n} gamma^k r_k + (1 - done) gamma^n next_q; rewards (B, C) zero-padded."""
-    discounts = gamma ** torch.arange(rewards.shape[1], dtype=rewards.dtype)
+    discounts = gamma ** torch.arange(rewards.shape[1], dtype=rewards.dtype, device=rewards.device)
     return (rewards * discounts).sum(1) + (1.0 - done) * gamma ** n_steps * next_q
 
 
@@ -111,13 +111,15 @@ def _adam(params, lr):
 class RLTLearner:
     """What learns: twin critics, targets, optimisers and `update()`; the `Actor` is what acts."""
 
-    def __init__(self, actor_config: ActorConfig, config: TD3Config | None = None, seed: int = 0):
+    def __init__(self, actor_config: ActorConfig, config: TD3Config | None = None, seed: int = 0,
+                 device: str = 'cpu'):
         self.config = config or TD3Config()
+        self.device = torch.device(device)
         torch.manual_seed(seed)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.actor = Actor(actor_config)
+        self.generator = torch.Generator().manual_seed(seed)  # sampling stays on the CPU: reproducible anywhere
+        self.actor = Actor(actor_config).to(self.device)
         self.target_actor = copy.deepcopy(self.actor)
-        self.qf = TwinCritic(actor_config.state_dim, actor_config.chunk_size, self.config.critic_hidden)
+        self.qf = TwinCritic(actor_config.state_dim, actor_config.chunk_size, self.config.critic_hidden).to(self.device)
         self.qf_target = copy.deepcopy(self.qf)
         for p in [*self.target_actor.parameters(), *self.qf_target.parameters()]:
             p.requires_grad_(False)
@@ -127,7 +129,8 @@ class RLTLearner:
         self.metrics = {}
 
     def prepare(self, batch: dict) -> dict:
-        """A replay batch (chunks in robot units, (B, C, A)) in the actor's normalised flat units."""
+        """A replay batch (chunks in robot units, (B, C, A)) on the learner's device, in normalised flat units."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         norm = self.actor.normalize
         return {**batch, 'a': norm(batch['a']), 'ref': norm(batch['ref']), 'ref2': norm(batch['ref2'])}
 
@@ -135,7 +138,7 @@ class RLTLearner:
         cfg = self.config
         with torch.no_grad():
             noise = (torch.randn(batch['a'].shape, generator=self.generator) * cfg.target_noise
-                     ).clamp(-cfg.noise_clip, cfg.noise_clip)
+                     ).clamp(-cfg.noise_clip, cfg.noise_clip).to(self.device)
             next_a = (self.target_actor(batch['x2'], batch['ref2']) + noise).clamp(-1.0, 1.0)
             next_q = self.qf_target(batch['x2'], next_a).min(0).values
             q_hat = chunked_td_target(batch['r'], batch['n'], batch['done'], next_q, cfg.gamma)
@@ -145,7 +148,7 @@ class RLTLearner:
     def actor_loss(self, batch):
         cfg = self.config
         ref = batch['ref']
-        keep = (torch.rand(ref.shape[0], 1, generator=self.generator) >= cfg.ref_dropout).to(ref.dtype)
+        keep = (torch.rand(ref.shape[0], 1, generator=self.generator) >= cfg.ref_dropout).to(ref)
         a = self.actor(batch['x'], ref * keep)
         q = self.qf.q1_for_actor(batch['x'], a)
         bc = ((a - ref) ** 2).sum(1)

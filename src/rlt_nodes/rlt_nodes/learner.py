@@ -57,6 +57,7 @@ class LearnerNode(Node):
         self.action_scale_m = p('action_scale_m', 0.005, desc('robot units of one normalised action unit')).value
         self.seed = p('seed', 0, desc('seed of the networks and sampling')).value
         threads = p('threads', 1, desc('torch threads')).value
+        self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
         self.torch = setup_torch(threads, self.seed)
         self.learner = self.replay = None
         self.version, self.received, self.refused = 0, 0, 0
@@ -66,7 +67,7 @@ class LearnerNode(Node):
         self.create_timer(0.005, self.on_update_timer)
         self.create_timer(1.0, self.publish_stats)
         self.get_logger().info(f'learner: replay in {self.replay_dir}, G={self.utd_ratio}, batch {self.batch_size}, '
-                               f'min {self.min_transitions} transitions')
+                               f'min {self.min_transitions} transitions, on {self.device}')
 
     def _setup(self, t):
         from rlt_core.replay import ReplayBuffer
@@ -75,7 +76,7 @@ class LearnerNode(Node):
         self.learner = RLTLearner(ActorConfig(state_dim=t.state.size, chunk_len=chunk_len, action_dim=action_dim,
                                               action_scale=(self.action_scale_m,) * action_dim,
                                               hidden=self.td3.critic_hidden, std=self.actor_std),
-                                  self.td3, seed=self.seed)
+                                  self.td3, seed=self.seed, device=self.device)
         self.get_logger().info(f'replay of state_dim {t.state.size}, C={chunk_len}, A={action_dim}: '
                                f'{len(self.replay)} transitions loaded')
 
