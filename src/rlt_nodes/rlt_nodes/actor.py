@@ -20,10 +20,11 @@ from std_msgs.msg import UInt64
 from rlt_core.actor import unpack_weights
 from rlt_core.phase import CriticalPhase
 from rlt_core.rl_state import ProprioNormalization, rl_state
+from rlt_core.runtime import default_models_dir, setup_torch
 from rlt_interfaces.msg import ActionChunk, ActorWeights, EpisodeEvent
 from rlt_interfaces.msg import RLToken as RLTokenMsg
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns
-from rlt_nodes.params import default_model_dir, desc, setup_torch
+from rlt_nodes.params import desc
 from rlt_nodes.spin import spin_node
 
 WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -43,7 +44,8 @@ class ActorNode(Node):
         seed = p('seed', 0, desc('seed of the exploration noise')).value
         self.torch = setup_torch(threads, seed)
         self.generator = self.torch.Generator().manual_seed(seed)
-        self.norm = ProprioNormalization.from_vla_checkpoint(vla_path or default_model_dir('vla'))
+        vla_path = vla_path or str(default_models_dir() / 'vla')
+        self.norm = ProprioNormalization.from_vla_checkpoint(vla_path)
         self.phase = CriticalPhase()
         self.actor, self.version = None, 0
         self.tokens, self.refs, self.joints = OrderedDict(), OrderedDict(), OrderedDict()
@@ -54,7 +56,7 @@ class ActorNode(Node):
         self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
         self.create_subscription(ActorWeights, 'rlt/actor_weights', self.on_weights, WEIGHTS_QOS)
-        self.get_logger().info(f'actor: proprio normalisation from {vla_path or default_model_dir("vla")}, '
+        self.get_logger().info(f'actor: proprio normalisation from {vla_path}, '
                                f'explore={self.explore}; waiting for weights')
 
     # --- weights ---

@@ -32,13 +32,14 @@ from visualization_msgs.msg import MarkerArray
 
 from rlt_core.executor import SOURCE_NAMES, ChunkArbiter
 from rlt_core.rl_state import ProprioNormalization, rl_state
+from rlt_core.runtime import default_models_dir
 from rlt_core.safety import ActionLimits
 from rlt_core.teleop import ButtonEdges, JoyMapping, joy_action
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, Transition
 from rlt_interfaces.msg import RLToken as RLTokenMsg
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns, transition_to_msg
 from rlt_nodes.markers import chunk_markers
-from rlt_nodes.params import default_model_dir, desc
+from rlt_nodes.params import desc
 from rlt_nodes.spin import spin_node
 from rlt_sim.cell import JOINT_NAMES, JOINT_RANGES_M
 
@@ -79,7 +80,7 @@ class Arbiter(Node):
             failure_button=p('failure_button', 1, desc('Joy button labelling failure (B)')).value,
             phase_button=p('phase_button', 5, desc('Joy button toggling the critical phase (RB)')).value)
         self.edges = ButtonEdges(self.mapping)
-        self.norm = ProprioNormalization.from_vla_checkpoint(vla_path or default_model_dir('vla'))
+        self.norm = ProprioNormalization.from_vla_checkpoint(vla_path or default_models_dir() / 'vla')
         self.arb = ChunkArbiter(self.C, ActionLimits.symmetric(max_delta), low, high, stride=stride,
                                 warmup_episodes=warmup, max_target_lead=lead, actor_wait_s=actor_wait,
                                 human_timeout_s=human_timeout)

@@ -22,11 +22,12 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from rlt_core.actor import ActorConfig, pack_weights
+from rlt_core.runtime import setup_torch
 from rlt_core.schedule import updates_allowed
 from rlt_core.td3 import RLTLearner, TD3Config
 from rlt_interfaces.msg import ActorWeights, Transition
 from rlt_nodes.conversions import msg_to_transition
-from rlt_nodes.params import desc, setup_torch
+from rlt_nodes.params import desc
 from rlt_nodes.spin import spin_node
 
 WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

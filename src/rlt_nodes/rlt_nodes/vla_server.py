@@ -12,13 +12,14 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from rlt_core.runtime import default_models_dir, setup_torch
 from rlt_core.token import RLToken
 from rlt_core.vla.backbone import Observation as VLAObservation
 from rlt_core.vla.small_vla import SmallVLA
 from rlt_interfaces.msg import ActionChunk, Observation
 from rlt_interfaces.msg import RLToken as RLTokenMsg
 from rlt_nodes.conversions import chunk_to_msg, token_to_msg
-from rlt_nodes.params import default_model_dir, desc, setup_torch
+from rlt_nodes.params import desc
 from rlt_nodes.spin import spin_node
 
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -33,8 +34,8 @@ class VLAServer(Node):
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
         threads = p('threads', 1, desc('torch threads')).value
         self.torch = setup_torch(threads)
-        vla_path = vla_path or default_model_dir('vla')
-        token_path = token_path or default_model_dir('rl_token')
+        vla_path = vla_path or default_models_dir() / 'vla'
+        token_path = token_path or default_models_dir() / 'rl_token'
         self.vla = SmallVLA.load(vla_path).freeze().to(self.device)
         self.token = RLToken.load(token_path).to(self.device)
         self.action_names = list(p('action_names', ['gantry_x', 'gantry_y', 'gantry_z'],

@@ -17,8 +17,8 @@ import torch
 
 from rlt_core.actor import ActorConfig
 from rlt_core.replay import ReplayBuffer, Transition
+from rlt_core.runtime import default_models_dir
 from rlt_core.td3 import RLTLearner, TD3Config
-from rlt_train.common import default_models_dir
 
 
 def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:

@@ -12,11 +12,11 @@ import time
 import numpy as np
 import torch
 
+from rlt_core.runtime import default_models_dir
 from rlt_core.token import RLToken
 from rlt_core.vla.backbone import Observation
 from rlt_core.vla.small_vla import SmallVLA
 from rlt_sim import PegInsertionEnv
-from rlt_train.common import default_models_dir
 
 
 def timed(fn, repeats):

@@ -35,6 +35,7 @@ from rlt_core.arbitration import arbitrate
 from rlt_core.phase import CriticalPhase
 from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer
 from rlt_core.rl_state import ProprioNormalization, rl_state
+from rlt_core.runtime import default_models_dir, setup_torch
 from rlt_core.safety import ActionLimits, clip_chunk
 from rlt_core.td3 import RLTLearner, TD3Config
 from rlt_core.token import RLToken
@@ -44,7 +45,6 @@ from rlt_core.vla.small_vla import SmallVLA
 from rlt_sim import PegInsertionEnv, SimConfig
 from rlt_sim.human import SimulatedHuman
 from rlt_train.cli import parse_config
-from rlt_train.common import default_models_dir, setup_torch
 
 ABLATIONS = ('rlt', 'beta0', 'no_reference', 'c1', 'no_dropout', 'residual', 'noise_only')
 DIAGNOSTICS = ('oracle_offset',)

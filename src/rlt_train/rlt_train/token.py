@@ -23,11 +23,11 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from rlt_core.runtime import setup_torch
 from rlt_core.token import RLToken, RLTokenConfig
 from rlt_core.vla.small_vla import SmallVLA
 from rlt_sim.dataset import load_demos
 from rlt_train.cli import parse_config
-from rlt_train.common import setup_torch
 from rlt_train.vla import batch_at, load_frames
 
 

@@ -21,11 +21,11 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from rlt_core.runtime import setup_torch
 from rlt_core.vla.backbone import Observation
 from rlt_core.vla.small_vla import SmallVLA, SmallVLAConfig
 from rlt_sim.dataset import IMAGE_KEYS, decode_png, load_demos
 from rlt_train.cli import parse_config
-from rlt_train.common import setup_torch
 from rlt_train.rollout import evaluate_vla
 
 

@@ -1,0 +1,36 @@
+"""What every process that runs the models shares: where the default models live, torch threads and seeds."""
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SOURCE_SRC = Path(__file__).resolve().parents[2]
+"""The workspace's src/ folder when rlt_core runs from the source tree."""
+
+
+def default_models_dir() -> Path:
+    """rlt_bringup's `models/` (the committed default VLA and RL token): RLT_ROOT's source tree, this
+    source tree, else the installed share/rlt_bringup/models on AMENT_PREFIX_PATH."""
+    candidates = [Path(os.environ['RLT_ROOT']) / 'src/rlt_bringup/models'] if 'RLT_ROOT' in os.environ else []
+    candidates.append(SOURCE_SRC / 'rlt_bringup/models')
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        if prefix:
+            candidates.append(Path(prefix) / 'share/rlt_bringup/models')
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return candidates[0]
+
+
+def setup_torch(threads: int, seed: int | None = None):
+    """Set torch's thread count (one per process is usually fastest when several share a few cores)
+    and, if given, seed Python, NumPy and torch; returns the torch module."""
+    torch.set_num_threads(max(1, int(threads)))
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+    return torch
