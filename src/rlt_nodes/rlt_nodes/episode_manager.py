@@ -29,9 +29,11 @@ class EpisodeManager(Node):
         self.reset_delay_s = p('reset_delay_s', 0.5, desc('pause between an episode end and the reset, s')).value
         self.wait_for = list(p('wait_for_publishers', ['rlt/transitions', 'rlt/actor_chunk'],
                                desc('topics that need a publisher before the first episode')).value)
-        self.wait_for_subs = [entry.rpartition(':')[::2] for entry in p(
-            'wait_for_subscribers', ['episode/events:arbiter'],
-            desc("'topic:node' pairs: the node must subscribe to the topic before the first episode")).value]
+        pairs = p('wait_for_subscribers', ['episode/events:arbiter'],
+                  desc("'topic:node' pairs: the node must subscribe to the topic before the first episode")).value
+        if any(not topic or not node for topic, _, node in (e.rpartition(':') for e in pairs)):
+            raise ValueError(f"wait_for_subscribers entries must read 'topic:node', got {list(pairs)}")
+        self.wait_for_subs = [entry.rpartition(':')[::2] for entry in pairs]
         self.client = self.create_client(Trigger, 'sim/reset')
         self.count_pub = self.create_publisher(UInt64, 'rlt/episode_count', LATCHED)
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
