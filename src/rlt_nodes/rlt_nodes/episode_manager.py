@@ -31,9 +31,9 @@ class EpisodeManager(Node):
                                desc('topics that need a publisher before the first episode')).value)
         pairs = p('wait_for_subscribers', ['episode/events:arbiter'],
                   desc("'topic:node' pairs: the node must subscribe to the topic before the first episode")).value
-        if any(not topic or not node for topic, _, node in (e.rpartition(':') for e in pairs)):
-            raise ValueError(f"wait_for_subscribers entries must read 'topic:node', got {list(pairs)}")
         self.wait_for_subs = [entry.rpartition(':')[::2] for entry in pairs]
+        if not all(topic and node for topic, node in self.wait_for_subs):
+            raise ValueError(f"wait_for_subscribers entries must read 'topic:node', got {list(pairs)}")
         self.client = self.create_client(Trigger, 'sim/reset')
         self.count_pub = self.create_publisher(UInt64, 'rlt/episode_count', LATCHED)
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)

@@ -17,6 +17,7 @@ import torch
 
 from rlt_core.actor import ActorConfig
 from rlt_core.replay import ReplayBuffer, Transition
+from rlt_core.rl_state import ProprioNormalization
 from rlt_core.runtime import default_models_dir
 from rlt_core.td3 import RLTLearner, TD3Config
 
@@ -61,7 +62,7 @@ def main(argv=None):
     if args.state_dim <= 0:
         models = default_models_dir()
         args.state_dim = (json.loads((models / 'rl_token' / 'rl_token.json').read_text())['token_dim']
-                          + json.loads((models / 'vla' / 'config.json').read_text())['proprio_dim'])
+                          + ProprioNormalization.from_vla_checkpoint(models / 'vla').dim)
 
     cfg = ActorConfig(state_dim=args.state_dim, chunk_len=args.chunk_len, action_dim=3)
     td3 = TD3Config(batch_size=args.batch_size)

@@ -89,20 +89,21 @@ def cached_embeddings(cfg: TokenTrainConfig, vla: SmallVLA, train_frames: dict, 
 
     The key covers the VLA's weights, the dataset and the frame selection, so a stale cache is never read.
     """
+    if not cfg.cache_dir:
+        return *embed(vla, train_frames), *embed(vla, val_frames)
     key = hashlib.sha256(Path(cfg.vla, 'model.safetensors').read_bytes())
     key.update(json.dumps([str(Path(cfg.demos).resolve()), cfg.frame_stride, cfg.max_frames, cfg.val_episodes,
                            cfg.seed, len(train_frames['tasks']), len(val_frames['tasks'])]).encode())
-    path = Path(cfg.cache_dir or '.', f'embeddings-{key.hexdigest()[:16]}.pt')
-    if cfg.cache_dir and path.exists():
+    path = Path(cfg.cache_dir, f'embeddings-{key.hexdigest()[:16]}.pt')
+    if path.exists():
         print(f'embeddings from {path}')
         cached = torch.load(path)
         return cached['z_train'], cached['m_train'], cached['z_val'], cached['m_val']
-    (z_val, m_val), (z_train, m_train) = embed(vla, val_frames), embed(vla, train_frames)
-    if cfg.cache_dir:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix('.tmp')
-        torch.save({'z_train': z_train, 'm_train': m_train, 'z_val': z_val, 'm_val': m_val}, tmp)
-        tmp.replace(path)
+    (z_train, m_train), (z_val, m_val) = embed(vla, train_frames), embed(vla, val_frames)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix('.tmp')
+    torch.save({'z_train': z_train, 'm_train': m_train, 'z_val': z_val, 'm_val': m_val}, tmp)
+    tmp.replace(path)
     return z_train, m_train, z_val, m_val
 
 
@@ -136,11 +137,12 @@ def probe_report(z_train, y_train, z_val, y_val, critical_val, seed=0, critical_
     `linear` and `mlp` (2 layers) are fit on whole episodes; `linear_critical` on the training
     episodes' critical-phase frames only, the states the actor and critic see.
     """
+    def rmse_mm(pred, y):
+        return float(np.sqrt(((pred - y) ** 2).sum(1).mean()) * 1000)
+
     def scores(pred):
-        resid = ((pred - y_val) ** 2).sum(0)
-        r2 = 1.0 - resid.sum() / ((y_val - y_val.mean(0)) ** 2).sum()
-        crit = np.sqrt(((pred[critical_val] - y_val[critical_val]) ** 2).sum(1).mean()) * 1000
-        return {'r2': float(r2), 'rmse_critical_mm': float(crit)}
+        r2 = 1.0 - ((pred - y_val) ** 2).sum() / ((y_val - y_val.mean(0)) ** 2).sum()
+        return {'r2': float(r2), 'rmse_critical_mm': rmse_mm(pred[critical_val], y_val[critical_val])}
 
     linear = scores(ridge(z_train, y_train, z_val))
     x_mean, x_std = z_train.mean(0), z_train.std(0) + 1e-6
@@ -164,8 +166,7 @@ def probe_report(z_train, y_train, z_val, y_val, critical_val, seed=0, critical_
     report = {'linear': linear, 'mlp': mlp}
     if critical_train is not None and critical_train.any() and critical_val.any():
         pred = ridge(z_train[critical_train], y_train[critical_train], z_val[critical_val], l2=1e-1)
-        report['linear_critical'] = {'rmse_critical_mm': float(
-            np.sqrt(((pred - y_val[critical_val]) ** 2).sum(1).mean()) * 1000)}
+        report['linear_critical'] = {'rmse_critical_mm': rmse_mm(pred, y_val[critical_val])}
     return report
 
 
