@@ -26,6 +26,10 @@ unset COLCON_PREFIX_PATH
 COLCON_CURRENT_PREFIX=$RLT_ROOT/install . "$RLT_ROOT/install/setup.sh"
 [ -n "$_rlt_nounset" ] && set -u
 unset _rlt_nounset
+# The command-line tools (demo recorder, trainers, benchmarks) by name; nodes run by package.
+for _rlt_pkg in rlt_sim rlt_train; do PATH=$RLT_ROOT/install/$_rlt_pkg/lib/$_rlt_pkg:$PATH; done
+unset _rlt_pkg
+export PATH
 
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
