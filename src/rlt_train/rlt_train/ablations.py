@@ -58,7 +58,7 @@ def table(args) -> list[dict]:
             continue
         e90 = [r['episodes_to_90'] for r in runs]
         rows.append({
-            'variant': variant, 'seeds': len(runs),
+            'variant': variant, 'seeds': len(runs), 'episodes': int(np.median([r['online_episodes'] for r in runs])),
             'success_rate': float(np.median([r['final_eval']['success_rate'] for r in runs])),
             'mean_critical_steps': float(np.median([r['final_eval']['mean_critical_steps'] for r in runs])),
             'successes_per_sim_minute': float(np.median([r['successes_per_sim_minute'] for r in runs])),
@@ -70,11 +70,12 @@ def table(args) -> list[dict]:
 
 
 def render(rows) -> str:
-    lines = ['| variant | seeds | success (final eval) | critical-phase steps | successes / sim min | '
-             'episodes to 90 % |', '|---|---|---|---|---|---|']
+    lines = ['| variant | seeds | episodes | success (final eval) | critical-phase steps | successes / sim min | '
+             'episodes to 90 % |', '|---|---|---|---|---|---|---|']
     for r in rows:
         e90 = '—' if r['episodes_to_90'] is None else f"{r['episodes_to_90']:.0f}"
-        lines.append(f"| {r['variant']} | {r['seeds']} | {r['success_rate']:.2f} | {r['mean_critical_steps']:.1f} | "
+        lines.append(f"| {r['variant']} | {r['seeds']} | {r['episodes']} | {r['success_rate']:.2f} | "
+                     f"{r['mean_critical_steps']:.1f} | "
                      f"{r['successes_per_sim_minute']:.1f} | {e90} |")
     return '\n'.join(lines)
 
