@@ -113,8 +113,8 @@ class Monitor:
         self.node.create_subscription(String, 'rlt/learner_stats',
                                       lambda m: self.learner.update(json.loads(m.data)), 10)
 
-    def on_stats(self, msg):
-        self.episodes.append(json.loads(msg.data))
+    def on_stats(self, msg):  # each episode also keeps the learner's mean Q at its end (a divergence shows)
+        self.episodes.append({**json.loads(msg.data), 'learner_q': self.learner.get('values/q')})
         self.last_stats = time.monotonic()
 
     def spin(self, seconds: float):
@@ -236,7 +236,8 @@ def main(argv=None):
                       f'{" (warmup)" if e["warmup"] else ""} | success rate (last {len(recent)}) '
                       f'{sum(r["success"] for r in recent) / len(recent):.2f} | interventions '
                       f'{sum(r["intervention"] for r in monitor.episodes)} | learner updates {ln.get("updates", 0)}, '
-                      f'transitions {ln.get("transitions", 0)}, weights v{ln.get("weights_version", 0)}', flush=True)
+                      f'transitions {ln.get("transitions", 0)}, weights v{ln.get("weights_version", 0)}, '
+                      f'Q {ln.get("values/q", 0.0):.2f}', flush=True)
     except KeyboardInterrupt:
         interrupted = True
         print('\nrlt: interrupted; stopping the graph', file=sys.stderr)

@@ -14,6 +14,10 @@ def spin_node(node_class, args=None):
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # Ctrl-C shut the context down while a callback ran: its publish fails; that is a clean stop.
     finally:
         if node is not None:
             node.destroy_node()
