@@ -4,7 +4,8 @@ Names follow the RL Token paper: x = (z_rl, proprio) is the RL state, a is an ac
 C = chunk_len actions, ref_chunk is the VLA's reference chunk.
 
   critic target   Q_hat = sum_{t'=1..n} gamma^(t'-1) r_t' + (1 - done) gamma^n min_i Q_i'(x', a')
-                  with a' = pi'(x', ref') + clipped noise and n = C unless the episode ended
+                  with a' = pi'(x', ref') + clipped noise and n = C unless the episode ended,
+                  clipped to `target_range`, the returns an episode can earn
   critic loss     sum_i (Q_i(x, a) - Q_hat)^2
   actor loss      -Q_1(x, pi(x, ref_in)) + beta ||pi(x, ref_in) - ref_chunk||^2
                   ref_in = ref_chunk, zeroed on a `ref_dropout` fraction of the batch
@@ -45,12 +46,21 @@ class TD3Config:
     """Std of the smoothing noise on a' in the critic target (normalised units)."""
     noise_clip: float = 0.5
     """Clip of that smoothing noise."""
+    target_range: tuple[float, float] | None = (0.0, 1.0)
+    """Returns an episode can earn: the reward is sparse, +1 on success, and success ends the episode.
+    Q_hat is clipped to it, so a critic extrapolating upward cannot feed on itself through
+    bootstrapping (None: no clipping, for other rewards)."""
     critic_hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of each Q-network."""
     batch_size: int = 256
     """Transitions per update."""
     utd_ratio: int = 5
     """G: gradient updates per transition added to the replay buffer."""
+
+    def __post_init__(self):
+        if self.target_range is not None and (len(self.target_range) != 2
+                                              or not self.target_range[0] < self.target_range[1]):
+            raise ValueError(f'target_range must be (low, high) with low < high, got {self.target_range}')
 
 
 class EnsembleLinear(nn.Module):
@@ -134,7 +144,8 @@ class RLTLearner:
         norm = self.actor.normalize
         return {**batch, 'a': norm(batch['a']), 'ref': norm(batch['ref']), 'ref2': norm(batch['ref2'])}
 
-    def critic_loss(self, batch):
+    def td_target(self, batch):
+        """Q_hat of a batch (no gradients), clipped to `target_range`."""
         cfg = self.config
         with torch.no_grad():
             noise = (torch.randn(batch['a'].shape, generator=self.generator) * cfg.target_noise
@@ -142,6 +153,10 @@ class RLTLearner:
             next_a = (self.target_actor(batch['x2'], batch['ref2']) + noise).clamp(-1.0, 1.0)
             next_q = self.qf_target(batch['x2'], next_a).min(0).values
             q_hat = chunked_td_target(batch['r'], batch['n'], batch['done'], next_q, cfg.gamma)
+            return q_hat if cfg.target_range is None else q_hat.clamp(*cfg.target_range)
+
+    def critic_loss(self, batch):
+        q_hat = self.td_target(batch)
         q = self.qf(batch['x'], batch['a'])
         return F.mse_loss(q, q_hat.expand_as(q), reduction='none').mean(1).sum(), q
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from rlt_core.actor import ActorConfig
@@ -76,6 +77,20 @@ def test_two_critic_updates_per_actor_update_and_targets_follow():
     assert 'losses/actor' in learner.metrics
     # tau=0.5 moved the target critic half-way towards the (updated) critic.
     assert not torch.equal(learner.qf_target.out.weight, learner.qf.out.weight)
+
+
+def test_targets_are_clipped_to_the_returns_an_episode_can_earn():
+    learner = _learner(target_noise=0.0)
+    with torch.no_grad():  # a target critic that extrapolates far above any return
+        learner.qf_target.out.bias.fill_(50.0)
+    batch = _batch()
+    batch['r'][:8, 0] = 1.0
+    q_hat = learner.td_target(batch)
+    assert q_hat.max() == 1.0 and q_hat.min() >= 0.0
+    learner.config.target_range = None
+    assert learner.td_target(batch).min() > 40.0
+    with pytest.raises(ValueError, match='target_range'):
+        TD3Config(target_range=(1.0, 0.0))
 
 
 def test_twin_critic_members_are_independent():

@@ -53,6 +53,8 @@ class LearnerNode(Node):
             actor_lr=p('actor_lr', 3e-4, desc('actor learning rate')).value,
             critic_lr=p('critic_lr', 3e-4, desc('critic learning rate')).value,
             critic_hidden=tuple(p('hidden', [256, 256], desc('hidden widths of actor and critics')).value),
+            target_range=tuple(p('target_range', [0.0, 1.0], desc(
+                'returns an episode can earn (sparse +1 on success); TD targets are clipped to it')).value),
             batch_size=self.batch_size, utd_ratio=self.utd_ratio)
         self.actor_std = p('actor_std', 0.05, desc('fixed std of the actor Gaussian (normalised units)')).value
         self.action_scale_m = p('action_scale_m', 0.005, desc('robot units of one normalised action unit')).value
