@@ -179,4 +179,3 @@ def test_runner_stops_cleanly_on_sigint(processes, tmp_path, how):
     assert not (shm_files() - shm_before)
     for log in (tmp_path / 'run' / 'logs').glob('*.log'):  # no node died with a traceback on the way out
         assert 'Traceback' not in log.read_text(), f'{log.name}:\n{log.read_text()[-2000:]}'
-
