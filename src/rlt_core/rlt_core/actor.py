@@ -92,7 +92,7 @@ class Actor(nn.Module):
 
     def sample(self, x, ref_chunk, generator=None) -> torch.Tensor:
         mean = self(x, ref_chunk)
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype) * self.config.std
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device) * self.config.std
         return (mean + noise).clamp(-1.0, 1.0)
 
     def normalize(self, chunk: torch.Tensor) -> torch.Tensor:
@@ -105,11 +105,14 @@ class Actor(nn.Module):
 
     @torch.no_grad()
     def select_chunk(self, x, ref_chunk, explore: bool = False, generator=None) -> torch.Tensor:
-        """The refined chunk in robot units (C, A) for one state; the reference is always given."""
-        x = torch.as_tensor(x, dtype=torch.float32).unsqueeze(0)
-        ref = self.normalize(torch.as_tensor(ref_chunk, dtype=torch.float32)).unsqueeze(0)
+        """The refined chunk in robot units (C, A), on the CPU, for one state; the reference is always given.
+
+        Inputs may live anywhere; exploration noise comes from `generator` on the CPU, as in training."""
+        device = self.action_scale.device
+        x = torch.as_tensor(x, dtype=torch.float32).to(device).unsqueeze(0)
+        ref = self.normalize(torch.as_tensor(ref_chunk, dtype=torch.float32).to(device)).unsqueeze(0)
         a = self.sample(x, ref, generator) if explore else self(x, ref)
-        return self.denormalize(a)[0]
+        return self.denormalize(a)[0].cpu()
 
 
 def pack_weights(actor: Actor) -> dict:

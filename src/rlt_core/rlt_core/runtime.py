@@ -34,3 +34,10 @@ def setup_torch(threads: int, seed: int | None = None):
         np.random.seed(seed)
         torch.manual_seed(seed)
     return torch
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU): call around timed GPU code."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)

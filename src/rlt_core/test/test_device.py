@@ -1,12 +1,15 @@
 """The VLA and the RL token run on whatever device they are moved to (`device:=cuda` on a workstation).
 
-The `meta` device stands in for a GPU: an operation mixing a tensor built on the CPU with the
-model's tensors raises there just as it would on CUDA.
+The `meta` device stands in for a GPU everywhere: an operation mixing a tensor built on the CPU
+with the model's tensors raises there just as it would on CUDA. Where a CUDA GPU is present, the
+last two tests also check that the GPU computes what the CPU does.
 """
 
+import pytest
 import torch
 
 from rlt_core.actor import ActorConfig
+from rlt_core.runtime import default_models_dir
 from rlt_core.td3 import RLTLearner
 from rlt_core.token import RLToken, RLTokenConfig
 from rlt_core.vla.backbone import Observation
@@ -34,3 +37,59 @@ def test_learner_losses_run_on_the_learners_device():
     critic_loss, q = learner.critic_loss(batch)
     actor_loss, _, _ = learner.actor_loss(batch)
     assert critic_loss.device.type == 'meta' and q.shape == (2, b) and actor_loss.device.type == 'meta'
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU (a GPU workstation)')
+
+
+@cuda
+def test_learner_on_cuda_follows_the_cpu_learner():
+    """The same seed and batches give the same weights on the GPU as on the CPU (sampling stays on the CPU)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    config = ActorConfig(state_dim=134, chunk_len=10, action_dim=3)
+    learners = {dev: RLTLearner(config, seed=3, device=dev) for dev in ('cpu', 'cuda')}
+    gen = torch.Generator().manual_seed(0)
+    b = 256
+
+    def chunk():
+        return 0.005 * torch.rand(b, 10, 3, generator=gen)
+    for _ in range(20):
+        batch = {'x': torch.randn(b, 134, generator=gen), 'a': chunk(), 'ref': chunk(),
+                 'r': (torch.rand(b, 10, generator=gen) < 0.05).float(), 'n': torch.full((b,), 10.0),
+                 'x2': torch.randn(b, 134, generator=gen), 'ref2': chunk(),
+                 'done': (torch.rand(b, generator=gen) < 0.1).float()}
+        for learner in learners.values():
+            learner.update(learner.prepare(batch))
+        # the same losses, update after update (float sums run in another order on the GPU)
+        cpu_metrics, gpu_metrics = (learners[d].scalar_metrics() for d in ('cpu', 'cuda'))
+        for key, value in cpu_metrics.items():
+            assert gpu_metrics[key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+    x, ref = torch.randn(134, generator=gen).numpy(), 0.004 * torch.rand(10, 3, generator=gen).numpy()
+    chunks = {d: learners[d].actor.select_chunk(x, ref, explore=True, generator=torch.Generator().manual_seed(1))
+              for d in ('cpu', 'cuda')}
+    assert chunks['cuda'].device.type == 'cpu'
+    torch.testing.assert_close(chunks['cuda'], chunks['cpu'], rtol=0.0, atol=2e-5)  # m; one step is <= 5e-3
+
+
+@cuda
+def test_committed_vla_and_token_on_cuda_match_the_cpu():
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    models = default_models_dir()
+    outputs = {}
+    gen = torch.Generator().manual_seed(0)
+    vla = SmallVLA.load(models / 'vla').freeze()
+    size = vla.config.image_size
+    images = {name: torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8, generator=gen)
+              for name in vla.config.camera_names}
+    proprio = torch.randn(2, 6, generator=gen)
+    for dev in ('cpu', 'cuda'):
+        vla = SmallVLA.load(models / 'vla').freeze().to(dev)
+        token = RLToken.load(models / 'rl_token').to(dev)
+        obs = Observation(images={k: v.to(dev) for k, v in images.items()}, proprio=proprio.to(dev),
+                          instruction=['insert the peg into the hole'] * 2)
+        with torch.no_grad():
+            out = vla(obs)
+            outputs[dev] = (out.chunk.cpu(), token.extract(out.embeddings, out.mask).cpu())
+    for cpu, gpu in zip(outputs['cpu'], outputs['cuda'], strict=True):
+        torch.testing.assert_close(gpu, cpu, rtol=0.0, atol=2e-3)  # chunk in m, z_rl standardised (unit scale)

@@ -1,11 +1,13 @@
-"""Learner throughput against this CPU's matmul peak.
+"""Learner throughput against the matmul peak of its device (the CPU, or a GPU).
 
-  python -m rlt_train.benchmark_learner [--threads 2] [--updates 1000]
+  python -m rlt_train.benchmark_learner [--threads 2] [--updates 1000] [--device cuda]
 
-Measures the machine's float32 matmul peak (GFLOP/s, large square matmuls), counts the FLOPs of
+Measures the device's float32 matmul peak (GFLOP/s, large square matmuls), counts the FLOPs of
 one chunked-TD3 update from the network shapes, and times real `RLTLearner.update` calls on
-batches sampled from a filled replay buffer. Prints the peak, the implied limit in updates/s,
-the measured updates/s and their ratio (medians over repeats).
+batches sampled from a filled replay buffer (sampling on the CPU, as in the learner node).
+Prints the peak, the implied limit in updates/s, the measured updates/s and their ratio (medians
+over repeats). On a GPU these tiny networks are bound by kernel launches, not by FLOPs, so the
+ratio is small there; updates/s is the figure to compare.
 """
 
 import argparse
@@ -18,18 +20,20 @@ import torch
 from rlt_core.actor import ActorConfig
 from rlt_core.replay import ReplayBuffer, Transition
 from rlt_core.rl_state import ProprioNormalization
-from rlt_core.runtime import default_models_dir
+from rlt_core.runtime import default_models_dir, synchronize
 from rlt_core.td3 import RLTLearner, TD3Config
 
 
-def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak_gflops(n: int = 1024, repeats: int = 20, device: str = 'cpu') -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(3):
         a @ b
     times = []
     for _ in range(repeats):
+        synchronize(device)
         t0 = time.perf_counter()
         a @ b
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return 2 * n ** 3 / float(np.median(times)) / 1e9
 
@@ -57,7 +61,9 @@ def main(argv=None):
                    help="dimension of x (0: the committed models' token_dim + proprio_dim)")
     p.add_argument('--chunk-len', type=int, default=10)
     p.add_argument('--batch-size', type=int, default=256)
+    p.add_argument('--device', default='cpu', help="torch device of the learner: 'cpu' or 'cuda'")
     args = p.parse_args(argv)
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     if args.state_dim <= 0:
         models = default_models_dir()
@@ -66,7 +72,7 @@ def main(argv=None):
 
     cfg = ActorConfig(state_dim=args.state_dim, chunk_len=args.chunk_len, action_dim=3)
     td3 = TD3Config(batch_size=args.batch_size)
-    learner = RLTLearner(cfg, td3, seed=0)
+    learner = RLTLearner(cfg, td3, seed=0, device=args.device)
     replay = ReplayBuffer(args.state_dim, args.chunk_len, 3, capacity=20_000)
     rng = np.random.default_rng(0)
     for i in range(10_000):
@@ -86,17 +92,20 @@ def main(argv=None):
     run(50)
     rates = []
     for _ in range(args.repeats):
+        synchronize(device)
         t0 = time.perf_counter()
         run(args.updates)
+        synchronize(device)
         rates.append(args.updates / (time.perf_counter() - t0))
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(n=4096 if device.type == 'cuda' else 1024, device=device)
     flops = update_flops(args.state_dim, cfg.chunk_size, td3.critic_hidden, args.batch_size,
                          td3.critic_updates_per_actor)
     limit = peak * 1e9 / flops
     measured = float(np.median(rates))
-    print(f'threads {args.threads}, batch {args.batch_size}, state {args.state_dim}, MLPs {td3.critic_hidden}, '
+    print(f'device {args.device}, threads {args.threads}, batch {args.batch_size}, state {args.state_dim}, '
+          f'MLPs {td3.critic_hidden}, '
           f'chunk {args.chunk_len}x3')
-    print(f'matmul peak            {peak:8.1f} GFLOP/s (1024x1024 float32, median)')
+    print(f'matmul peak            {peak:8.1f} GFLOP/s (float32, median)')
     print(f'FLOPs per update       {flops / 1e9:8.3f} GFLOP (incl. sampling-free network math only)')
     print(f'limit                  {limit:8.1f} updates/s')
     print(f'measured               {measured:8.1f} updates/s (median of {args.repeats} x {args.updates})')

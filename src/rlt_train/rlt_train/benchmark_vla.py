@@ -1,9 +1,11 @@
 """Latency of the frozen VLA and the RL token at batch 1, and behaviour-cloning throughput.
 
-  python -m rlt_train.benchmark_vla [--vla DIR] [--token DIR] [--threads 1]
+  python -m rlt_train.benchmark_vla [--vla DIR] [--token DIR] [--threads 1] [--device cuda]
 
 Uses the committed default models unless told otherwise. Prints medians and p90 in ms over
-`--repeats` calls on real simulator observations, and training samples/s at batch 64.
+`--repeats` calls on real simulator observations (`--observation blank`: black images, for a
+machine without the simulator; the cost does not depend on the pixels), and training samples/s
+at batch 64.
 """
 
 import argparse
@@ -12,20 +14,21 @@ import time
 import numpy as np
 import torch
 
-from rlt_core.runtime import default_models_dir
+from rlt_core.runtime import default_models_dir, synchronize
 from rlt_core.token import RLToken
 from rlt_core.vla.backbone import Observation
 from rlt_core.vla.small_vla import SmallVLA
-from rlt_sim import PegInsertionEnv
 
 
-def timed(fn, repeats):
+def timed(fn, repeats, device='cpu'):
     for _ in range(5):
         fn()
     times = []
     for _ in range(repeats):
+        synchronize(device)
         t0 = time.perf_counter()
         fn()
+        synchronize(device)
         times.append((time.perf_counter() - t0) * 1000)
     return float(np.median(times)), float(np.percentile(times, 90))
 
@@ -37,20 +40,34 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--repeats', type=int, default=200)
     p.add_argument('--train-steps', type=int, default=10)
+    p.add_argument('--device', default='cpu', help="torch device: 'cpu' or 'cuda'")
+    p.add_argument('--observation', choices=('sim', 'blank'), default='sim',
+                   help='a simulator observation, or black images (no simulator needed)')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    vla = SmallVLA.load(args.vla).freeze()
-    token = RLToken.load(args.token)
-    env = PegInsertionEnv()
-    obs, _ = env.reset(seed=0)
-    batch = Observation.from_env(obs, env.instruction)
+    device = torch.device(args.device)
+    vla = SmallVLA.load(args.vla).freeze().to(device)
+    token = RLToken.load(args.token).to(device)
+    if args.observation == 'sim':
+        from rlt_sim import PegInsertionEnv
+        env = PegInsertionEnv()
+        obs, _ = env.reset(seed=0)
+        batch = Observation.from_env(obs, env.instruction)
+    else:
+        size = vla.config.image_size
+        batch = Observation(images={name: torch.zeros(1, size, size, 3, dtype=torch.uint8)
+                                    for name in vla.config.camera_names},
+                            proprio=torch.zeros(1, vla.proprio_mean.numel()),
+                            instruction=['insert the peg into the hole'])
+    batch = Observation(images={k: v.to(device) for k, v in batch.images.items()},
+                        proprio=batch.proprio.to(device), instruction=batch.instruction)
     with torch.no_grad():
         out = vla(batch)
-        chunk_ms = timed(lambda: vla(batch), args.repeats)
-        token_ms = timed(lambda: token.extract(out.embeddings, out.mask), args.repeats)
-        both_ms = timed(lambda: token.extract(*(lambda o: (o.embeddings, o.mask))(vla(batch))), args.repeats)
+        chunk_ms = timed(lambda: vla(batch), args.repeats, device)
+        token_ms = timed(lambda: token.extract(out.embeddings, out.mask), args.repeats, device)
+        both_ms = timed(lambda: token.extract(*(lambda o: (o.embeddings, o.mask))(vla(batch))), args.repeats, device)
 
-    trainee = SmallVLA(vla.config)
+    trainee = SmallVLA(vla.config).to(device)
     opt = torch.optim.AdamW(trainee.parameters(), lr=1e-4)
     big = Observation(images={k: v.expand(64, -1, -1, -1).contiguous() for k, v in batch.images.items()},
                       proprio=batch.proprio.expand(64, -1), instruction=batch.instruction * 64)
@@ -60,10 +77,11 @@ def main(argv=None):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    train_ms, _ = timed(step, args.train_steps)
+    train_ms, _ = timed(step, args.train_steps, device)
     params = sum(p.numel() for p in vla.parameters()) / 1e6
     print(f'default VLA: {params:.2f} M params, {out.embeddings.shape[1]} embeddings of {vla.token_dim}, '
-          f'chunk {vla.chunk_len}x{vla.action_dim}; RL token dim {token.config.token_dim}; {args.threads} thread(s)')
+          f'chunk {vla.chunk_len}x{vla.action_dim}; RL token dim {token.config.token_dim}; {args.device}, '
+          f'{args.threads} thread(s)')
     print(f'VLA chunk (batch 1)          median {chunk_ms[0]:6.2f} ms   p90 {chunk_ms[1]:6.2f} ms')
     print(f'token extraction (batch 1)   median {token_ms[0]:6.2f} ms   p90 {token_ms[1]:6.2f} ms')
     print(f'VLA + token (batch 1)        median {both_ms[0]:6.2f} ms   p90 {both_ms[1]:6.2f} ms')
