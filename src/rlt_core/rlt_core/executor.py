@@ -43,7 +43,9 @@ class Command:
     points: np.ndarray
     """(C, J) absolute joint positions, one per control step."""
     executed: np.ndarray
-    """(C, A) the per-step moves the points make (the chosen chunk after all limits)."""
+    """(C, A) the chosen chunk within the per-step action limits: the action the transitions record.
+    Where a joint limit stops a move, the points stop there but the action stays as chosen, as a
+    simulator's action does when its joint stops: the learner sees the policy's own output."""
     reference: np.ndarray | None
     """(C, A) the VLA's reference chunk the decision saw (None for a human chunk without one)."""
     source: int
@@ -335,13 +337,12 @@ class ChunkArbiter:
 
     def _issue(self, chunk: np.ndarray, source: int, ref, stamp: int, critical: bool):
         start = self.target.copy()  # the point the robot was last sent to (mid-chunk on an interruption)
-        points, executed, p = [], [], start
-        for delta in np.asarray(chunk, np.float64):
-            q = np.clip(p + np.clip(delta, -self.max_delta, self.max_delta), self.low, self.high)
-            executed.append(q - p)
-            points.append(q)
-            p = q
-        self.chunk = Command(points=np.array(points), executed=np.array(executed, np.float32), reference=ref,
+        executed = np.clip(np.asarray(chunk, np.float64), -self.max_delta, self.max_delta)
+        points, p = [], start
+        for delta in executed:
+            p = np.clip(p + delta, self.low, self.high)
+            points.append(p)
+        self.chunk = Command(points=np.array(points), executed=executed.astype(np.float32), reference=ref,
                              source=source, stamp_ns=int(stamp), start=start, episode_id=self.episode_id,
                              chunk_index=self.chunk_index, critical=bool(critical))
         self.k = 0

@@ -59,6 +59,11 @@ def test_vla_chunks_are_limited_points_from_the_command_target():
     # Chunks follow each other without a gap: each starts where the previous one ended.
     np.testing.assert_allclose(robot.sent[1].start, robot.sent[0].points[-1])
     assert arb.stats.steps_by_source['vla'] >= 8 and arb.stats.steps_by_source['hold'] <= 2
+    # At the z limit the points stop, but the recorded action is the chunk as chosen (per-step
+    # limits only), as a simulator records an action whose joint is stopped.
+    at_limit = robot.sent[-1]
+    assert np.all(at_limit.points[:, 2] == HIGH[2])
+    np.testing.assert_allclose(at_limit.executed, np.tile([D, -0.001, 0.003], (C, 1)), atol=1e-9)
 
 
 def test_actor_in_the_critical_phase_after_warmup_and_transitions_at_stride():
