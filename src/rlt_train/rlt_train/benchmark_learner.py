@@ -103,8 +103,7 @@ def main(argv=None):
     limit = peak * 1e9 / flops
     measured = float(np.median(rates))
     print(f'device {args.device}, threads {args.threads}, batch {args.batch_size}, state {args.state_dim}, '
-          f'MLPs {td3.critic_hidden}, '
-          f'chunk {args.chunk_len}x3')
+          f'MLPs {td3.critic_hidden}, chunk {args.chunk_len}x3')
     print(f'matmul peak            {peak:8.1f} GFLOP/s (float32, median)')
     print(f'FLOPs per update       {flops / 1e9:8.3f} GFLOP (incl. sampling-free network math only)')
     print(f'limit                  {limit:8.1f} updates/s')
