@@ -42,10 +42,18 @@ def test_learner_losses_run_on_the_learners_device():
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU (a GPU workstation)')
 
 
+@pytest.fixture
+def full_fp32():
+    """Full float32 matmuls and convolutions on the GPU for the comparison; the flags are restored after."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 @cuda
-def test_learner_on_cuda_follows_the_cpu_learner():
+def test_learner_on_cuda_follows_the_cpu_learner(full_fp32):
     """The same seed and batches give the same weights on the GPU as on the CPU (sampling stays on the CPU)."""
-    torch.backends.cuda.matmul.allow_tf32 = False
     config = ActorConfig(state_dim=134, chunk_len=10, action_dim=3)
     learners = {dev: RLTLearner(config, seed=3, device=dev) for dev in ('cpu', 'cuda')}
     gen = torch.Generator().manual_seed(0)
@@ -72,9 +80,7 @@ def test_learner_on_cuda_follows_the_cpu_learner():
 
 
 @cuda
-def test_committed_vla_and_token_on_cuda_match_the_cpu():
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+def test_committed_vla_and_token_on_cuda_match_the_cpu(full_fp32):
     models = default_models_dir()
     outputs = {}
     gen = torch.Generator().manual_seed(0)

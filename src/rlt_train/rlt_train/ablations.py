@@ -75,8 +75,7 @@ def render(rows) -> str:
     for r in rows:
         e90 = '—' if r['episodes_to_90'] is None else f"{r['episodes_to_90']:.0f}"
         lines.append(f"| {r['variant']} | {r['seeds']} | {r['episodes']} | {r['success_rate']:.2f} | "
-                     f"{r['mean_critical_steps']:.1f} | "
-                     f"{r['successes_per_sim_minute']:.1f} | {e90} |")
+                     f"{r['mean_critical_steps']:.1f} | {r['successes_per_sim_minute']:.1f} | {e90} |")
     return '\n'.join(lines)
 
 
