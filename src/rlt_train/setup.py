@@ -22,6 +22,7 @@ setup(
             'train_vla = rlt_train.vla:main',
             'train_rl_token = rlt_train.token:main',
             'train_rlt = rlt_train.online:main',
+            'rlt_demo_replay = rlt_train.demo_replay:main',
             'rlt_ablations = rlt_train.ablations:main',
             'benchmark_vla = rlt_train.benchmark_vla:main',
             'benchmark_learner = rlt_train.benchmark_learner:main',

@@ -6,6 +6,8 @@ executed step (zero-padded to C; `n_steps` says how many were executed).
 
 Transitions whose executed chunk came from a human (interventions) also go to a second buffer
 that is never overwritten, and every batch draws `intervention_fraction` of its samples from it.
+Prior data (`load_prior`: demonstrations turned into transitions by `rlt_train.demo_replay`) is
+a third, read-only buffer; every batch draws `prior_fraction` of its samples from it.
 
 On-disk format (`ReplayBuffer(path=DIR)`): `DIR/layout.json` describes one fixed-size record
 as a numpy structured dtype (`numpy.dtype(descr)` rebuilds it); `DIR/transitions.bin` is the
@@ -24,6 +26,8 @@ import torch
 
 SOURCE_VLA, SOURCE_ACTOR, SOURCE_HUMAN = 0, 1, 2
 """Sources of an executed chunk, as in rlt_interfaces/ActionChunk."""
+SOURCE_DEMO = 3
+"""A recorded demonstration's chunk (prior data; never sent to a robot)."""
 
 
 @dataclass
@@ -93,14 +97,17 @@ class _Storage:
 class ReplayBuffer:
     def __init__(self, state_dim: int, chunk_len: int, action_dim: int, capacity: int = 200_000,
                  intervention_capacity: int = 50_000, intervention_fraction: float = 0.25,
-                 path=None, fsync_every: int = 1):
-        if not 0.0 <= intervention_fraction <= 1.0:
-            raise ValueError('intervention_fraction must be in [0, 1]')
+                 path=None, fsync_every: int = 1, prior_fraction: float = 0.25):
+        if not (0.0 <= intervention_fraction <= 1.0 and 0.0 <= prior_fraction <= 1.0
+                and intervention_fraction + prior_fraction <= 1.0):
+            raise ValueError('intervention_fraction and prior_fraction must be in [0, 1], with a sum <= 1')
         self.state_dim, self.chunk_len, self.action_dim = state_dim, chunk_len, action_dim
         self.dtype = record_dtype(state_dim, chunk_len, action_dim)
         self.online = _Storage(capacity, state_dim, chunk_len, action_dim)
         self.interventions = _Storage(intervention_capacity, state_dim, chunk_len, action_dim)
         self.intervention_fraction = intervention_fraction
+        self.prior = None
+        self.prior_fraction = prior_fraction
         self.num_added = 0
         self.fsync_every = fsync_every
         self._file = None
@@ -109,20 +116,25 @@ class ReplayBuffer:
 
     # --- persistence ---
 
+    def layout(self) -> dict:
+        return {'format': 'rlt-replay-1', 'descr': self.dtype.descr, 'itemsize': self.dtype.itemsize,
+                'state_dim': self.state_dim, 'chunk_len': self.chunk_len, 'action_dim': self.action_dim}
+
+    def _check_layout(self, path: Path):
+        saved = json.loads((path / 'layout.json').read_text())
+        if saved['itemsize'] != self.dtype.itemsize or np.dtype([tuple(f) for f in saved['descr']]) != self.dtype:
+            raise ValueError(f'{path} holds transitions of another layout '
+                             f'(state_dim={saved["state_dim"]}, chunk_len={saved["chunk_len"]}, '
+                             f'action_dim={saved["action_dim"]}); this buffer has state_dim={self.state_dim}, '
+                             f'chunk_len={self.chunk_len}, action_dim={self.action_dim}')
+
     def _open(self, path: Path):
         path.mkdir(parents=True, exist_ok=True)
-        layout = {'format': 'rlt-replay-1', 'descr': self.dtype.descr, 'itemsize': self.dtype.itemsize,
-                  'state_dim': self.state_dim, 'chunk_len': self.chunk_len, 'action_dim': self.action_dim}
         layout_file, data_file = path / 'layout.json', path / 'transitions.bin'
         if layout_file.exists():
-            saved = json.loads(layout_file.read_text())
-            if saved['itemsize'] != self.dtype.itemsize or np.dtype(
-                    [tuple(f) for f in saved['descr']]) != self.dtype:
-                raise ValueError(f'{path} holds transitions of another layout '
-                                 f'(state_dim={saved["state_dim"]}, chunk_len={saved["chunk_len"]}, '
-                                 f'action_dim={saved["action_dim"]})')
+            self._check_layout(path)
         else:
-            layout_file.write_text(json.dumps(layout, indent=1))
+            layout_file.write_text(json.dumps(self.layout(), indent=1))
         if data_file.exists():
             whole = data_file.stat().st_size // self.dtype.itemsize * self.dtype.itemsize
             if whole != data_file.stat().st_size:  # a record cut short by a crash
@@ -130,6 +142,20 @@ class ReplayBuffer:
             for rec in np.fromfile(data_file, dtype=self.dtype):
                 self._insert(rec)
         self._file = open(data_file, 'ab')  # noqa: SIM115 - kept open for appends
+
+    def load_prior(self, path) -> int:
+        """Load a replay folder (same format) as read-only prior data; returns its transition count."""
+        path = Path(path)
+        if not (path / 'layout.json').exists() or not (path / 'transitions.bin').exists():
+            raise FileNotFoundError(f'{path} is not a replay folder (layout.json and transitions.bin)')
+        self._check_layout(path)
+        records = np.fromfile(path / 'transitions.bin', dtype=self.dtype)
+        if len(records) == 0:
+            raise ValueError(f'{path} holds no transitions')
+        self.prior = _Storage(len(records), self.state_dim, self.chunk_len, self.action_dim)
+        for rec in records:
+            self.prior.add(rec)
+        return len(records)
 
     def close(self):
         if self._file is not None:
@@ -178,15 +204,22 @@ class ReplayBuffer:
         return self.online.size
 
     def sample(self, batch_size: int, generator=None) -> dict:
-        """A batch of tensors x, a, ref, r, n, x2, ref2, done (chunks in robot units)."""
-        if self.online.size == 0:
-            raise ValueError('replay buffer is empty')
+        """A batch of tensors x, a, ref, r, n, x2, ref2, done (chunks in robot units).
+
+        `intervention_fraction` of it comes from the interventions and `prior_fraction` from the prior
+        data when they hold any; the rest from all online transitions (all prior data when none yet).
+        """
         n_int = round(batch_size * self.intervention_fraction) if self.interventions.size else 0
-        idx = torch.randint(self.online.size, (batch_size - n_int,), generator=generator)
-        parts = [self.online.take(idx)]
-        if n_int:
-            parts.append(self.interventions.take(
-                torch.randint(self.interventions.size, (n_int,), generator=generator)))
+        n_prior = round(batch_size * self.prior_fraction) if self.prior is not None else 0
+        if self.online.size == 0:
+            if self.prior is None:
+                raise ValueError('replay buffer is empty')
+            n_prior = batch_size
+        parts = []
+        for storage, n in ((self.online, batch_size - n_int - n_prior), (self.interventions, n_int),
+                           (self.prior, n_prior)):
+            if n:
+                parts.append(storage.take(torch.randint(storage.size, (n,), generator=generator)))
         if len(parts) == 1:
             return parts[0]
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer, Transition
+from rlt_core.replay import SOURCE_ACTOR, SOURCE_DEMO, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer, Transition
 from rlt_core.transitions import TransitionBuilder
 
 
@@ -93,3 +93,31 @@ def test_builder_requires_observations_on_the_stride():
     builder.record([0.0], 0.0, SOURCE_VLA, False)  # outside the critical phase no state is needed
     with pytest.raises(ValueError):
         TransitionBuilder(chunk_len=5, stride=2)
+
+
+def test_prior_data_is_read_only_and_mixed_into_batches(tmp_path):
+    prior = ReplayBuffer(3, 2, 1, path=tmp_path / 'demos')
+    for i in range(10):
+        prior.add(_t(200 + i, SOURCE_DEMO))
+    prior.close()
+    rb = ReplayBuffer(3, 2, 1, path=tmp_path / 'online', prior_fraction=0.5)
+    assert rb.load_prior(tmp_path / 'demos') == 10
+    batch = rb.sample(32, torch.Generator().manual_seed(0))  # no online data yet: all prior
+    assert (batch['x'][:, 0] >= 200).all()
+    for i in range(20):
+        rb.add(_t(i))
+    batch = rb.sample(32, torch.Generator().manual_seed(0))
+    assert (batch['x'][:, 0] >= 200).sum() == 16 and len(rb) == 20
+    rb.close()
+    assert len(ReplayBuffer(3, 2, 1, path=tmp_path / 'online')) == 20  # prior data never enters the online file
+    assert (tmp_path / 'demos' / 'transitions.bin').stat().st_size == 10 * rb.dtype.itemsize
+
+
+def test_prior_data_of_another_layout_is_refused(tmp_path):
+    ReplayBuffer(4, 2, 1, path=tmp_path / 'demos').close()
+    with pytest.raises(ValueError, match='another layout'):
+        ReplayBuffer(3, 2, 1).load_prior(tmp_path / 'demos')
+    with pytest.raises(FileNotFoundError):
+        ReplayBuffer(3, 2, 1).load_prior(tmp_path / 'nothing')
+    with pytest.raises(ValueError, match='sum'):
+        ReplayBuffer(3, 2, 1, intervention_fraction=0.5, prior_fraction=0.6)

@@ -45,6 +45,7 @@ from rlt_core.vla.small_vla import SmallVLA
 from rlt_sim import PegInsertionEnv, SimConfig
 from rlt_sim.human import SimulatedHuman
 from rlt_train.cli import parse_config
+from rlt_train.demo_replay import check_demo_replay
 
 ABLATIONS = ('rlt', 'beta0', 'no_reference', 'c1', 'no_dropout', 'residual', 'noise_only')
 DIAGNOSTICS = ('oracle_offset',)
@@ -110,6 +111,12 @@ class RLTTrainConfig:
     """Control steps per episode (a jammed peg stays jammed; 120 leaves ~80 steps at the hole)."""
     threads: int = 1
     """Torch threads."""
+    demo_replay: str = ''
+    """Replay folder of demonstrations made by `python -m rlt_train.demo_replay` ('': none): prior data."""
+    demo_fraction: float = 0.25
+    """Fraction of every batch drawn from the demonstrations (with --demo-replay)."""
+    pretrain_updates: int = 0
+    """Learner updates on the demonstrations alone before the first online episode (with --demo-replay)."""
     oracle_noise_mm: float = 0.3
     """Diagnostic oracle_offset only: std of the Gaussian noise on the true offset, mm."""
 
@@ -118,6 +125,10 @@ class RLTTrainConfig:
             raise ValueError(f'ablation must be one of {ABLATIONS + DIAGNOSTICS}, got {self.ablation!r}')
         if self.chunk_len % self.stride:
             raise ValueError('chunk_len must be a multiple of stride')
+        if not 0.0 <= self.demo_fraction <= 0.75 or self.pretrain_updates < 0:
+            raise ValueError('demo_fraction must be in [0, 0.75] and pretrain_updates >= 0')
+        if self.pretrain_updates and not self.demo_replay:
+            raise ValueError('pretrain_updates needs demo_replay')
 
 
 def apply_ablation(cfg: RLTTrainConfig) -> RLTTrainConfig:
@@ -247,8 +258,9 @@ def train(cfg: RLTTrainConfig) -> dict:
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     models = default_models_dir()
-    vla = SmallVLA.load(cfg.vla or models / 'vla').freeze()
-    token = RLToken.load(cfg.token or models / 'rl_token')
+    vla_dir, token_dir = Path(cfg.vla or models / 'vla'), Path(cfg.token or models / 'rl_token')
+    vla = SmallVLA.load(vla_dir).freeze()
+    token = RLToken.load(token_dir)
     inputs = FrozenPolicyInputs(vla, token, use_token=cfg.ablation != 'residual',
                                 oracle=cfg.ablation == 'oracle_offset', oracle_noise_mm=cfg.oracle_noise_mm)
     env = PegInsertionEnv(SimConfig(max_steps=cfg.max_steps))
@@ -265,7 +277,14 @@ def train(cfg: RLTTrainConfig) -> dict:
             critic_lr=cfg.critic_lr, critic_hidden=cfg.hidden, batch_size=cfg.batch_size,
             utd_ratio=cfg.utd_ratio), seed=cfg.seed)
     # Flushed to the OS per transition (a crash of this process loses none); fsync'ed every 100.
-    replay = ReplayBuffer(inputs.state_dim, cfg.chunk_len, 3, path=out / 'replay', fsync_every=100)
+    replay = ReplayBuffer(inputs.state_dim, cfg.chunk_len, 3, path=out / 'replay', fsync_every=100,
+                          prior_fraction=cfg.demo_fraction)
+    if cfg.demo_replay and learner is not None:
+        meta = check_demo_replay(cfg.demo_replay, vla_dir, token_dir)
+        if (meta['config']['chunk_len'], meta['config']['stride']) != (cfg.chunk_len, cfg.stride):
+            raise ValueError(f'{cfg.demo_replay} has chunk_len/stride {meta["config"]["chunk_len"]}/'
+                             f'{meta["config"]["stride"]}, this run {cfg.chunk_len}/{cfg.stride}')
+        print(f'prior data: {replay.load_prior(cfg.demo_replay)} transitions from {meta["episodes"]} demonstrations')
     human = SimulatedHuman(rate=cfg.intervention_rate, seed=cfg.seed)
 
     # Resume: the learner, counters and evaluation history from the checkpoint; the replay from its log.
@@ -293,6 +312,9 @@ def train(cfg: RLTTrainConfig) -> dict:
 
     writer = SummaryWriter(str(out / 'tensorboard'))
     start = time.time()
+    if learner is not None and replay.prior is not None and learner.num_updates == 0:
+        for _ in tqdm(range(cfg.pretrain_updates), desc='learner on the demonstrations'):
+            learner.update(learner.prepare(replay.sample(cfg.batch_size, learner.generator)))
     bar = tqdm(range(state['episode'], cfg.episodes), initial=state['episode'], total=cfg.episodes, desc='RLT')
     for episode in bar:
         warmup = episode < cfg.warmup_episodes

@@ -1,11 +1,15 @@
 """Every training entry point runs end to end on a tiny budget (CleanRL-style smoke tests)."""
 
 import json
+import shutil
 
+import numpy as np
 import pytest
 
+from rlt_core.replay import SOURCE_DEMO, record_dtype
 from rlt_sim.record import RecordConfig, record
-from rlt_train import online, token, vla
+from rlt_train import demo_replay, online, token, vla
+from rlt_train.cli import parse_config
 
 
 @pytest.fixture(scope='module')
@@ -57,6 +61,29 @@ def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path):
     assert summary['online_episodes'] == 3 and len(summary['history']) == 2
     assert (tmp_path / 'learning_curve.png').stat().st_size > 1000
     assert (tmp_path / 'replay' / 'transitions.bin').exists()
+
+
+def test_demonstrations_become_prior_replay_data_for_the_online_loop(models, demos, tmp_path):
+    prior = tmp_path / 'demo_replay'
+    meta = demo_replay.convert(demo_replay.DemoReplayConfig(
+        demos=str(demos), output=str(prior), vla=str(models / 'vla'), token=str(models / 'rl_token'), max_steps=40))
+    assert meta['episodes'] == 6 and meta['transitions'] > 0
+    records = np.fromfile(prior / 'transitions.bin', record_dtype(8 + 6, 10, 3))
+    assert len(records) == meta['transitions'] and (records['source'] == SOURCE_DEMO).all()
+    assert records['rewards'].sum() == records['done'].sum() > 0  # +1 on success, which ends the episode
+    assert not (records['done'] & records['truncated']).any()
+    args = ['--vla', str(models / 'vla'), '--token', str(models / 'rl_token'), '--output', str(tmp_path / 'run'),
+            '--warmup-episodes', '1', '--eval-every', '2', '--eval-episodes', '1', '--final-eval-episodes', '0',
+            '--max-steps', '30', '--batch-size', '4', '--hidden', '16', '16', '--episodes', '2',
+            '--demo-replay', str(prior), '--pretrain-updates', '7']
+    summary = online.train(parse_config(online.RLTTrainConfig, args))
+    assert summary['learner_updates'] >= 7
+    shutil.copytree(models / 'rl_token', models / 'other_token')
+    (models / 'other_token' / 'rl_token.json').write_text(
+        (models / 'rl_token' / 'rl_token.json').read_text().replace('{', '{ ', 1))
+    with pytest.raises(ValueError, match='another token'):
+        online.train(parse_config(online.RLTTrainConfig, [*args, '--token', str(models / 'other_token'),
+                                                           '--output', str(tmp_path / 'run2')]))
 
 
 def test_bad_options_are_refused():
