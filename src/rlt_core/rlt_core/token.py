@@ -53,12 +53,13 @@ class RLTokenEncoder(nn.Module):
         self.out = nn.Sequential(nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, cfg.token_dim))
         self.register_buffer('z_mean', torch.zeros(cfg.token_dim))
         self.register_buffer('z_std', torch.ones(cfg.token_dim))
+        self.register_buffer('z_whiten', torch.eye(cfg.token_dim))
 
     def forward(self, z, mask):
         b, m, _ = z.shape
         h = torch.cat([self.in_proj(z), self.e_rl.expand(b, -1, -1)], dim=1) + self.pos[:, :m + 1]
         pad = torch.cat([~mask, torch.zeros(b, 1, dtype=torch.bool, device=mask.device)], dim=1)
-        return (self.out(self.transformer(h, src_key_padding_mask=pad)[:, m]) - self.z_mean) / self.z_std
+        return (self.out(self.transformer(h, src_key_padding_mask=pad)[:, m]) - self.z_mean) / self.z_std @ self.z_whiten
 
 
 class RLTokenDecoder(nn.Module):
@@ -99,10 +100,22 @@ class RLToken(nn.Module):
         return self.encoder(z, mask)
 
     @torch.no_grad()
-    def set_statistics(self, z_rl_raw: torch.Tensor) -> None:
-        """Standardise z_rl from now on with the mean and std of these unstandardised readouts (N, token_dim)."""
+    def set_statistics(self, z_rl_raw: torch.Tensor, whiten: bool = False, floor: float = 1e-4) -> None:
+        """Normalise z_rl from now on with statistics of these raw readouts (N, token_dim).
+
+        Standardised per dimension; with `whiten`, also decorrelated (ZCA: z @ V diag(1/sqrt(lambda)) V^T
+        from the eigen-decomposition of their covariance, eigenvalues floored at `floor` times the largest).
+        Whitened on critical-phase readouts, directions that vary little there (the sub-millimetre
+        offset among them) reach the actor and critic at the same scale as the large ones.
+        """
         self.encoder.z_mean.copy_(z_rl_raw.mean(0))
         self.encoder.z_std.copy_(z_rl_raw.std(0).clamp(min=1e-6))
+        self.encoder.z_whiten.copy_(torch.eye(self.config.token_dim))
+        if whiten:
+            s = ((z_rl_raw - self.encoder.z_mean) / self.encoder.z_std).double()
+            lam, v = torch.linalg.eigh(s.T @ s / len(s))
+            lam = lam.clamp(min=0) + floor * lam.max()
+            self.encoder.z_whiten.copy_((v / lam.sqrt()) @ v.T)
 
     def save(self, directory, with_decoder: bool = False) -> None:
         """Save the (frozen) encoder, and the decoder too while training."""
@@ -122,7 +135,7 @@ class RLToken(nn.Module):
         state = load_file(directory / 'rl_token.safetensors')
         model.load_state_dict(state, strict=False)
         missing = [k for k in model.encoder.state_dict()
-                   if 'encoder.' + k not in state and k not in ('z_mean', 'z_std')]  # older tokens: unstandardised
+                   if 'encoder.' + k not in state and k not in ('z_mean', 'z_std', 'z_whiten')]  # older: not normalised
         if missing:
             raise ValueError(f'RL token checkpoint lacks encoder weights: {missing[:3]}')
         return model.eval()

@@ -70,10 +70,28 @@ def test_statistics_standardise_z_rl_and_travel_with_the_checkpoint(tmp_path):
     torch.testing.assert_close(RLToken.load(tmp_path / 'new').extract(z, mask), x)
     # A checkpoint written before the statistics existed loads unstandardised.
     token.save(tmp_path / 'old')
-    state = {k: v for k, v in load_file(tmp_path / 'old' / 'rl_token.safetensors').items() if 'z_mean' not in k
-             and 'z_std' not in k}
+    state = {k: v for k, v in load_file(tmp_path / 'old' / 'rl_token.safetensors').items()
+             if not any(name in k for name in ('z_mean', 'z_std', 'z_whiten'))}
     save_file(state, tmp_path / 'old' / 'rl_token.safetensors')
     torch.testing.assert_close(RLToken.load(tmp_path / 'old').extract(z, mask), raw)
+
+
+def test_whitening_gives_a_small_direction_unit_scale(tmp_path):
+    # Raw readouts with one large direction and a small one (like the offset in the critical phase).
+    g = torch.Generator().manual_seed(0)
+    big, small = torch.randn(4000, 1, generator=g) * 10.0, torch.randn(4000, 1, generator=g) * 0.01
+    raw = torch.cat([big + small, big - small, torch.randn(4000, 2, generator=g)], 1)
+    token = RLToken(RLTokenConfig(embed_dim=16, max_tokens=10, token_dim=4, d_model=32))
+    token.set_statistics(raw)
+    standardised = (raw - raw.mean(0)) / raw.std(0)
+    assert (standardised[:, 0] - standardised[:, 1]).std() < 0.01  # the small direction stays tiny
+    token.set_statistics(raw, whiten=True, floor=1e-8)
+    w = (standardised @ token.encoder.z_whiten).double()
+    torch.testing.assert_close(torch.cov(w.T), torch.eye(4, dtype=torch.float64), atol=1e-2, rtol=0)
+    token.save(tmp_path)
+    torch.testing.assert_close(RLToken.load(tmp_path).encoder.z_whiten, token.encoder.z_whiten)
+    token.set_statistics(raw, whiten=True, floor=1e-2)  # the floor bounds how much a direction is amplified
+    assert torch.linalg.eigvalsh(torch.cov((standardised @ token.encoder.z_whiten).T)).min() < 0.01
 
 
 def test_token_trains_on_tiny_pi0_embeddings():
