@@ -7,8 +7,9 @@
   L_ro            sum_i || h(d([z_rl, z̄_{1:i-1}]))_i - z̄_i ||^2, over valid tokens
 
 After training the decoder is dropped and the encoder frozen; `extract` maps embeddings to z_rl,
-standardised per dimension with statistics of the training frames (`set_statistics`): the raw
-readout varies little around large means, and the actor and critic learn faster from unit-scale inputs.
+normalised with statistics of the training frames (`set_statistics`): the raw readout varies little
+around large means, and the actor and critic learn faster from unit-scale inputs. Whitened with the
+critical-phase frames, the small directions that carry the sub-millimetre offset get unit scale too.
 """
 
 import json
@@ -100,6 +101,13 @@ class RLToken(nn.Module):
         return self.encoder(z, mask)
 
     @torch.no_grad()
+    def clear_statistics(self) -> None:
+        """Read out the raw z_rl from now on."""
+        self.encoder.z_mean.zero_()
+        self.encoder.z_std.fill_(1.0)
+        self.encoder.z_whiten.copy_(torch.eye(self.config.token_dim))
+
+    @torch.no_grad()
     def set_statistics(self, z_rl_raw: torch.Tensor, whiten: bool = False, floor: float = 1e-4) -> None:
         """Normalise z_rl from now on with statistics of these raw readouts (N, token_dim).
 
@@ -108,9 +116,9 @@ class RLToken(nn.Module):
         Whitened on critical-phase readouts, directions that vary little there (the sub-millimetre
         offset among them) reach the actor and critic at the same scale as the large ones.
         """
+        self.clear_statistics()
         self.encoder.z_mean.copy_(z_rl_raw.mean(0))
         self.encoder.z_std.copy_(z_rl_raw.std(0).clamp(min=1e-6))
-        self.encoder.z_whiten.copy_(torch.eye(self.config.token_dim))
         if whiten:
             s = ((z_rl_raw - self.encoder.z_mean) / self.encoder.z_std).double()
             lam, v = torch.linalg.eigh(s.T @ s / len(s))

@@ -75,12 +75,21 @@ class TokenTrainConfig:
     """Torch device of the training ('cuda' on a GPU: minutes instead of hours at the defaults)."""
     cache_dir: str = ''
     """Folder to keep the frozen VLA's embeddings in between runs (alpha = 0 only; '': do not cache)."""
+    init: str = ''
+    """Start from this saved token's encoder ('': from scratch; a saved token has no decoder, so its decoder
+    starts fresh). With --steps 0 only the statistics are fitted again (and no reconstruction is reported)."""
+    whiten: bool = True
+    """Whiten z_rl with the critical-phase training frames (RLToken.set_statistics): the offset the actor and
+    critic need varies little there, and whitening gives it unit scale. --no-whiten: per-dimension
+    standardisation over all training frames."""
 
     def __post_init__(self):
         if self.lr_schedule not in ('cosine', 'constant'):
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         if self.device != 'cpu' and self.alpha > 0:
             raise ValueError('a device other than cpu trains on cached embeddings: alpha must be 0')
+        if self.steps < 0 or (self.steps == 0 and not self.init):
+            raise ValueError('steps must be > 0, or 0 with --init (statistics only)')
 
 
 @torch.no_grad()
@@ -204,15 +213,22 @@ def train(cfg: TokenTrainConfig) -> dict:
     else:
         (z_val, m_val), z_train, m_train = embed(vla, val_frames), None, None
     m = z_val.shape[1]
-    token = RLToken(RLTokenConfig(embed_dim=vla.token_dim, max_tokens=m, token_dim=cfg.token_dim,
-                                  d_model=cfg.d_model, encoder_layers=cfg.encoder_layers,
-                                  decoder_layers=cfg.decoder_layers)).to(cfg.device)
+    if cfg.init:  # its own architecture; the options that shape a new token do not apply
+        token = RLToken.load(cfg.init).to(cfg.device)
+        if token.config.embed_dim != vla.token_dim or token.config.max_tokens < m:
+            raise ValueError(f'{cfg.init} reads {token.config.embed_dim}-d embeddings (up to '
+                             f'{token.config.max_tokens}); this VLA gives {m} of {vla.token_dim}')
+    else:
+        token = RLToken(RLTokenConfig(embed_dim=vla.token_dim, max_tokens=m, token_dim=cfg.token_dim,
+                                      d_model=cfg.d_model, encoder_layers=cfg.encoder_layers,
+                                      decoder_layers=cfg.decoder_layers)).to(cfg.device)
+    token.clear_statistics()  # train on and read out the raw z_rl
     params = list(token.parameters()) + (list(vla.parameters()) if cfg.alpha > 0 else [])
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     def lr_factor(i):
         if cfg.lr_schedule == 'constant':
             return 1.0
-        return min(1.0, (i + 1) / max(1, cfg.warmup_steps)) * (0.1 + 0.45 * (1 + math.cos(math.pi * i / cfg.steps)))
+        return min(1.0, (i + 1) / max(1, cfg.warmup_steps)) * (0.1 + 0.45 * (1 + math.cos(math.pi * i / max(1, cfg.steps))))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     writer = SummaryWriter(str(out / 'tensorboard'))
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -255,12 +271,19 @@ def train(cfg: TokenTrainConfig) -> dict:
                               for i in range(0, len(z_train), 512)]).numpy()
         zr_val = torch.cat([token.extract(z_val[i:i + 512].float(), m_val[i:i + 512])
                             for i in range(0, len(z_val), 512)]).numpy()
-    token.set_statistics(torch.from_numpy(zr_train))  # z_rl is standardised from here on (probes are invariant)
+    # z_rl is normalised from here on (the probes are invariant to it): whitened with the critical-phase frames
+    # the actor and critic see, or standardised with all frames.
+    critical = train_priv['critical'][:len(zr_train)]
+    stats_frames = zr_train[critical] if cfg.whiten else zr_train
+    if len(stats_frames) < 4 * token.config.token_dim:
+        raise ValueError(f'{len(stats_frames)} frames are too few to fit the statistics of a '
+                         f'{token.config.token_dim}-d token')
+    token.set_statistics(torch.from_numpy(stats_frames), whiten=cfg.whiten)
     report = {
         'config': asdict(cfg), 'command': 'python -m rlt_train.token ' + shlex.join(sys.argv[1:]),
         'train_frames': n_train, 'val_frames': len(val_frames['tasks']), 'train_minutes': (time.time() - start) / 60,
         'reconstruction': {'val_error': float(err.mean()), 'mean_embedding_baseline': float(baseline.mean()),
-                           'ratio': float(err.mean() / baseline.mean())},
+                           'ratio': float(err.mean() / baseline.mean())} if cfg.steps else None,
         'probe_offset': probe_report(zr_train, train_priv['offset'], zr_val, val_priv['offset'],
                                      val_priv['critical'], cfg.seed, critical_train=train_priv['critical']),
     }

@@ -5,8 +5,10 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from rlt_core.replay import SOURCE_DEMO, record_dtype
+from rlt_core.token import RLToken
 from rlt_sim.record import RecordConfig, record
 from rlt_train import demo_replay, online, token, vla
 from rlt_train.cli import parse_config
@@ -47,6 +49,22 @@ def test_token_training_reads_the_frozen_vlas_embeddings_from_its_cache(models, 
                 '--batch-size', '8', '--val-episodes', '1', '--token-dim', '8', '--d-model', '16', '--threads', '1',
                 '--cache-dir', str(models / 'cache')])
     assert 'embeddings from' in capsys.readouterr().out
+
+
+def test_token_statistics_are_refitted_from_a_saved_token(models, demos, tmp_path):
+    args = ['--vla', str(models / 'vla'), '--demos', str(demos), '--output', str(tmp_path), '--val-episodes', '1',
+            '--threads', '1', '--cache-dir', str(models / 'cache'), '--init', str(models / 'rl_token'), '--steps', '0']
+    report = token.train(parse_config(token.TokenTrainConfig, [*args, '--no-whiten']))
+    assert report['reconstruction'] is None and report['probe_offset']['mlp']['rmse_critical_mm'] > 0
+    standardised = RLToken.load(tmp_path)
+    saved = RLToken.load(models / 'rl_token')
+    for name in ('in_proj.weight', 'e_rl', 'out.1.weight'):  # the same encoder, other statistics only
+        torch.testing.assert_close(standardised.encoder.state_dict()[name], saved.encoder.state_dict()[name])
+    torch.testing.assert_close(standardised.encoder.z_whiten, torch.eye(8))
+    token.train(parse_config(token.TokenTrainConfig, args))
+    assert not torch.allclose(RLToken.load(tmp_path).encoder.z_whiten, torch.eye(8))
+    with pytest.raises(SystemExit):
+        token.main(['--steps', '0'])  # statistics only needs a token to start from
 
 
 def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path):
