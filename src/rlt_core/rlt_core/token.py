@@ -60,7 +60,8 @@ class RLTokenEncoder(nn.Module):
         b, m, _ = z.shape
         h = torch.cat([self.in_proj(z), self.e_rl.expand(b, -1, -1)], dim=1) + self.pos[:, :m + 1]
         pad = torch.cat([~mask, torch.zeros(b, 1, dtype=torch.bool, device=mask.device)], dim=1)
-        return (self.out(self.transformer(h, src_key_padding_mask=pad)[:, m]) - self.z_mean) / self.z_std @ self.z_whiten
+        raw = self.out(self.transformer(h, src_key_padding_mask=pad)[:, m])
+        return (raw - self.z_mean) / self.z_std @ self.z_whiten
 
 
 class RLTokenDecoder(nn.Module):

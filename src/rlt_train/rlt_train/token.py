@@ -228,7 +228,8 @@ def train(cfg: TokenTrainConfig) -> dict:
     def lr_factor(i):
         if cfg.lr_schedule == 'constant':
             return 1.0
-        return min(1.0, (i + 1) / max(1, cfg.warmup_steps)) * (0.1 + 0.45 * (1 + math.cos(math.pi * i / max(1, cfg.steps))))
+        warmup = min(1.0, (i + 1) / max(1, cfg.warmup_steps))
+        return warmup * (0.1 + 0.45 * (1 + math.cos(math.pi * i / max(1, cfg.steps))))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     writer = SummaryWriter(str(out / 'tensorboard'))
     generator = torch.Generator().manual_seed(cfg.seed)
