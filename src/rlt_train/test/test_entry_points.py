@@ -6,12 +6,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from rlt_train.cli import parse_config
 
 from rlt_core.replay import SOURCE_DEMO, record_dtype
 from rlt_core.token import RLToken
 from rlt_sim.record import RecordConfig, record
 from rlt_train import demo_replay, online, token, vla
-from rlt_train.cli import parse_config
 
 
 @pytest.fixture(scope='module')
