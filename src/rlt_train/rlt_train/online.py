@@ -8,6 +8,8 @@ failing episodes. Chunk transitions (sub-sampled at `stride`) go to a replay buf
 on disk, and the chunked TD3 learner makes `utd_ratio` updates per transition. Every
 `eval_every` episodes the actor is evaluated without noise on held-out seeds; the best actor is
 kept. The run resumes from `output/` after a crash (checkpoint + replay; no transition is lost).
+With `--demo-replay`, recorded demonstrations (made into transitions by `rlt_train.demo_replay`)
+are read-only prior data: `demo_fraction` of every batch, and `pretrain_updates` before the first episode.
 
 Ablations (`--ablation`, same loop and seeds): beta0, no_reference, c1 (C = 1), no_dropout,
 residual (a bounded residual on the VLA action, proprio only, no token), noise_only (the VLA
