@@ -34,7 +34,7 @@ from rlt_core.token import RLToken
 from rlt_core.transitions import TransitionBuilder
 from rlt_core.vla.backbone import Observation
 from rlt_core.vla.small_vla import SmallVLA
-from rlt_sim.dataset import IMAGE_KEYS, load_demos
+from rlt_sim.dataset import IMAGE_KEYS, decode_png, load_demos
 
 META_FILE = 'demo_replay.json'
 
@@ -79,8 +79,8 @@ def model_digest(directory) -> str:
     return digest.hexdigest()
 
 
-def check_demo_replay(path, vla_dir, token_dir) -> dict:
-    """The folder's metadata; raises if it was made with another VLA or token than these."""
+def check_demo_replay(path, vla_dir, token_dir, chunk_len: int, stride: int) -> dict:
+    """The folder's metadata; raises if it was made with another VLA, token, chunk length or stride."""
     meta_file = Path(path) / META_FILE
     if not meta_file.exists():
         raise FileNotFoundError(f'{path} has no {META_FILE}: make it with python -m rlt_train.demo_replay')
@@ -89,12 +89,16 @@ def check_demo_replay(path, vla_dir, token_dir) -> dict:
         if meta[f'{name}_sha256'] != model_digest(directory):
             raise ValueError(f'{path} was made with another {name} than {directory}; '
                              f'rerun python -m rlt_train.demo_replay with this one')
+    made = (meta['config']['chunk_len'], meta['config']['stride'])
+    if made != (chunk_len, stride):
+        raise ValueError(f'{path} has chunk_len/stride {made[0]}/{made[1]}, this run {chunk_len}/{stride}')
     return meta
 
 
 @torch.no_grad()
 def episode_transitions(data: dict, instruction: str, vla: SmallVLA, token: RLToken, norm, cfg, episode_id: int):
-    """The transitions of one recorded episode (columns as `DemoDataset.episode` returns them)."""
+    """The transitions of one recorded episode (columns as `DemoDataset.episode(..., decode_images=False)`
+    returns them: only the frames that need a state are decoded)."""
     length = len(data['action'])
     T = min(length, cfg.max_steps)
     terminated = bool(data['next.success'][T - 1])
@@ -107,7 +111,7 @@ def episode_transitions(data: dict, instruction: str, vla: SmallVLA, token: RLTo
     needed = frames + ([final] if final is not None else [])
     if not frames:
         return []
-    obs = Observation(images={c: torch.from_numpy(np.stack([data[key][t] for t in needed]))
+    obs = Observation(images={c: torch.from_numpy(np.stack([decode_png(data[key][t]) for t in needed]))
                               for c, key in IMAGE_KEYS.items()},
                       proprio=torch.from_numpy(data['observation.state'][needed]).float(),
                       instruction=[instruction] * len(needed))
@@ -143,7 +147,7 @@ def convert(cfg: DemoReplayConfig) -> dict:
                'critical_phase', 'task_index']
     count = successes = 0
     for ep in tqdm(range(n), desc='demos -> transitions'):
-        data = demos.episode(ep, columns)
+        data = demos.episode(ep, columns, decode_images=False)
         new = episode_transitions(data, demos.tasks[int(data['task_index'][0])], vla, token, norm, cfg, ep)
         for transition in new:
             replay.add(transition)

@@ -282,10 +282,7 @@ def train(cfg: RLTTrainConfig) -> dict:
     replay = ReplayBuffer(inputs.state_dim, cfg.chunk_len, 3, path=out / 'replay', fsync_every=100,
                           prior_fraction=cfg.demo_fraction)
     if cfg.demo_replay and learner is not None:
-        meta = check_demo_replay(cfg.demo_replay, vla_dir, token_dir)
-        if (meta['config']['chunk_len'], meta['config']['stride']) != (cfg.chunk_len, cfg.stride):
-            raise ValueError(f'{cfg.demo_replay} has chunk_len/stride {meta["config"]["chunk_len"]}/'
-                             f'{meta["config"]["stride"]}, this run {cfg.chunk_len}/{cfg.stride}')
+        meta = check_demo_replay(cfg.demo_replay, vla_dir, token_dir, cfg.chunk_len, cfg.stride)
         print(f'prior data: {replay.load_prior(cfg.demo_replay)} transitions from {meta["episodes"]} demonstrations')
     human = SimulatedHuman(rate=cfg.intervention_rate, seed=cfg.seed)
 

@@ -262,12 +262,14 @@ def train(cfg: TokenTrainConfig) -> dict:
 
     # Evidence: held-out reconstruction against the mean-embedding baseline, and probes on z_rl.
     with torch.no_grad():
-        def recon(z, mask):
-            return torch.cat([token.reconstruction_loss(z[i:i + 256].float(), mask[i:i + 256])
-                              for i in range(0, len(z), 256)])
-        mean_embedding = (z_train.float() * m_train[..., None]).sum(0) / m_train.sum(0).clamp(min=1)[:, None]
-        baseline = ((z_val.float() - mean_embedding) ** 2).sum(-1).mul(m_val).sum(-1)
-        err = recon(z_val, m_val)
+        reconstruction = None  # with --steps 0 the decoder is untrained: nothing to report
+        if cfg.steps:
+            mean_embedding = (z_train.float() * m_train[..., None]).sum(0) / m_train.sum(0).clamp(min=1)[:, None]
+            baseline = ((z_val.float() - mean_embedding) ** 2).sum(-1).mul(m_val).sum(-1).mean()
+            err = torch.cat([token.reconstruction_loss(z_val[i:i + 256].float(), m_val[i:i + 256])
+                             for i in range(0, len(z_val), 256)]).mean()
+            reconstruction = {'val_error': float(err), 'mean_embedding_baseline': float(baseline),
+                              'ratio': float(err / baseline)}
         zr_train = torch.cat([token.extract(z_train[i:i + 512].float(), m_train[i:i + 512])
                               for i in range(0, len(z_train), 512)]).numpy()
         zr_val = torch.cat([token.extract(z_val[i:i + 512].float(), m_val[i:i + 512])
@@ -283,8 +285,7 @@ def train(cfg: TokenTrainConfig) -> dict:
     report = {
         'config': asdict(cfg), 'command': 'python -m rlt_train.token ' + shlex.join(sys.argv[1:]),
         'train_frames': n_train, 'val_frames': len(val_frames['tasks']), 'train_minutes': (time.time() - start) / 60,
-        'reconstruction': {'val_error': float(err.mean()), 'mean_embedding_baseline': float(baseline.mean()),
-                           'ratio': float(err.mean() / baseline.mean())} if cfg.steps else None,
+        'reconstruction': reconstruction,
         'probe_offset': probe_report(zr_train, train_priv['offset'], zr_val, val_priv['offset'],
                                      val_priv['critical'], cfg.seed, critical_train=train_priv['critical']),
     }
