@@ -11,6 +11,10 @@ C = chunk_len actions, ref_chunk is the VLA's reference chunk.
                   ref_in = ref_chunk, zeroed on a `ref_dropout` fraction of the batch
   schedule        `critic_updates_per_actor` critic updates per actor update; Polyak targets
 
+With an `encoder` (the no-RL-token ablation, `rlt_core.image_encoder`), x is the encoder's features
+of the stored camera frames plus proprio: the critic loss trains the encoder, the actor reads
+its features without gradients, a Polyak copy of it encodes x'.
+
 Chunks are in normalised action units here (see `Actor.normalize`).
 """
 
@@ -122,7 +126,7 @@ class RLTLearner:
     """What learns: twin critics, targets, optimisers and `update()`; the `Actor` is what acts."""
 
     def __init__(self, actor_config: ActorConfig, config: TD3Config | None = None, seed: int = 0,
-                 device: str = 'cpu'):
+                 device: str = 'cpu', encoder: nn.Module | None = None, frames=None, shift: int = 4):
         self.config = config or TD3Config()
         self.device = torch.device(device)
         torch.manual_seed(seed)
@@ -133,8 +137,15 @@ class RLTLearner:
         self.qf_target = copy.deepcopy(self.qf)
         for p in [*self.target_actor.parameters(), *self.qf_target.parameters()]:
             p.requires_grad_(False)
+        # The ablation's image encoder: replay states are [proprio, frame id] into `frames` (a FrameStore).
+        self.encoder, self.frames, self.shift = encoder, frames, shift
+        q_params = list(self.qf.parameters())
+        if encoder is not None:
+            self.encoder = encoder.to(self.device)
+            self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+            q_params += list(self.encoder.parameters())
         self.actor_optimizer = _adam(self.actor.parameters(), self.config.actor_lr)
-        self.q_optimizer = _adam(self.qf.parameters(), self.config.critic_lr)
+        self.q_optimizer = _adam(q_params, self.config.critic_lr)
         self.num_updates = 0
         self.metrics = {}
 
@@ -142,36 +153,64 @@ class RLTLearner:
         """A replay batch (chunks in robot units, (B, C, A)) on the learner's device, in normalised flat units."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         norm = self.actor.normalize
-        return {**batch, 'a': norm(batch['a']), 'ref': norm(batch['ref']), 'ref2': norm(batch['ref2'])}
+        batch = {**batch, 'a': norm(batch['a']), 'ref': norm(batch['ref']), 'ref2': norm(batch['ref2'])}
+        if self.encoder is not None:  # [proprio, frame id] -> proprio, and the frames
+            for key, frames in (('x', 'obs'), ('x2', 'obs2')):
+                batch[frames] = self.frames.get(batch[key][:, -1]).to(self.device)
+                batch[key] = batch[key][:, :-1]
+        return batch
 
-    def td_target(self, batch):
-        """Q_hat of a batch (no gradients), clipped to `target_range`."""
+    def encode(self, batch):
+        """(x, x') of a prepared batch: as stored, or with the encoder x = [features(frames), proprio]
+        (gradients reach the encoder through x) and x' from the target encoder."""
+        if self.encoder is None:
+            return batch['x'], batch['x2']
+        x = torch.cat([self.encoder(batch['obs'], self.shift, self.generator), batch['x']], dim=-1)
+        with torch.no_grad():
+            x2 = torch.cat([self.target_encoder(batch['obs2'], self.shift, self.generator), batch['x2']], dim=-1)
+        return x, x2
+
+    @torch.no_grad()
+    def select_chunk(self, x, ref_chunk, explore: bool = False, generator=None) -> torch.Tensor:
+        """`Actor.select_chunk` on a replay state (with the encoder: [proprio, frame id])."""
+        if self.encoder is not None:
+            x = torch.as_tensor(x, dtype=torch.float32)
+            features = self.encoder(self.frames.get(x[-1:]).to(self.device))[0].cpu()
+            x = torch.cat([features, x[:-1]])
+        return self.actor.select_chunk(x, ref_chunk, explore=explore, generator=generator)
+
+    def td_target(self, batch, x2=None):
+        """Q_hat of a batch (no gradients), clipped to `target_range`; x' is batch['x2'] unless given."""
         cfg = self.config
+        x2 = batch['x2'] if x2 is None else x2
         with torch.no_grad():
             noise = (torch.randn(batch['a'].shape, generator=self.generator) * cfg.target_noise
                      ).clamp(-cfg.noise_clip, cfg.noise_clip).to(self.device)
-            next_a = (self.target_actor(batch['x2'], batch['ref2']) + noise).clamp(-1.0, 1.0)
-            next_q = self.qf_target(batch['x2'], next_a).min(0).values
+            next_a = (self.target_actor(x2, batch['ref2']) + noise).clamp(-1.0, 1.0)
+            next_q = self.qf_target(x2, next_a).min(0).values
             q_hat = chunked_td_target(batch['r'], batch['n'], batch['done'], next_q, cfg.gamma)
             return q_hat if cfg.target_range is None else q_hat.clamp(*cfg.target_range)
 
-    def critic_loss(self, batch):
-        q_hat = self.td_target(batch)
-        q = self.qf(batch['x'], batch['a'])
+    def critic_loss(self, batch, x=None, x2=None):
+        """Critic loss and Q (2, B); x and x' are the batch's unless given (see `encode`)."""
+        q_hat = self.td_target(batch, x2)
+        q = self.qf(batch['x'] if x is None else x, batch['a'])
         return F.mse_loss(q, q_hat.expand_as(q), reduction='none').mean(1).sum(), q
 
-    def actor_loss(self, batch):
+    def actor_loss(self, batch, x=None):
         cfg = self.config
+        x = batch['x'] if x is None else x
         ref = batch['ref']
         keep = (torch.rand(ref.shape[0], 1, generator=self.generator) >= cfg.ref_dropout).to(ref)
-        a = self.actor(batch['x'], ref * keep)
-        q = self.qf.q1_for_actor(batch['x'], a)
+        a = self.actor(x, ref * keep)
+        q = self.qf.q1_for_actor(x, a)
         bc = ((a - ref) ** 2).sum(1)
         return (-q + cfg.beta * bc).mean(), q, bc
 
     def update(self, batch) -> dict:
         """One critic step; every `critic_updates_per_actor`-th call also an actor step and targets."""
-        q_loss, q = self.critic_loss(batch)
+        x, x2 = self.encode(batch)
+        q_loss, q = self.critic_loss(batch, x, x2)
         self.q_optimizer.zero_grad(set_to_none=True)
         q_loss.backward()
         self.q_optimizer.step()
@@ -180,12 +219,14 @@ class RLTLearner:
         self.metrics['values/q'] = q.detach().mean()
 
         if self.num_updates % self.config.critic_updates_per_actor == 0:
-            actor_loss, q_pi, bc = self.actor_loss(batch)
+            actor_loss, q_pi, bc = self.actor_loss(batch, x.detach())
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_optimizer.step()
             soft_update(self.qf_target, self.qf, self.config.tau)
             soft_update(self.target_actor, self.actor, self.config.tau)
+            if self.encoder is not None:
+                soft_update(self.target_encoder, self.encoder, self.config.tau)
             self.metrics['losses/actor'] = actor_loss.detach()
             self.metrics['values/q_pi'] = q_pi.detach().mean()
             self.metrics['losses/bc'] = bc.detach().mean()
@@ -199,7 +240,9 @@ class RLTLearner:
                 'qf': self.qf.state_dict(), 'qf_target': self.qf_target.state_dict(),
                 'actor_optimizer': self.actor_optimizer.state_dict(),
                 'q_optimizer': self.q_optimizer.state_dict(), 'num_updates': self.num_updates,
-                'generator': self.generator.get_state()}
+                'generator': self.generator.get_state(),
+                'encoder': None if self.encoder is None else self.encoder.state_dict(),
+                'target_encoder': None if self.encoder is None else self.target_encoder.state_dict()}
 
     def load_state_dict(self, state: dict):
         self.actor.load_state_dict(state['actor'])
@@ -210,3 +253,6 @@ class RLTLearner:
         self.q_optimizer.load_state_dict(state['q_optimizer'])
         self.num_updates = state['num_updates']
         self.generator.set_state(state['generator'])
+        if self.encoder is not None:
+            self.encoder.load_state_dict(state['encoder'])
+            self.target_encoder.load_state_dict(state['target_encoder'])

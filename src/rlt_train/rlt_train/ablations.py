@@ -4,8 +4,9 @@
 
 Runs `rlt_train.online` once per (variant, seed) as separate processes (`--jobs` at a time,
 each resumable), then prints a table of medians over seeds: final noise-free success rate,
-mean critical-phase steps, successes per simulated minute during training, and online
-episodes until a periodic evaluation first reached 90 %. The table is also written to
+mean critical-phase steps, successes per simulated minute during training, online
+episodes until a periodic evaluation first reached 90 %, and online episodes per wall-clock
+minute of training (sim, models and learner updates; evaluations excluded). The table is also written to
 `table.md` and `table.json` in the output folder.
 """
 
@@ -65,17 +66,20 @@ def table(args) -> list[dict]:
             'episodes_to_90': None if sum(e is None for e in e90) * 2 >= len(e90) else
             float(np.median([e if e is not None else np.inf for e in e90])),
             'base_vla_success_rate': float(np.median([r['base_vla']['success_rate'] for r in runs])),
+            'episodes_per_wall_minute': float(np.median([r['online_episodes'] / r['training_wall_minutes']
+                                                         if r.get('training_wall_minutes') else np.nan for r in runs])),
         })
     return rows
 
 
 def render(rows) -> str:
     lines = ['| variant | seeds | episodes | success (final eval) | critical-phase steps | successes / sim min | '
-             'episodes to 90 % |', '|---|---|---|---|---|---|---|']
+             'episodes to 90 % | episodes / wall min |', '|---|---|---|---|---|---|---|---|']
     for r in rows:
         e90 = '—' if r['episodes_to_90'] is None else f"{r['episodes_to_90']:.0f}"
         lines.append(f"| {r['variant']} | {r['seeds']} | {r['episodes']} | {r['success_rate']:.2f} | "
-                     f"{r['mean_critical_steps']:.1f} | {r['successes_per_sim_minute']:.1f} | {e90} |")
+                     f"{r['mean_critical_steps']:.1f} | {r['successes_per_sim_minute']:.1f} | {e90} | "
+                     f"{r['episodes_per_wall_minute']:.1f} |")
     return '\n'.join(lines)
 
 

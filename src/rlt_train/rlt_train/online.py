@@ -13,7 +13,8 @@ are read-only prior data: `demo_fraction` of every batch, and `pretrain_updates`
 
 Ablations (`--ablation`, same loop and seeds): beta0, no_reference, c1 (C = 1), no_dropout,
 residual (a bounded residual on the VLA action, proprio only, no token), noise_only (the VLA
-plus the actor's exploration noise, no learning).
+plus the actor's exploration noise, no learning), image_encoder (no RL token: x is a CNN's features
+of the two wrist cameras, trained from scratch by the critic loss, as in HIL-SERL, plus proprio).
 
 Diagnostic, not RLT: `--ablation oracle_offset` replaces z_rl by the simulator's true peg-hole
 offset (mm, plus `oracle_noise_mm` of noise). It bounds what the RL machinery reaches when the state carries the
@@ -34,6 +35,7 @@ from tqdm import tqdm
 
 from rlt_core.actor import ActorConfig, load_actor, save_actor
 from rlt_core.arbitration import arbitrate
+from rlt_core.image_encoder import FrameStore, ImageEncoder, downsample
 from rlt_core.phase import CriticalPhase
 from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer
 from rlt_core.rl_state import ProprioNormalization, rl_state
@@ -49,8 +51,10 @@ from rlt_sim.human import SimulatedHuman
 from rlt_train.cli import parse_config
 from rlt_train.demo_replay import check_demo_replay
 
-ABLATIONS = ('rlt', 'beta0', 'no_reference', 'c1', 'no_dropout', 'residual', 'noise_only')
+ABLATIONS = ('rlt', 'beta0', 'no_reference', 'c1', 'no_dropout', 'residual', 'noise_only', 'image_encoder')
 DIAGNOSTICS = ('oracle_offset',)
+WRIST_CAMERAS = ('wrist_left', 'wrist_right')
+"""The cameras the image_encoder ablation's CNN sees (the hand-mounted pair that resolves the offset)."""
 EVAL_SEED = 1_000_000
 """Evaluation episodes use seeds EVAL_SEED + i, never seen in training."""
 
@@ -70,7 +74,7 @@ class RLTTrainConfig:
     seed: int = 0
     """Seed of the networks, the training episodes and the simulated human."""
     ablation: str = 'rlt'
-    """One of rlt, beta0, no_reference, c1, no_dropout, residual, noise_only."""
+    """One of rlt, beta0, no_reference, c1, no_dropout, residual, noise_only, image_encoder."""
     warmup_episodes: int = 20
     """N_warm: episodes that execute the VLA's chunk to fill the replay buffer."""
     chunk_len: int = 10
@@ -101,6 +105,8 @@ class RLTTrainConfig:
     """Robot units (m) of one normalised action unit: the per-step move limit."""
     residual_scale: float = 0.3
     """Residual bound (normalised units) of the residual ablation."""
+    image_size: int = 48
+    """Pixels per side of the wrist-camera frames the image_encoder ablation's CNN sees (renders averaged down)."""
     intervention_rate: float = 0.1
     """Fraction of training episodes whose simulated human takes over when the robot visibly fails."""
     eval_every: int = 50
@@ -147,11 +153,14 @@ class FrozenPolicyInputs:
     """The frozen VLA and RL-token encoder: observation -> (x, ref_chunk)."""
 
     def __init__(self, vla: SmallVLA, token: RLToken, use_token: bool = True, oracle: bool = False,
-                 oracle_noise_mm: float = 0.3):
+                 oracle_noise_mm: float = 0.3, frames: FrameStore | None = None):
         self.vla, self.token, self.use_token, self.oracle = vla, token, use_token, oracle
         self.oracle_noise_mm = oracle_noise_mm
+        self.frames = frames  # image_encoder ablation: x = [proprio, id of the wrist frames]
         self.norm = ProprioNormalization(vla.proprio_mean.numpy(), vla.proprio_std.numpy())
         self.state_dim = (2 if oracle else token.config.token_dim if use_token else 0) + self.norm.dim
+        if frames is not None:
+            self.state_dim = self.norm.dim + 1
         self.rng = np.random.default_rng(0)
 
     @torch.no_grad()
@@ -163,7 +172,12 @@ class FrozenPolicyInputs:
             z_rl = self.token.extract(out.embeddings, out.mask)[0].numpy()
         else:
             z_rl = np.zeros(0)
-        return rl_state(z_rl, obs['proprio'], self.norm), out.chunk[0].numpy()
+        x = rl_state(z_rl, obs['proprio'], self.norm)
+        if self.frames is not None:
+            size = self.frames.shape[1]
+            frame_id = self.frames.add(np.stack([downsample(obs['images'][c], size) for c in WRIST_CAMERAS]))
+            x = np.append(x, np.float32(frame_id))
+        return x, out.chunk[0].numpy()
 
 
 def run_episode(env, inputs, learner, cfg, seed, train, warmup, replay=None, human=None, episode_id=0,
@@ -195,7 +209,7 @@ def run_episode(env, inputs, learner, cfg, seed, train, warmup, replay=None, hum
                 noise = np.random.default_rng(seed * 1000 + stats['steps']).normal(0, cfg.actor_std, ref.shape)
                 actor_chunk = ref + (noise * cfg.action_scale_m if train else 0.0)
             elif critical and learner is not None:
-                actor_chunk = learner.actor.select_chunk(x, ref, explore=train, generator=generator).numpy()
+                actor_chunk = learner.select_chunk(x, ref, explore=train, generator=generator).numpy()
             decision = arbitrate(ref, limits, actor_chunk=actor_chunk, critical=critical, warmup=warmup)
             chunk, source, k = decision.executed, decision.source, 0
             stats['actor_chunks'] += int(source == SOURCE_ACTOR)
@@ -263,13 +277,19 @@ def train(cfg: RLTTrainConfig) -> dict:
     vla_dir, token_dir = Path(cfg.vla or models / 'vla'), Path(cfg.token or models / 'rl_token')
     vla = SmallVLA.load(vla_dir).freeze()
     token = RLToken.load(token_dir)
-    inputs = FrozenPolicyInputs(vla, token, use_token=cfg.ablation != 'residual',
-                                oracle=cfg.ablation == 'oracle_offset', oracle_noise_mm=cfg.oracle_noise_mm)
+    encoder = frames = None
+    if cfg.ablation == 'image_encoder':
+        encoder = ImageEncoder(cameras=len(WRIST_CAMERAS), size=cfg.image_size)
+        frames = FrameStore((len(WRIST_CAMERAS), cfg.image_size, cfg.image_size, 3), path=out / 'frames.bin')
+    inputs = FrozenPolicyInputs(vla, token, use_token=cfg.ablation not in ('residual', 'image_encoder'),
+                                oracle=cfg.ablation == 'oracle_offset', oracle_noise_mm=cfg.oracle_noise_mm,
+                                frames=frames)
     env = PegInsertionEnv(SimConfig(max_steps=cfg.max_steps))
 
     learner = None
     if cfg.ablation != 'noise_only':
-        actor_cfg = ActorConfig(state_dim=inputs.state_dim, chunk_len=cfg.chunk_len, action_dim=3,
+        state_dim = inputs.state_dim if encoder is None else encoder.feature_dim + inputs.norm.dim
+        actor_cfg = ActorConfig(state_dim=state_dim, chunk_len=cfg.chunk_len, action_dim=3,
                                 action_scale=(cfg.action_scale_m,) * 3, hidden=cfg.hidden, std=cfg.actor_std,
                                 use_reference=cfg.ablation != 'no_reference',
                                 residual=cfg.residual_scale if cfg.ablation == 'residual' else 0.0)
@@ -277,7 +297,7 @@ def train(cfg: RLTTrainConfig) -> dict:
             gamma=cfg.gamma, beta=cfg.beta, ref_dropout=cfg.ref_dropout, actor_lr=cfg.actor_lr,
             target_noise=cfg.target_noise, noise_clip=2.5 * cfg.target_noise,
             critic_lr=cfg.critic_lr, critic_hidden=cfg.hidden, batch_size=cfg.batch_size,
-            utd_ratio=cfg.utd_ratio), seed=cfg.seed)
+            utd_ratio=cfg.utd_ratio), seed=cfg.seed, encoder=encoder, frames=frames)
     # Flushed to the OS per transition (a crash of this process loses none); fsync'ed every 100.
     replay = ReplayBuffer(inputs.state_dim, cfg.chunk_len, 3, path=out / 'replay', fsync_every=100,
                           prior_fraction=cfg.demo_fraction)
@@ -317,9 +337,11 @@ def train(cfg: RLTTrainConfig) -> dict:
     bar = tqdm(range(state['episode'], cfg.episodes), initial=state['episode'], total=cfg.episodes, desc='RLT')
     for episode in bar:
         warmup = episode < cfg.warmup_episodes
+        began = time.perf_counter()
         stats = run_episode(env, inputs, learner, cfg, cfg.seed * 100_000 + episode, train=True, warmup=warmup,
                             replay=replay, human=human, episode_id=episode, generator=learner.generator
                             if learner else None)
+        stats['wall_s'] = time.perf_counter() - began
         state['episodes'].append({'episode': episode, **stats})
         state['episode'] = episode + 1
         recent = state['episodes'][-20:]
@@ -339,6 +361,8 @@ def train(cfg: RLTTrainConfig) -> dict:
             if learner and result['success_rate'] >= state['best']:
                 state['best'] = result['success_rate']
                 save_actor(learner.actor, out / 'best_actor.safetensors')
+                if encoder is not None:  # the image_encoder ablation's actor acts on this encoder's features
+                    torch.save(encoder.state_dict(), out / 'best_encoder.pt')
             checkpoint()
         elif (episode + 1) % 10 == 0:
             checkpoint()
@@ -346,7 +370,11 @@ def train(cfg: RLTTrainConfig) -> dict:
 
     if learner and (out / 'best_actor.safetensors').exists():
         learner.actor = load_actor(out / 'best_actor.safetensors')
+        if encoder is not None:
+            encoder.load_state_dict(torch.load(out / 'best_encoder.pt'))
     final = evaluate(env, inputs, learner, cfg, cfg.final_eval_episodes) if cfg.final_eval_episodes else None
+    if frames is not None:
+        frames.close()
     env_steps = sum(e['steps'] for e in state['episodes'])
     successes = sum(e['success'] for e in state['episodes'])
     summary = {
@@ -356,7 +384,9 @@ def train(cfg: RLTTrainConfig) -> dict:
         'train_success_rate': successes / max(1, len(state['episodes'])),
         'successes_per_sim_minute': successes / max(1e-9, env_steps / SimConfig().control_hz / 60),
         'episodes_to_90': next((h['episode'] for h in state['history'] if h['success_rate'] >= 0.9), None),
-        'wall_minutes_this_run': (time.time() - start) / 60, 'learner_updates': learner.num_updates if learner else 0,
+        'wall_minutes_this_run': (time.time() - start) / 60,
+        'training_wall_minutes': sum(e.get('wall_s', 0.0) for e in state['episodes']) / 60,
+        'learner_updates': learner.num_updates if learner else 0,
     }
     (out / 'summary.json').write_text(json.dumps(summary, indent=1))
     (out / 'episodes.json').write_text(json.dumps(state['episodes']))
