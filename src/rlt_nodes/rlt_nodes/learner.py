@@ -56,7 +56,7 @@ class LearnerNode(Node):
             target_range=tuple(p('target_range', [0.0, 1.0], desc(
                 'returns an episode can earn (sparse +1 on success); TD targets are clipped to it')).value),
             batch_size=self.batch_size, utd_ratio=self.utd_ratio)
-        self.actor_std = p('actor_std', 0.05, desc('fixed std of the actor Gaussian (normalised units)')).value
+        self.actor_std = p('actor_std', 0.1, desc('fixed std of the actor Gaussian (normalised units)')).value
         self.action_scale_m = p('action_scale_m', 0.005, desc('robot units of one normalised action unit')).value
         self.seed = p('seed', 0, desc('seed of the networks and sampling')).value
         threads = p('threads', 1, desc('torch threads')).value

@@ -91,8 +91,8 @@ class RLTTrainConfig:
     """Weight of ||a - ref_chunk||^2 in the actor loss (0.1 let the early actor drift far below the base)."""
     ref_dropout: float = 0.5
     """Fraction of actor-update samples with a zeroed reference."""
-    actor_std: float = 0.05
-    """Fixed std of the actor's Gaussian (normalised action units: 0.25 mm per step)."""
+    actor_std: float = 0.1
+    """Fixed std of the actor's Gaussian (normalised action units: 0.5 mm per step)."""
     target_noise: float = 0.2
     """Std of the TD3 smoothing noise on a' in the critic target (normalised action units)."""
     actor_lr: float = 3e-4
