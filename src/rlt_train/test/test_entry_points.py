@@ -83,15 +83,15 @@ def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path):
 
 def test_image_encoder_ablation_learns_from_stored_frames_and_resumes(tmp_path):
     # The default VLA (the test fixtures' tiny one never reaches the critical phase, where frames are used).
-    args = ['--output', str(tmp_path), '--ablation', 'image_encoder', '--image-size', '24', '--warmup-episodes', '1', '--eval-every', '2',
-            '--eval-episodes', '1', '--final-eval-episodes', '1', '--max-steps', '60', '--batch-size', '4',
+    args = ['--output', str(tmp_path), '--ablation', 'image_encoder', '--image-size', '24',
+            '--warmup-episodes', '1', '--eval-every', '2', '--eval-episodes', '1', '--final-eval-episodes', '1', '--max-steps', '60', '--batch-size', '4',
             '--hidden', '16', '16']
     first = online.train(parse_config(online.RLTTrainConfig, [*args, '--episodes', '2']))
     assert first['learner_updates'] > 0 and first['training_wall_minutes'] > 0
     frame_bytes = 2 * 24 * 24 * 3
     frames_after_first = (tmp_path / 'frames.bin').stat().st_size // frame_bytes
-    records = np.fromfile(tmp_path / 'replay' / 'transitions.bin',
-                          np.dtype([tuple(f) for f in json.loads((tmp_path / 'replay' / 'layout.json').read_text())['descr']]))
+    layout = json.loads((tmp_path / 'replay' / 'layout.json').read_text())
+    records = np.fromfile(tmp_path / 'replay' / 'transitions.bin', np.dtype([tuple(f) for f in layout['descr']]))
     assert records['state'].shape[1] == 6 + 1  # proprio and the frame id, no token
     ids = np.concatenate([records['state'][:, -1], records['next_state'][:, -1]])
     assert ids.min() >= 0 and ids.max() < frames_after_first and np.all(ids == np.round(ids))
