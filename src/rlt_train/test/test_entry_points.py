@@ -84,8 +84,8 @@ def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path):
 def test_image_encoder_ablation_learns_from_stored_frames_and_resumes(tmp_path):
     # The default VLA (the test fixtures' tiny one never reaches the critical phase, where frames are used).
     args = ['--output', str(tmp_path), '--ablation', 'image_encoder', '--image-size', '24',
-            '--warmup-episodes', '1', '--eval-every', '2', '--eval-episodes', '1', '--final-eval-episodes', '1', '--max-steps', '60', '--batch-size', '4',
-            '--hidden', '16', '16']
+            '--warmup-episodes', '1', '--eval-every', '2', '--eval-episodes', '1', '--final-eval-episodes', '1',
+            '--max-steps', '60', '--batch-size', '4', '--hidden', '16', '16']
     first = online.train(parse_config(online.RLTTrainConfig, [*args, '--episodes', '2']))
     assert first['learner_updates'] > 0 and first['training_wall_minutes'] > 0
     frame_bytes = 2 * 24 * 24 * 3
