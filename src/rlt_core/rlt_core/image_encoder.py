@@ -67,7 +67,7 @@ class FrameStore:
 
     def __init__(self, shape: tuple[int, ...], capacity: int = 100_000, path=None):
         self.shape = tuple(shape)
-        self.frames = torch.zeros((capacity, *self.shape), dtype=torch.uint8)
+        self.frames = torch.empty((capacity, *self.shape), dtype=torch.uint8)  # only [0, size) is read
         self.size = 0
         self._file = None
         if path is not None:
