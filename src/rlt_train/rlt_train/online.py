@@ -158,9 +158,8 @@ class FrozenPolicyInputs:
         self.oracle_noise_mm = oracle_noise_mm
         self.frames = frames  # image_encoder ablation: x = [proprio, id of the wrist frames]
         self.norm = ProprioNormalization(vla.proprio_mean.numpy(), vla.proprio_std.numpy())
-        self.state_dim = (2 if oracle else token.config.token_dim if use_token else 0) + self.norm.dim
-        if frames is not None:
-            self.state_dim = self.norm.dim + 1
+        self.state_dim = ((2 if oracle else token.config.token_dim if use_token else 0) + self.norm.dim
+                          + (frames is not None))
         self.rng = np.random.default_rng(0)
 
     @torch.no_grad()
