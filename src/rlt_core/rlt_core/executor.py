@@ -410,4 +410,6 @@ class ChunkArbiter:
 
     def _count(self, transitions):
         self.stats.transitions += len(transitions)
+        for t in transitions:
+            t.warmup = self.stats.warmup
         return transitions

@@ -44,6 +44,8 @@ class Transition:
     chunk_index: int = 0
     truncated: bool = False
     critical_phase: bool = True
+    warmup: bool = False
+    """Recorded in a warmup episode: it fills the buffer, and earns no learner updates (not stored)."""
 
     @property
     def intervention(self) -> bool:

@@ -83,6 +83,7 @@ def test_actor_in_the_critical_phase_after_warmup_and_transitions_at_stride():
     ep1 = [t for t in robot.transitions if t.episode_id == 1]
     assert ep1 and all(t.executed_chunk.shape == (C, A) for t in ep1)
     assert any(t.source == SOURCE_ACTOR for t in ep1)
+    assert all(t.warmup == (t.episode_id == 0) for t in robot.transitions)  # the learner's update budget
     assert [t.done for t in ep1].count(True) >= 1 and ep1[-1].rewards[-1] == 1.0
     assert all(not t.done and t.truncated for t in robot.transitions if t.episode_id == 0 and t.rewards.size < C)
     # 14 recorded steps (o_1..o_14 act, o_15 is final) -> windows start at every 2nd step.

@@ -57,7 +57,13 @@ def test_joy_mapping_deadman_axes_and_edges():
 
 
 def test_update_budget_follows_the_utd_ratio():
-    assert updates_allowed(0, 10, 5, min_transitions=20) == 0
-    assert updates_allowed(0, 20, 5, min_transitions=20) == 100
-    assert updates_allowed(98, 20, 5, min_transitions=20) == 2
-    assert updates_allowed(120, 20, 5, min_transitions=20) == 0
+    assert updates_allowed(0, 10, 10, 5, min_transitions=20) == 0
+    assert updates_allowed(0, 20, 20, 5, min_transitions=20) == 100
+    assert updates_allowed(98, 20, 20, 5, min_transitions=20) == 2
+    assert updates_allowed(120, 20, 20, 5, min_transitions=20) == 0
+
+
+def test_warmup_transitions_fill_the_buffer_but_earn_no_updates():
+    assert updates_allowed(0, 0, 700, 5, min_transitions=256) == 0
+    assert updates_allowed(0, 3, 703, 5, min_transitions=256) == 15
+    assert updates_allowed(0, 300, 300, 5, min_transitions=256) == 1500

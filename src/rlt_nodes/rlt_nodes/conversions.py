@@ -65,7 +65,7 @@ def transition_to_msg(t: Transition, header=None) -> TransitionMsg:
     msg = TransitionMsg(episode_id=int(t.episode_id), chunk_index=int(t.chunk_index),
                         chunk_length=executed.shape[0], action_dim=executed.shape[1], done=bool(t.done),
                         truncated=bool(t.truncated), critical_phase=bool(t.critical_phase),
-                        intervention=bool(t.intervention), source=int(t.source))
+                        intervention=bool(t.intervention), source=int(t.source), warmup=bool(t.warmup))
     if header is not None:
         msg.header = header
     msg.state = float32_array(t.state)
@@ -94,4 +94,4 @@ def msg_to_transition(msg: TransitionMsg) -> Transition:
                       rewards=rewards.copy(), next_state=next_state.copy(), next_reference_chunk=next_reference,
                       done=bool(msg.done), source=int(msg.source), episode_id=int(msg.episode_id),
                       chunk_index=int(msg.chunk_index), truncated=bool(msg.truncated),
-                      critical_phase=bool(msg.critical_phase))
+                      critical_phase=bool(msg.critical_phase), warmup=bool(msg.warmup))

@@ -3,7 +3,9 @@
 Every transition from rlt/transitions is appended, crash-safely, to a replay buffer on disk
 (`rlt_core.replay.ReplayBuffer(path=replay_dir)`; a restarted learner reloads it). Once
 `min_transitions` are in, a timer-driven loop makes `rlt_core.td3.RLTLearner` updates as fast as
-it may while keeping updates <= utd_ratio * transitions, and every `publish_every` updates
+it may while keeping updates <= utd_ratio * learning transitions: those recorded after the
+arbiter's warmup episodes (the in-process loop's schedule; a restarted learner also counts all it
+reloads, and catches up on them). Every `publish_every` updates
 publishes the actor's weights on rlt/actor_weights (ActorWeights: safetensors + SHA-256,
 RELIABLE + TRANSIENT_LOCAL depth 1, version strictly increasing, also across restarts: it never
 falls below the wall-clock milliseconds of publication). Statistics (updates, transitions, losses,
@@ -63,7 +65,7 @@ class LearnerNode(Node):
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
         self.torch = setup_torch(threads, self.seed)
         self.learner = self.replay = None
-        self.version, self.received, self.refused = 0, 0, 0
+        self.version, self.received, self.refused, self.learning = 0, 0, 0, 0
         self.weights_pub = self.create_publisher(ActorWeights, 'rlt/actor_weights', WEIGHTS_QOS)
         self.stats_pub = self.create_publisher(String, 'rlt/learner_stats', 10)
         self.create_subscription(Transition, 'rlt/transitions', self.on_transition, TRANSITIONS_QOS)
@@ -80,6 +82,7 @@ class LearnerNode(Node):
                                               action_scale=(self.action_scale_m,) * action_dim,
                                               hidden=self.td3.critic_hidden, std=self.actor_std),
                                   self.td3, seed=self.seed, device=self.device)
+        self.learning = len(self.replay)
         self.get_logger().info(f'replay of state_dim {t.state.size}, C={chunk_len}, A={action_dim}: '
                                f'{len(self.replay)} transitions loaded')
 
@@ -89,6 +92,7 @@ class LearnerNode(Node):
             if self.replay is None:
                 self._setup(t)
             self.replay.add(t)
+            self.learning += not t.warmup
         except ValueError as err:
             self.refused += 1
             self.get_logger().warning(f'refused transition: {err}', throttle_duration_sec=2.0)
@@ -98,8 +102,8 @@ class LearnerNode(Node):
     def on_update_timer(self):
         if self.replay is None:
             return
-        budget = updates_allowed(self.learner.num_updates, self.replay.num_added, self.utd_ratio,
-                                 max(self.min_transitions, 1))
+        budget = updates_allowed(self.learner.num_updates, self.learning, len(self.replay), self.utd_ratio,
+                                 self.min_transitions)
         deadline = time.monotonic() + self.slice_s
         while budget > 0 and time.monotonic() < deadline:
             batch = self.replay.sample(self.batch_size, self.learner.generator)
@@ -119,7 +123,7 @@ class LearnerNode(Node):
 
     def publish_stats(self):
         stats = {'updates': self.learner.num_updates if self.learner else 0,
-                 'transitions': self.replay.num_added if self.replay else 0,
+                 'transitions': self.replay.num_added if self.replay else 0, 'learning_transitions': self.learning,
                  'received': self.received, 'refused': self.refused, 'weights_version': self.version}
         if self.learner is not None:
             stats.update(self.learner.scalar_metrics())
