@@ -56,6 +56,8 @@ class TD3Config:
     bootstrapping (None: no clipping, for other rewards)."""
     critic_hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of each Q-network."""
+    critic_layer_norm: bool = False
+    """LayerNorm after each hidden layer of the Q-networks (before the ReLU), as in RLPD."""
     batch_size: int = 256
     """Transitions per update."""
     utd_ratio: int = 5
@@ -80,26 +82,44 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, h, self.weight)
 
 
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the last dim with a scale and shift per ensemble member: (n, B, d)."""
+
+    def __init__(self, n: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(n, 1, dim))
+
+    def forward(self, h, member: int | None = None):
+        """All members on (n, B, d), or one member's constants (no gradients to them) on (B, d)."""
+        if member is None:
+            return torch.addcmul(self.bias, F.layer_norm(h, h.shape[-1:]), self.weight)
+        return torch.addcmul(self.bias[member].detach(), F.layer_norm(h, h.shape[-1:]), self.weight[member].detach())
+
+
 class TwinCritic(nn.Module):
     """Q_1, Q_2 (x, a_chunk) evaluated together; returns (2, B)."""
 
-    def __init__(self, state_dim: int, chunk_size: int, hidden: tuple[int, ...]):
+    def __init__(self, state_dim: int, chunk_size: int, hidden: tuple[int, ...], layer_norm: bool = False):
         super().__init__()
         dims = [state_dim + chunk_size, *hidden]
         self.hidden = nn.ModuleList(EnsembleLinear(2, i, o) for i, o in zip(dims[:-1], dims[1:], strict=True))
+        self.norms = nn.ModuleList(EnsembleLayerNorm(2, o) for o in hidden) if layer_norm else None
         self.out = EnsembleLinear(2, dims[-1], 1)
 
     def forward(self, x, a):
         h = torch.cat([x, a], dim=-1).expand(2, -1, -1)
-        for layer in self.hidden:
-            h = F.relu(layer(h))
+        for i, layer in enumerate(self.hidden):
+            h = layer(h)
+            h = F.relu(h if self.norms is None else self.norms[i](h))
         return self.out(h).squeeze(-1)
 
     def q1_for_actor(self, x, a):
         """Q_1(x, a) with the critic's weights held constant: gradients reach `a` only."""
         h = torch.cat([x, a], dim=-1)
-        for layer in self.hidden:
-            h = F.relu(torch.addmm(layer.bias[0].detach(), h, layer.weight[0].detach()))
+        for i, layer in enumerate(self.hidden):
+            h = torch.addmm(layer.bias[0].detach(), h, layer.weight[0].detach())
+            h = F.relu(h if self.norms is None else self.norms[i](h, member=0))
         return torch.addmm(self.out.bias[0].detach(), h, self.out.weight[0].detach()).squeeze(-1)
 
 
@@ -133,7 +153,8 @@ class RLTLearner:
         self.generator = torch.Generator().manual_seed(seed)  # sampling stays on the CPU: reproducible anywhere
         self.actor = Actor(actor_config).to(self.device)
         self.target_actor = copy.deepcopy(self.actor)
-        self.qf = TwinCritic(actor_config.state_dim, actor_config.chunk_size, self.config.critic_hidden).to(self.device)
+        self.qf = TwinCritic(actor_config.state_dim, actor_config.chunk_size, self.config.critic_hidden,
+                             self.config.critic_layer_norm).to(self.device)
         self.qf_target = copy.deepcopy(self.qf)
         for p in [*self.target_actor.parameters(), *self.qf_target.parameters()]:
             p.requires_grad_(False)

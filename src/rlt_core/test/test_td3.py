@@ -101,8 +101,12 @@ def test_twin_critic_members_are_independent():
     assert not torch.allclose(q[0], q[1])
 
 
-def test_actor_path_uses_q1_and_leaves_critic_gradients_alone():
-    critic = TwinCritic(3, 2, (5,))
+@pytest.mark.parametrize('layer_norm', [False, True])
+def test_actor_path_uses_q1_and_leaves_critic_gradients_alone(layer_norm):
+    critic = TwinCritic(3, 2, (5, 4), layer_norm=layer_norm)
+    with torch.no_grad():  # members differ in their norms too
+        for p in critic.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
     x, a = torch.randn(7, 3), torch.randn(7, 2, requires_grad=True)
     q1 = critic.q1_for_actor(x, a)
     torch.testing.assert_close(q1, critic(x, a)[0])

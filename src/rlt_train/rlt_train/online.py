@@ -101,6 +101,8 @@ class RLTTrainConfig:
     """Critic learning rate."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of actor and critics."""
+    critic_layer_norm: bool = False
+    """LayerNorm after each hidden layer of the critics (RLPD)."""
     action_scale_m: float = 0.005
     """Robot units (m) of one normalised action unit: the per-step move limit."""
     residual_scale: float = 0.3
@@ -295,7 +297,8 @@ def train(cfg: RLTTrainConfig) -> dict:
         learner = RLTLearner(actor_cfg, TD3Config(
             gamma=cfg.gamma, beta=cfg.beta, ref_dropout=cfg.ref_dropout, actor_lr=cfg.actor_lr,
             target_noise=cfg.target_noise, noise_clip=2.5 * cfg.target_noise,
-            critic_lr=cfg.critic_lr, critic_hidden=cfg.hidden, batch_size=cfg.batch_size,
+            critic_lr=cfg.critic_lr, critic_hidden=cfg.hidden, critic_layer_norm=cfg.critic_layer_norm,
+            batch_size=cfg.batch_size,
             utd_ratio=cfg.utd_ratio), seed=cfg.seed, encoder=encoder, frames=frames)
     # Flushed to the OS per transition (a crash of this process loses none); fsync'ed every 100.
     replay = ReplayBuffer(inputs.state_dim, cfg.chunk_len, 3, path=out / 'replay', fsync_every=100,
