@@ -55,7 +55,7 @@ class LearnerNode(Node):
             actor_lr=p('actor_lr', 3e-4, desc('actor learning rate')).value,
             critic_lr=p('critic_lr', 3e-4, desc('critic learning rate')).value,
             critic_hidden=tuple(p('hidden', [256, 256], desc('hidden widths of actor and critics')).value),
-            critic_layer_norm=p('critic_layer_norm', False, desc('LayerNorm after each critic hidden layer')).value,
+            critic_layer_norm=p('critic_layer_norm', True, desc('LayerNorm after each critic hidden layer')).value,
             target_range=tuple(p('target_range', [0.0, 1.0], desc(
                 'returns an episode can earn (sparse +1 on success); TD targets are clipped to it')).value),
             batch_size=self.batch_size, utd_ratio=self.utd_ratio)

@@ -101,8 +101,8 @@ class RLTTrainConfig:
     """Critic learning rate."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of actor and critics."""
-    critic_layer_norm: bool = False
-    """LayerNorm after each hidden layer of the critics (RLPD)."""
+    critic_layer_norm: bool = True
+    """LayerNorm after each hidden layer of the critics (RLPD; --no-critic-layer-norm: plain TD3 critics)."""
     action_scale_m: float = 0.005
     """Robot units (m) of one normalised action unit: the per-step move limit."""
     residual_scale: float = 0.3
