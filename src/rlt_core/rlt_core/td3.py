@@ -59,7 +59,7 @@ class TD3Config:
     """Hidden widths of each Q-network."""
     critic_layer_norm: bool = True
     """LayerNorm after each hidden layer of the Q-networks (before the ReLU), as in RLPD (False: TD3's
-    plain MLPs). On the sim cell it lifted the final success from 76 / 75 % to 88 / 88 % (seeds 0 / 1)."""
+    plain MLPs). In the sim cell it lifted RLT's median final success over 3 seeds from 76 % to 88 %."""
     batch_size: int = 256
     """Transitions per update."""
     utd_ratio: int = 5

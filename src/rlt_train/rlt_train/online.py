@@ -298,8 +298,7 @@ def train(cfg: RLTTrainConfig) -> dict:
             gamma=cfg.gamma, beta=cfg.beta, ref_dropout=cfg.ref_dropout, actor_lr=cfg.actor_lr,
             target_noise=cfg.target_noise, noise_clip=2.5 * cfg.target_noise,
             critic_lr=cfg.critic_lr, critic_hidden=cfg.hidden, critic_layer_norm=cfg.critic_layer_norm,
-            batch_size=cfg.batch_size,
-            utd_ratio=cfg.utd_ratio), seed=cfg.seed, encoder=encoder, frames=frames)
+            batch_size=cfg.batch_size, utd_ratio=cfg.utd_ratio), seed=cfg.seed, encoder=encoder, frames=frames)
     # Flushed to the OS per transition (a crash of this process loses none); fsync'ed every 100.
     replay = ReplayBuffer(inputs.state_dim, cfg.chunk_len, 3, path=out / 'replay', fsync_every=100,
                           prior_fraction=cfg.demo_fraction)
