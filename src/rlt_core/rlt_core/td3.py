@@ -94,9 +94,9 @@ class EnsembleLayerNorm(nn.Module):
 
     def forward(self, h, member: int | None = None):
         """All members on (n, B, d), or one member's constants (no gradients to them) on (B, d)."""
-        if member is None:
-            return torch.addcmul(self.bias, F.layer_norm(h, h.shape[-1:]), self.weight)
-        return torch.addcmul(self.bias[member].detach(), F.layer_norm(h, h.shape[-1:]), self.weight[member].detach())
+        weight, bias = (self.weight, self.bias) if member is None else \
+            (self.weight[member].detach(), self.bias[member].detach())
+        return torch.addcmul(bias, F.layer_norm(h, h.shape[-1:]), weight)
 
 
 class TwinCritic(nn.Module):

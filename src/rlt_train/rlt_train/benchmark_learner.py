@@ -62,7 +62,7 @@ def main(argv=None):
     p.add_argument('--chunk-len', type=int, default=10)
     p.add_argument('--batch-size', type=int, default=256)
     p.add_argument('--device', default='cpu', help="torch device of the learner: 'cpu' or 'cuda'")
-    p.add_argument('--critic-layer-norm', action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument('--critic-layer-norm', action=argparse.BooleanOptionalAction, default=TD3Config.critic_layer_norm,
                    help='LayerNorm in the critics, as the learner uses by default')
     args = p.parse_args(argv)
     device = torch.device(args.device)
