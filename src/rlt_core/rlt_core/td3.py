@@ -11,6 +11,7 @@ C = chunk_len actions, ref_chunk is the VLA's reference chunk.
   actor loss      -Q_1(x, pi(x, ref_in)) + beta ||pi(x, ref_in) - ref_chunk||^2
                   ref_in = ref_chunk, zeroed on a `ref_dropout` fraction of the batch
   schedule        `critic_updates_per_actor` critic updates per actor update; Polyak targets
+  compile         optionally, the losses' tensor math (random draws made outside) compiled by TorchInductor
 
 With an `encoder` (the no-RL-token ablation, `rlt_core.image_encoder`), x is the encoder's features
 of the stored camera frames plus proprio: the critic loss trains the encoder, the actor reads
@@ -20,6 +21,7 @@ Chunks are in normalised action units here (see `Actor.normalize`).
 """
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -144,11 +146,33 @@ def _adam(params, lr):
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
+def compiled(fn, enabled: bool = True):
+    """`fn` compiled by TorchInductor (its ops fused, no Python between them; backward too), or `fn` itself
+    when not `enabled` or when compiling fails (no C++ compiler, say): then it warns once and runs eagerly."""
+    if not enabled:
+        return fn
+    current = torch.compile(fn, dynamic=False)
+
+    def call(*args):
+        nonlocal current
+        try:
+            return current(*args)
+        except Exception as err:  # noqa: BLE001 -- any compiler failure; eager re-raises real errors
+            if current is fn:
+                raise
+            warnings.warn(f'torch.compile failed ({type(err).__name__}: {str(err)[:200]}); running eagerly',
+                          stacklevel=2)
+            current = fn
+            return fn(*args)
+    return call
+
+
 class RLTLearner:
     """What learns: twin critics, targets, optimisers and `update()`; the `Actor` is what acts."""
 
     def __init__(self, actor_config: ActorConfig, config: TD3Config | None = None, seed: int = 0,
-                 device: str = 'cpu', encoder: nn.Module | None = None, frames=None, shift: int = 4):
+                 device: str = 'cpu', encoder: nn.Module | None = None, frames=None, shift: int = 4,
+                 compile: bool = False):
         self.config = config or TD3Config()
         self.device = torch.device(device)
         torch.manual_seed(seed)
@@ -169,6 +193,8 @@ class RLTLearner:
             q_params += list(self.encoder.parameters())
         self.actor_optimizer = _adam(self.actor.parameters(), self.config.actor_lr)
         self.q_optimizer = _adam(q_params, self.config.critic_lr)
+        self._critic_step = compiled(self._critic_loss, compile)
+        self._actor_step = compiled(self._actor_loss, compile)
         self.num_updates = 0
         self.metrics = {}
 
@@ -204,31 +230,45 @@ class RLTLearner:
 
     def td_target(self, batch, x2=None):
         """Q_hat of a batch (no gradients), clipped to `target_range`; x' is batch['x2'] unless given."""
-        cfg = self.config
-        x2 = batch['x2'] if x2 is None else x2
-        with torch.no_grad():
-            noise = (torch.randn(batch['a'].shape, generator=self.generator) * cfg.target_noise
-                     ).clamp(-cfg.noise_clip, cfg.noise_clip).to(self.device)
-            next_a = (self.target_actor(x2, batch['ref2']) + noise).clamp(-1.0, 1.0)
-            next_q = self.qf_target(x2, next_a).min(0).values
-            q_hat = chunked_td_target(batch['r'], batch['n'], batch['done'], next_q, cfg.gamma)
-            return q_hat if cfg.target_range is None else q_hat.clamp(*cfg.target_range)
+        return self._q_hat(batch['r'], batch['n'], batch['done'], batch['x2'] if x2 is None else x2, batch['ref2'],
+                           self._smoothing_noise(batch['a']))
 
     def critic_loss(self, batch, x=None, x2=None):
         """Critic loss and Q (2, B); x and x' are the batch's unless given (see `encode`)."""
-        q_hat = self.td_target(batch, x2)
-        q = self.qf(batch['x'] if x is None else x, batch['a'])
-        return F.mse_loss(q, q_hat.expand_as(q), reduction='none').mean(1).sum(), q
+        return self._critic_step(batch['x'] if x is None else x, batch['a'], batch['r'], batch['n'], batch['done'],
+                                 batch['x2'] if x2 is None else x2, batch['ref2'], self._smoothing_noise(batch['a']))
 
     def actor_loss(self, batch, x=None):
-        cfg = self.config
-        x = batch['x'] if x is None else x
+        """Actor loss, Q_1(x, pi) and the beta term per sample."""
         ref = batch['ref']
-        keep = (torch.rand(ref.shape[0], 1, generator=self.generator) >= cfg.ref_dropout).to(ref)
+        keep = (torch.rand(ref.shape[0], 1, generator=self.generator) >= self.config.ref_dropout).to(ref)
+        return self._actor_step(batch['x'] if x is None else x, ref, keep)
+
+    # The losses' tensor math, random draws given: what `compile` hands to TorchInductor.
+
+    def _smoothing_noise(self, a):
+        cfg = self.config
+        noise = torch.randn(a.shape, generator=self.generator) * cfg.target_noise
+        return noise.clamp(-cfg.noise_clip, cfg.noise_clip).to(self.device)
+
+    def _q_hat(self, r, n, done, x2, ref2, noise):
+        cfg = self.config
+        with torch.no_grad():
+            next_a = (self.target_actor(x2, ref2) + noise).clamp(-1.0, 1.0)
+            next_q = self.qf_target(x2, next_a).min(0).values
+            q_hat = chunked_td_target(r, n, done, next_q, cfg.gamma)
+            return q_hat if cfg.target_range is None else q_hat.clamp(*cfg.target_range)
+
+    def _critic_loss(self, x, a, r, n, done, x2, ref2, noise):
+        q_hat = self._q_hat(r, n, done, x2, ref2, noise)
+        q = self.qf(x, a)
+        return F.mse_loss(q, q_hat.expand_as(q), reduction='none').mean(1).sum(), q
+
+    def _actor_loss(self, x, ref, keep):
         a = self.actor(x, ref * keep)
         q = self.qf.q1_for_actor(x, a)
         bc = ((a - ref) ** 2).sum(1)
-        return (-q + cfg.beta * bc).mean(), q, bc
+        return (-q + self.config.beta * bc).mean(), q, bc
 
     def update(self, batch) -> dict:
         """One critic step; every `critic_updates_per_actor`-th call also an actor step and targets."""

@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -122,3 +124,32 @@ def test_critic_learns_a_fixed_target():
     for _ in range(300):
         learner.update(batch)
     assert float(learner.critic_loss(batch)[0].detach()) < 0.05 * first
+
+
+def test_compiled_losses_update_as_the_eager_ones():
+    learners = [RLTLearner(ActorConfig(state_dim=4, chunk_len=2, action_dim=1, action_scale=(1.0,), hidden=(8,)),
+                           TD3Config(critic_hidden=(8,)), seed=0, compile=c) for c in (False, True)]
+    batch = _batch()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        for _ in range(4):  # two critic and two actor steps: both compiled graphs, forward and backward
+            metrics = [dict(learner.update(batch)) for learner in learners]
+    assert not [w for w in caught if 'running eagerly' in str(w.message)], 'TorchInductor failed to compile'
+    for key in ('losses/critic', 'losses/actor', 'values/q'):
+        torch.testing.assert_close(metrics[0][key], metrics[1][key], rtol=1e-4, atol=1e-5)
+    for eager, compiled in zip(learners[0].state_dict()['qf'].values(), learners[1].state_dict()['qf'].values(),
+                               strict=True):
+        torch.testing.assert_close(eager, compiled, rtol=1e-4, atol=1e-5)
+
+
+def test_a_failed_compile_falls_back_to_eager(monkeypatch):
+    def broken(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError('no C++ compiler')
+        return call
+    monkeypatch.setattr(torch, 'compile', broken)
+    learner = RLTLearner(ActorConfig(state_dim=4, chunk_len=2, action_dim=1, action_scale=(1.0,), hidden=(8,)),
+                         TD3Config(critic_hidden=(8,)), seed=0, compile=True)
+    with pytest.warns(UserWarning, match='no C.. compiler.*running eagerly'):
+        learner.update(_batch())
+    assert torch.isfinite(learner.metrics['losses/critic'])

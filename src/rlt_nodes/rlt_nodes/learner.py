@@ -64,6 +64,7 @@ class LearnerNode(Node):
         self.seed = p('seed', 0, desc('seed of the networks and sampling')).value
         threads = p('threads', 1, desc('torch threads')).value
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
+        self.compile = p('compile', True, desc("compile the losses with TorchInductor (first update ~20 s)")).value
         self.torch = setup_torch(threads, self.seed)
         self.learner = self.replay = None
         self.version, self.received, self.refused, self.learning = 0, 0, 0, 0
@@ -82,7 +83,7 @@ class LearnerNode(Node):
         self.learner = RLTLearner(ActorConfig(state_dim=t.state.size, chunk_len=chunk_len, action_dim=action_dim,
                                               action_scale=(self.action_scale_m,) * action_dim,
                                               hidden=self.td3.critic_hidden, std=self.actor_std),
-                                  self.td3, seed=self.seed, device=self.device)
+                                  self.td3, seed=self.seed, device=self.device, compile=self.compile)
         self.learning = len(self.replay)
         self.get_logger().info(f'replay of state_dim {t.state.size}, C={chunk_len}, A={action_dim}: '
                                f'{len(self.replay)} transitions loaded')

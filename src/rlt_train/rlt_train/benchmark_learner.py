@@ -64,6 +64,8 @@ def main(argv=None):
     p.add_argument('--device', default='cpu', help="torch device of the learner: 'cpu' or 'cuda'")
     p.add_argument('--critic-layer-norm', action=argparse.BooleanOptionalAction, default=TD3Config.critic_layer_norm,
                    help='LayerNorm in the critics, as the learner uses by default')
+    p.add_argument('--compile', action=argparse.BooleanOptionalAction, default=True,
+                   help='the losses compiled by TorchInductor, as the learner runs them by default')
     args = p.parse_args(argv)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
@@ -74,7 +76,7 @@ def main(argv=None):
 
     cfg = ActorConfig(state_dim=args.state_dim, chunk_len=args.chunk_len, action_dim=3)
     td3 = TD3Config(batch_size=args.batch_size, critic_layer_norm=args.critic_layer_norm)
-    learner = RLTLearner(cfg, td3, seed=0, device=args.device)
+    learner = RLTLearner(cfg, td3, seed=0, device=args.device, compile=args.compile)
     replay = ReplayBuffer(args.state_dim, args.chunk_len, 3, capacity=20_000)
     rng = np.random.default_rng(0)
     for i in range(10_000):
@@ -105,7 +107,8 @@ def main(argv=None):
     limit = peak * 1e9 / flops
     measured = float(np.median(rates))
     print(f'device {args.device}, threads {args.threads}, batch {args.batch_size}, state {args.state_dim}, '
-          f'MLPs {td3.critic_hidden}{" with LayerNorm" if td3.critic_layer_norm else ""}, chunk {args.chunk_len}x3')
+          f'MLPs {td3.critic_hidden}{" with LayerNorm" if td3.critic_layer_norm else ""}, chunk {args.chunk_len}x3, '
+          f'{"compiled" if args.compile else "eager"}')
     print(f'matmul peak            {peak:8.1f} GFLOP/s (float32, median)')
     print(f'FLOPs per update       {flops / 1e9:8.3f} GFLOP (incl. sampling-free network math only)')
     print(f'limit                  {limit:8.1f} updates/s')

@@ -121,6 +121,9 @@ class RLTTrainConfig:
     """Control steps per episode (a jammed peg stays jammed; 120 leaves ~80 steps at the hole)."""
     threads: int = 1
     """Torch threads."""
+    compile: bool = True
+    """Compile the learner's losses with TorchInductor: ~1.25x the updates/s, after ~20 s of compiling (without a
+    C++ compiler it warns and runs eagerly; --no-compile: eager from the start)."""
     demo_replay: str = ''
     """Replay folder of demonstrations made by `python -m rlt_train.demo_replay` ('': none): prior data."""
     demo_fraction: float = 0.25
@@ -298,7 +301,8 @@ def train(cfg: RLTTrainConfig) -> dict:
             gamma=cfg.gamma, beta=cfg.beta, ref_dropout=cfg.ref_dropout, actor_lr=cfg.actor_lr,
             target_noise=cfg.target_noise, noise_clip=2.5 * cfg.target_noise,
             critic_lr=cfg.critic_lr, critic_hidden=cfg.hidden, critic_layer_norm=cfg.critic_layer_norm,
-            batch_size=cfg.batch_size, utd_ratio=cfg.utd_ratio), seed=cfg.seed, encoder=encoder, frames=frames)
+            batch_size=cfg.batch_size, utd_ratio=cfg.utd_ratio), seed=cfg.seed, encoder=encoder, frames=frames,
+            compile=cfg.compile)
     # Flushed to the OS per transition (a crash of this process loses none); fsync'ed every 100.
     replay = ReplayBuffer(inputs.state_dim, cfg.chunk_len, 3, path=out / 'replay', fsync_every=100,
                           prior_fraction=cfg.demo_fraction)
