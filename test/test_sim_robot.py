@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import rclpy
 from builtin_interfaces.msg import Duration
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -28,7 +29,7 @@ def _trajectory(names, points, dt=0.05):
 def test_sim_robot_follows_trajectories_publishes_images_and_refuses_bad_commands(processes, test_node):
     sim = processes.spawn(
         os.path.join(INSTALL, 'rlt_nodes', 'lib', 'rlt_nodes', 'sim_robot'),
-        '--ros-args', '-p', 'seed:=3', '-p', 'image_size:=64')
+        '--ros-args', '-p', 'seed:=3', '-p', 'image_size:=64', '-p', 'wait_for_subscribers:=[episode_follower]')
     node = test_node.node
     joints, images, events = [], {}, []
     node.create_subscription(JointState, 'joint_states', joints.append, 10)
@@ -83,13 +84,26 @@ def test_sim_robot_follows_trajectories_publishes_images_and_refuses_bad_command
     still = settle(20)
     np.testing.assert_allclose(still, moved, atol=2e-4)
 
-    # Reset starts a new episode, announced on episode/events.
+    # Reset is refused until the nodes that follow episodes subscribe to episode/events, then starts a
+    # new episode, announced there.
     client = node.create_client(Trigger, 'sim/reset')
     assert client.wait_for_service(timeout_sec=10)
-    future = client.call_async(Trigger.Request())
-    assert test_node.spin_until(future.done, timeout=10) and future.result().success
+
+    def reset():
+        future = client.call_async(Trigger.Request())
+        assert test_node.spin_until(future.done, timeout=10)
+        return future.result()
+
+    refused = reset()
+    assert not refused.success and 'episode_follower' in refused.message
+    follower = rclpy.create_node('episode_follower', context=test_node.context)
+    follower.create_subscription(EpisodeEvent, 'episode/events', lambda m: None, 10)
+    test_node.executor.add_node(follower)
+    assert test_node.spin_until(lambda: reset().success, timeout=20)
     assert test_node.spin_until(lambda: sum(e.event == EpisodeEvent.EPISODE_START for e in events) >= 1,
                                 timeout=10)
+    test_node.executor.remove_node(follower)
+    follower.destroy_node()
 
     out = processes.stop(sim)
     assert sim.returncode == 0, out

@@ -1,8 +1,8 @@
 """Episode manager for sim runs: resets the simulator after every episode and counts episodes.
 
-Once the graph is up (a reference chunk has been seen, every topic in `wait_for_publishers` has a
-publisher and every `topic:node` in `wait_for_subscribers` a subscription by that node, so that no
-node misses the first episode's start) it starts a fresh episode via `sim/reset`; after each EPISODE_END on
+Once the graph is up (a reference chunk has been seen and every topic in `wait_for_publishers` has a
+publisher) it starts a fresh episode via `sim/reset`, retrying while the simulator refuses (it waits
+until the nodes that follow episodes subscribe to its episode/events); after each EPISODE_END on
 episode/events it waits `reset_delay_s` (so the arbiter can close the episode's last
 transitions) and resets again, until `episodes` episodes have ended (0: forever). Progress goes
 to rlt/episode_count (std_msgs/UInt64, latched).
@@ -29,11 +29,6 @@ class EpisodeManager(Node):
         self.reset_delay_s = p('reset_delay_s', 0.5, desc('pause between an episode end and the reset, s')).value
         self.wait_for = list(p('wait_for_publishers', ['rlt/transitions', 'rlt/actor_chunk'],
                                desc('topics that need a publisher before the first episode')).value)
-        pairs = p('wait_for_subscribers', ['episode/events:arbiter'],
-                  desc("'topic:node' pairs: the node must subscribe to the topic before the first episode")).value
-        self.wait_for_subs = [entry.rpartition(':')[::2] for entry in pairs]
-        if not all(topic and node for topic, node in self.wait_for_subs):
-            raise ValueError(f"wait_for_subscribers entries must read 'topic:node', got {list(pairs)}")
         self.client = self.create_client(Trigger, 'sim/reset')
         self.count_pub = self.create_publisher(UInt64, 'rlt/episode_count', LATCHED)
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
@@ -50,18 +45,13 @@ class EpisodeManager(Node):
     def on_timer(self):
         if not self.started:
             if (self.ready and self.client.service_is_ready()
-                    and all(self.count_publishers(t) > 0 for t in self.wait_for)
-                    and all(self.subscribed(topic, node) for topic, node in self.wait_for_subs)):
+                    and all(self.count_publishers(t) > 0 for t in self.wait_for)):
                 self.started = True
                 self.reset()
             return
         if self.pending is not None and self.get_clock().now().nanoseconds >= self.pending:
             self.pending = None
             self.reset()
-
-    def subscribed(self, topic: str, node: str) -> bool:
-        topic = self.resolve_topic_name(topic)
-        return any(info.node_name == node for info in self.get_subscriptions_info_by_topic(topic))
 
     def on_event(self, msg: EpisodeEvent):
         if msg.event != EpisodeEvent.EPISODE_END or not self.started:
@@ -74,7 +64,13 @@ class EpisodeManager(Node):
         self.pending = self.get_clock().now().nanoseconds + int(self.reset_delay_s * 1e9)
 
     def reset(self):
-        self.client.call_async(Trigger.Request())
+        self.client.call_async(Trigger.Request()).add_done_callback(self.on_reset_done)
+
+    def on_reset_done(self, future):
+        response = future.result()
+        if not response.success:  # the simulator is not ready: try again shortly
+            self.get_logger().info(f'sim/reset refused: {response.message}', throttle_duration_sec=5.0)
+            self.pending = self.get_clock().now().nanoseconds + 200_000_000
 
 
 def main(args=None):

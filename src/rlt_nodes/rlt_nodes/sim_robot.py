@@ -4,7 +4,9 @@ Publishes `joint_states` and one `sensor_msgs/Image` stream per camera (same sta
 step), accepts `trajectory_msgs/JointTrajectory` on `<controller_name>/joint_trajectory` as a
 ros2_control JointTrajectoryController does, and reports episodes on `episode/events`
 (start, critical-phase switches, end with success). `sim/reset` (std_srvs/Trigger) starts a
-new episode. `sim/privileged` (std_msgs/Float64MultiArray, one per control step, layout in
+new episode once every node in `wait_for_subscribers` subscribes to episode/events as this node sees
+the graph (its own discovery, so the episode's start reaches them); until then it answers
+success=False and the caller retries. `sim/privileged` (std_msgs/Float64MultiArray, one per control step, layout in
 PRIVILEGED_LAYOUT) carries state a real robot does not report (peg tip and hole positions,
 the critical-phase flag); only the simulated human reads it, never the learning nodes.
 Commands with wrong joints, non-finite values or positions outside the joint limits are refused
@@ -17,6 +19,7 @@ import numpy as np
 from geometry_msgs.msg import Vector3Stamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
@@ -44,6 +47,8 @@ class SimRobot(Node):
                        _desc('commands arrive on <controller_name>/joint_trajectory')).value
         self.auto_reset = p('auto_reset', False,
                             _desc('start the next episode as soon as one ends')).value
+        self.wait_for_subscribers = list(p('wait_for_subscribers', Parameter.Type.STRING_ARRAY, _desc(
+            'nodes that must subscribe to episode/events before sim/reset starts an episode')).value or [])
         config = SimConfig(
             clearance_mm=p('clearance_mm', 1.0, _desc('peg-hole clearance per side, mm')).value,
             control_hz=p('control_hz', 20.0, _desc('control steps per second')).value,
@@ -88,6 +93,12 @@ class SimRobot(Node):
         return seed
 
     def on_reset(self, request, response):
+        seen = {info.node_name for info in self.get_subscriptions_info_by_topic(self.event_pub.topic_name)}
+        missing = [name for name in self.wait_for_subscribers if name not in seen]
+        if missing:
+            response.success = False
+            response.message = f'waiting for {missing} to subscribe to episode/events'
+            return response
         seed = self.start_episode()
         response.success = True
         response.message = f'episode {self.episode_id} started with seed {seed}'
