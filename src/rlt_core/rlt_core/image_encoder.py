@@ -33,19 +33,24 @@ class ImageEncoder(nn.Module):
         self.head = nn.Sequential(nn.Linear(flat, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
         self.feature_dim = feature_dim
 
-    def forward(self, frames: torch.Tensor, shift: int = 0, generator=None) -> torch.Tensor:
-        """Features of `frames`; `shift` > 0 moves each image by up to that many pixels (augmentation)."""
+    def forward(self, frames: torch.Tensor, shift: int = 0, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """Features of `frames`; with `offsets` from `draw_shifts(B, shift, …)`, each image moved by up to
+        `shift` pixels first (augmentation)."""
         img = frames.permute(0, 1, 4, 2, 3).flatten(1, 2).float() / 255.0 - 0.5
-        if shift:
-            img = random_shift(img, shift, generator)
+        if shift and offsets is not None:
+            img = random_shift(img, shift, offsets)
         return self.head(self.conv(img).flatten(1))
 
 
-def random_shift(img: torch.Tensor, pad: int, generator=None) -> torch.Tensor:
-    """Translate each image of (B, C, H, W) by a random whole number of pixels in [-pad, pad], edges replicated."""
+def draw_shifts(n: int, pad: int, generator=None) -> torch.Tensor:
+    """(n, 2) random whole-pixel offsets in [0, 2 pad] for `random_shift`."""
+    return torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
+
+
+def random_shift(img: torch.Tensor, pad: int, offsets: torch.Tensor) -> torch.Tensor:
+    """Translate each image of (B, C, H, W) by `offsets` - pad pixels (rows, columns), edges replicated."""
     b, _, h, w = img.shape
     padded = F.pad(img, (pad, pad, pad, pad), mode='replicate')
-    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).to(img.device)
     rows = (torch.arange(h, device=img.device)[None, :] + offsets[:, :1])  # (B, H)
     cols = (torch.arange(w, device=img.device)[None, :] + offsets[:, 1:])  # (B, W)
     index = rows[:, None, :, None] * padded.shape[-1] + cols[:, None, None, :]  # (B, 1, H, W)

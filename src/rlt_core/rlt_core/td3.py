@@ -11,7 +11,8 @@ C = chunk_len actions, ref_chunk is the VLA's reference chunk.
   actor loss      -Q_1(x, pi(x, ref_in)) + beta ||pi(x, ref_in) - ref_chunk||^2
                   ref_in = ref_chunk, zeroed on a `ref_dropout` fraction of the batch
   schedule        `critic_updates_per_actor` critic updates per actor update; Polyak targets
-  compile         optionally, the losses' tensor math (random draws made outside) compiled by TorchInductor
+  update          one function of tensors: the target, the losses' gradients (torch.func), Adam and the
+                  Polyak targets; with `compile`, TorchInductor makes it one graph (random draws made outside)
 
 With an `encoder` (the no-RL-token ablation, `rlt_core.image_encoder`), x is the encoder's features
 of the stored camera frames plus proprio: the critic loss trains the encoder, the actor reads
@@ -27,8 +28,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, grad_and_value
 
 from rlt_core.actor import Actor, ActorConfig
+from rlt_core.image_encoder import draw_shifts
 
 
 @dataclass
@@ -139,11 +142,44 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float):
         torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
-def _adam(params, lr):
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, foreach=True)
+class Adam:
+    """Adam as `torch.optim.Adam` computes it (and with its state_dict), stepped with given gradients.
+
+    Plain tensor math, the step count a tensor: a compiled update holds the whole step, gradients to
+    parameters, in one graph."""
+
+    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params = list(params)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.t = torch.zeros((), device=self.params[0].device)
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    def step(self, grads):
+        b1, b2 = self.betas
+        self.t.add_(1)
+        bias1, bias2 = 1 - b1 ** self.t, (1 - b2 ** self.t).sqrt()
+        torch._foreach_lerp_(self.m, grads, 1 - b1)
+        torch._foreach_mul_(self.v, b2)
+        torch._foreach_addcmul_(self.v, grads, grads, value=1 - b2)
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            p.sub_(self.lr / bias1 * m / (v.sqrt() / bias2 + self.eps))
+
+    def state_dict(self) -> dict:
+        state = {i: {'step': self.t.clone(), 'exp_avg': m.clone(), 'exp_avg_sq': v.clone()}
+                 for i, (m, v) in enumerate(zip(self.m, self.v, strict=True))}
+        return {'state': state, 'param_groups': [{'lr': self.lr, 'betas': self.betas, 'eps': self.eps,
+                                                  'weight_decay': 0.0, 'amsgrad': False,
+                                                  'params': list(range(len(self.params)))}]}
+
+    def load_state_dict(self, state_dict: dict):
+        state = state_dict['state']
+        if len(state_dict['param_groups'][0]['params']) != len(self.params):
+            raise ValueError('optimizer state of another network')
+        self.t.fill_(float(state[0]['step']) if state else 0.0)
+        for i, (m, v) in enumerate(zip(self.m, self.v, strict=True)):
+            m.copy_(state[i]['exp_avg'] if state else 0.0)
+            v.copy_(state[i]['exp_avg_sq'] if state else 0.0)
 
 
 def compiled(fn, enabled: bool = True):
@@ -167,6 +203,10 @@ def compiled(fn, enabled: bool = True):
     return call
 
 
+def _leaves(params: dict) -> list:
+    return [p for group in params.values() for p in group.values()]
+
+
 class RLTLearner:
     """What learns: twin critics, targets, optimisers and `update()`; the `Actor` is what acts."""
 
@@ -182,19 +222,22 @@ class RLTLearner:
         self.qf = TwinCritic(actor_config.state_dim, actor_config.chunk_size, self.config.critic_hidden,
                              self.config.critic_layer_norm).to(self.device)
         self.qf_target = copy.deepcopy(self.qf)
-        for p in [*self.target_actor.parameters(), *self.qf_target.parameters()]:
-            p.requires_grad_(False)
         # The ablation's image encoder: replay states are [proprio, frame id] into `frames` (a FrameStore).
         self.encoder, self.frames, self.shift = encoder, frames, shift
-        q_params = list(self.qf.parameters())
         if encoder is not None:
             self.encoder = encoder.to(self.device)
-            self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
-            q_params += list(self.encoder.parameters())
-        self.actor_optimizer = _adam(self.actor.parameters(), self.config.actor_lr)
-        self.q_optimizer = _adam(q_params, self.config.critic_lr)
-        self._critic_step = compiled(self._critic_loss, compile)
-        self._actor_step = compiled(self._actor_loss, compile)
+            self.target_encoder = copy.deepcopy(self.encoder)
+        targets = [self.target_actor, self.qf_target] + ([self.target_encoder] if encoder is not None else [])
+        for p in (p for net in targets for p in net.parameters()):
+            p.requires_grad_(False)
+        # What each loss differentiates, by name (torch.func), and the optimisers stepping it.
+        self.actor_params = {'actor': dict(self.actor.named_parameters())}
+        self.critic_params = {'qf': dict(self.qf.named_parameters()),
+                              'encoder': {} if encoder is None else dict(self.encoder.named_parameters())}
+        self.actor_optimizer = Adam(_leaves(self.actor_params), self.config.actor_lr)
+        self.q_optimizer = Adam(_leaves(self.critic_params), self.config.critic_lr)
+        self._critic_update = compiled(self._critic_step, compile)
+        self._critic_and_actor_update = compiled(self._critic_and_actor_step, compile)
         self.num_updates = 0
         self.metrics = {}
 
@@ -209,16 +252,6 @@ class RLTLearner:
                 batch[key] = batch[key][:, :-1]
         return batch
 
-    def encode(self, batch):
-        """(x, x') of a prepared batch: as stored, or with the encoder x = [features(frames), proprio]
-        (gradients reach the encoder through x) and x' from the target encoder."""
-        if self.encoder is None:
-            return batch['x'], batch['x2']
-        x = torch.cat([self.encoder(batch['obs'], self.shift, self.generator), batch['x']], dim=-1)
-        with torch.no_grad():
-            x2 = torch.cat([self.target_encoder(batch['obs2'], self.shift, self.generator), batch['x2']], dim=-1)
-        return x, x2
-
     @torch.no_grad()
     def select_chunk(self, x, ref_chunk, explore: bool = False, generator=None) -> torch.Tensor:
         """`Actor.select_chunk` on a replay state (with the encoder: [proprio, frame id])."""
@@ -228,72 +261,102 @@ class RLTLearner:
             x = torch.cat([features, x[:-1]])
         return self.actor.select_chunk(x, ref_chunk, explore=explore, generator=generator)
 
-    def td_target(self, batch, x2=None):
-        """Q_hat of a batch (no gradients), clipped to `target_range`; x' is batch['x2'] unless given."""
-        return self._q_hat(batch['r'], batch['n'], batch['done'], batch['x2'] if x2 is None else x2, batch['ref2'],
-                           self._smoothing_noise(batch['a']))
+    # The random draws of an update, made on the CPU from the learner's generator (so that compiling
+    # changes no result), then the losses and the update as functions of tensors.
 
-    def critic_loss(self, batch, x=None, x2=None):
-        """Critic loss and Q (2, B); x and x' are the batch's unless given (see `encode`)."""
-        return self._critic_step(batch['x'] if x is None else x, batch['a'], batch['r'], batch['n'], batch['done'],
-                                 batch['x2'] if x2 is None else x2, batch['ref2'], self._smoothing_noise(batch['a']))
-
-    def actor_loss(self, batch, x=None):
-        """Actor loss, Q_1(x, pi) and the beta term per sample."""
-        ref = batch['ref']
-        keep = (torch.rand(ref.shape[0], 1, generator=self.generator) >= self.config.ref_dropout).to(ref)
-        return self._actor_step(batch['x'] if x is None else x, ref, keep)
-
-    # The losses' tensor math, random draws given: what `compile` hands to TorchInductor.
-
-    def _smoothing_noise(self, a):
+    def draws(self, batch: dict, actor_step: bool = True) -> dict:
+        """Smoothing noise for a' and, for an actor step, the reference-dropout mask `keep`; with the encoder,
+        the random shifts of the frames of x and x'."""
         cfg = self.config
+        a = batch['a']
         noise = torch.randn(a.shape, generator=self.generator) * cfg.target_noise
-        return noise.clamp(-cfg.noise_clip, cfg.noise_clip).to(self.device)
+        draws = {'noise': noise.clamp(-cfg.noise_clip, cfg.noise_clip).to(self.device)}
+        if self.encoder is not None:
+            draws['shifts'], draws['shifts2'] = (draw_shifts(len(a), self.shift, self.generator).to(self.device)
+                                                 for _ in range(2))
+        if actor_step:
+            keep = torch.rand(a.shape[0], 1, generator=self.generator) >= cfg.ref_dropout
+            draws['keep'] = keep.to(a)
+        return draws
 
-    def _q_hat(self, r, n, done, x2, ref2, noise):
+    def _x2(self, batch, draws):
+        if self.encoder is None:
+            return batch['x2']
+        return torch.cat([self.target_encoder(batch['obs2'], self.shift, draws['shifts2']), batch['x2']], dim=-1)
+
+    def _q_hat(self, batch, draws):
         cfg = self.config
         with torch.no_grad():
-            next_a = (self.target_actor(x2, ref2) + noise).clamp(-1.0, 1.0)
+            x2 = self._x2(batch, draws)
+            next_a = (self.target_actor(x2, batch['ref2']) + draws['noise']).clamp(-1.0, 1.0)
             next_q = self.qf_target(x2, next_a).min(0).values
-            q_hat = chunked_td_target(r, n, done, next_q, cfg.gamma)
+            q_hat = chunked_td_target(batch['r'], batch['n'], batch['done'], next_q, cfg.gamma)
             return q_hat if cfg.target_range is None else q_hat.clamp(*cfg.target_range)
 
-    def _critic_loss(self, x, a, r, n, done, x2, ref2, noise):
-        q_hat = self._q_hat(r, n, done, x2, ref2, noise)
-        q = self.qf(x, a)
-        return F.mse_loss(q, q_hat.expand_as(q), reduction='none').mean(1).sum(), q
+    def _critic_loss(self, params, batch, draws, q_hat):
+        """sum_i mean (Q_i(x, a) - Q_hat)^2, with (Q, x) as aux; with the encoder, x = [features, proprio]."""
+        x = batch['x']
+        if self.encoder is not None:
+            features = functional_call(self.encoder, params['encoder'], (batch['obs'], self.shift, draws['shifts']))
+            x = torch.cat([features, x], dim=-1)
+        q = functional_call(self.qf, params['qf'], (x, batch['a']))
+        return F.mse_loss(q, q_hat.expand_as(q), reduction='none').mean(1).sum(), (q, x)
 
-    def _actor_loss(self, x, ref, keep):
-        a = self.actor(x, ref * keep)
+    def _actor_loss(self, params, x, ref, keep):
+        """mean(-Q_1(x, a) + beta ||a - ref||^2), a = pi(x, ref * keep), with (Q_1, the beta term) as aux."""
+        a = functional_call(self.actor, params['actor'], (x, ref * keep))
         q = self.qf.q1_for_actor(x, a)
         bc = ((a - ref) ** 2).sum(1)
-        return (-q + self.config.beta * bc).mean(), q, bc
+        return (-q + self.config.beta * bc).mean(), (q, bc)
+
+    def _critic_step(self, batch, draws):
+        """Q_hat, the critic loss's gradient (torch.func) and an Adam step of the critics (and encoder)."""
+        q_hat = self._q_hat(batch, draws)
+        grads, (loss, (q, x)) = grad_and_value(self._critic_loss, has_aux=True)(self.critic_params, batch, draws,
+                                                                                  q_hat)
+        self.q_optimizer.step(_leaves(grads))
+        return {'losses/critic': loss, 'values/q': q.mean()}, x
+
+    def _critic_and_actor_step(self, batch, draws):
+        """A critic step, then an actor step on the updated critic, then the Polyak targets."""
+        metrics, x = self._critic_step(batch, draws)
+        grads, (loss, (q, bc)) = grad_and_value(self._actor_loss, has_aux=True)(self.actor_params, x, batch['ref'],
+                                                                                  draws['keep'])
+        self.actor_optimizer.step(_leaves(grads))
+        soft_update(self.qf_target, self.qf, self.config.tau)
+        soft_update(self.target_actor, self.actor, self.config.tau)
+        if self.encoder is not None:
+            soft_update(self.target_encoder, self.encoder, self.config.tau)
+        return {**metrics, 'losses/actor': loss, 'values/q_pi': q.mean(), 'losses/bc': bc.mean()}
 
     def update(self, batch) -> dict:
         """One critic step; every `critic_updates_per_actor`-th call also an actor step and targets."""
-        x, x2 = self.encode(batch)
-        q_loss, q = self.critic_loss(batch, x, x2)
-        self.q_optimizer.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.q_optimizer.step()
         self.num_updates += 1
-        self.metrics['losses/critic'] = q_loss.detach()
-        self.metrics['values/q'] = q.detach().mean()
-
-        if self.num_updates % self.config.critic_updates_per_actor == 0:
-            actor_loss, q_pi, bc = self.actor_loss(batch, x.detach())
-            self.actor_optimizer.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_optimizer.step()
-            soft_update(self.qf_target, self.qf, self.config.tau)
-            soft_update(self.target_actor, self.actor, self.config.tau)
-            if self.encoder is not None:
-                soft_update(self.target_encoder, self.encoder, self.config.tau)
-            self.metrics['losses/actor'] = actor_loss.detach()
-            self.metrics['values/q_pi'] = q_pi.detach().mean()
-            self.metrics['losses/bc'] = bc.detach().mean()
+        actor_step = self.num_updates % self.config.critic_updates_per_actor == 0
+        draws = self.draws(batch, actor_step)
+        with torch.no_grad():  # the gradients come from torch.func, not from autograd's tape
+            if actor_step:
+                self.metrics.update(self._critic_and_actor_update(batch, draws))
+            else:
+                self.metrics.update(self._critic_update(batch, draws)[0])
         return self.metrics
+
+    # The losses at the current weights, for inspection and tests.
+
+    def td_target(self, batch) -> torch.Tensor:
+        """Q_hat of a batch (no gradients), clipped to `target_range`."""
+        return self._q_hat(batch, self.draws(batch, actor_step=False))
+
+    def critic_loss(self, batch):
+        """Critic loss and Q (2, B)."""
+        draws = self.draws(batch, actor_step=False)
+        loss, (q, _) = self._critic_loss(self.critic_params, batch, draws, self._q_hat(batch, draws))
+        return loss, q
+
+    def actor_loss(self, batch):
+        """Actor loss, Q_1(x, pi) and the beta term per sample (x as stored: no encoder)."""
+        loss, (q, bc) = self._actor_loss(self.actor_params, batch['x'], batch['ref'], self.draws(batch)['keep'])
+        return loss, q, bc
 
     def scalar_metrics(self) -> dict:
         return {k: float(v) for k, v in self.metrics.items()}

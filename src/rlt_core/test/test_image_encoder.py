@@ -3,14 +3,15 @@ import pytest
 import torch
 
 from rlt_core.actor import ActorConfig
-from rlt_core.image_encoder import FrameStore, ImageEncoder, downsample, random_shift
+from rlt_core.image_encoder import FrameStore, ImageEncoder, downsample, draw_shifts, random_shift
 from rlt_core.td3 import RLTLearner, TD3Config
 
 
 def test_random_shift_is_a_crop_of_the_replicated_image():
     img = torch.arange(2 * 3 * 6 * 7, dtype=torch.float32).view(2, 3, 6, 7)
-    torch.testing.assert_close(random_shift(img, 0), img)
-    shifted = random_shift(img, 2, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(random_shift(img, 0, draw_shifts(2, 0)), img)
+    torch.testing.assert_close(random_shift(img, 2, torch.full((2, 2), 2)), img)  # offset pad: no move
+    shifted = random_shift(img, 2, draw_shifts(2, 2, torch.Generator().manual_seed(0)))
     padded = torch.nn.functional.pad(img, (2, 2, 2, 2), mode='replicate')
     for b in range(2):
         crops = [padded[b, :, i:i + 6, j:j + 7] for i in range(5) for j in range(5)]

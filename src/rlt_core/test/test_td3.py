@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rlt_core.actor import ActorConfig
-from rlt_core.td3 import RLTLearner, TD3Config, TwinCritic, chunked_td_target, soft_update
+from rlt_core.td3 import Adam, RLTLearner, TD3Config, TwinCritic, chunked_td_target, soft_update
 
 
 def test_chunked_td_target_by_hand():
@@ -25,6 +25,32 @@ def test_polyak_update_by_hand():
     soft_update(a, b, 0.25)
     torch.testing.assert_close(a.weight, torch.full((1, 2), 1.5))
     torch.testing.assert_close(a.bias, torch.full((1,), 0.5))
+
+
+def test_adam_steps_as_torch_adam_and_shares_its_state_dict():
+    g = torch.Generator().manual_seed(0)
+    ours, theirs = torch.randn(5, 3, generator=g), torch.nn.Parameter(torch.randn(5, 3, generator=g))
+    ours.copy_(theirs.detach())
+    adam, reference = Adam([ours], lr=0.1), torch.optim.Adam([theirs], lr=0.1)
+    for _ in range(5):
+        grad = torch.randn(5, 3, generator=g)
+        adam.step([grad])
+        theirs.grad = grad.clone()
+        reference.step()
+        torch.testing.assert_close(ours, theirs.detach(), rtol=1e-4, atol=1e-6)
+    # a checkpoint of either loads into the other, and both then step alike
+    again = Adam([ours.clone()], lr=0.1)
+    again.load_state_dict(reference.state_dict())
+    assert float(again.t) == 5.0
+    torch.testing.assert_close(again.v[0], reference.state[theirs]['exp_avg_sq'])
+    reference.load_state_dict(adam.state_dict())
+    grad = torch.randn(5, 3, generator=g)
+    again.step([grad])
+    theirs.grad = grad
+    reference.step()
+    torch.testing.assert_close(again.params[0], theirs.detach(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match='another network'):
+        Adam([ours, ours.clone()], lr=0.1).load_state_dict(adam.state_dict())
 
 
 def _learner(**td3):

@@ -64,7 +64,7 @@ class LearnerNode(Node):
         self.seed = p('seed', 0, desc('seed of the networks and sampling')).value
         threads = p('threads', 1, desc('torch threads')).value
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
-        self.compile = p('compile', True, desc("compile the losses with TorchInductor (first update ~20 s)")).value
+        self.compile = p('compile', True, desc("compile the update with TorchInductor (first update ~30 s)")).value
         self.torch = setup_torch(threads, self.seed)
         self.learner = self.replay = None
         self.version, self.received, self.refused, self.learning = 0, 0, 0, 0

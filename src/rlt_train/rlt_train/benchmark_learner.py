@@ -65,7 +65,7 @@ def main(argv=None):
     p.add_argument('--critic-layer-norm', action=argparse.BooleanOptionalAction, default=TD3Config.critic_layer_norm,
                    help='LayerNorm in the critics, as the learner uses by default')
     p.add_argument('--compile', action=argparse.BooleanOptionalAction, default=True,
-                   help='the losses compiled by TorchInductor, as the learner runs them by default')
+                   help='the update compiled by TorchInductor, as the learner runs it by default')
     args = p.parse_args(argv)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
