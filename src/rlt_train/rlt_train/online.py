@@ -81,6 +81,9 @@ class RLTTrainConfig:
     """C: actions per refined chunk."""
     stride: int = 2
     """Transitions start at every stride-th step of the critical phase."""
+    execute_steps: int = 10
+    """Actions of an actor chunk executed before the actor decides again on a fresh observation (chunk_len or
+    more: the whole chunk, open loop). The VLA's chunks always run whole."""
     utd_ratio: int = 5
     """G: learner updates per transition."""
     batch_size: int = 256
@@ -138,6 +141,8 @@ class RLTTrainConfig:
             raise ValueError(f'ablation must be one of {ABLATIONS + DIAGNOSTICS}, got {self.ablation!r}')
         if self.chunk_len % self.stride:
             raise ValueError('chunk_len must be a multiple of stride')
+        if self.execute_steps < 1:
+            raise ValueError(f'execute_steps must be >= 1, got {self.execute_steps}')
         if not 0.0 <= self.demo_fraction <= 0.75 or self.pretrain_updates < 0:
             raise ValueError('demo_fraction must be in [0, 0.75] and pretrain_updates >= 0')
         if self.pretrain_updates and not self.demo_replay:
@@ -203,11 +208,12 @@ def run_episode(env, inputs, learner, cfg, seed, train, warmup, replay=None, hum
         critical = phase.update(signal=info['critical_phase'])
         if critical and chunk is not None and source == SOURCE_VLA and not warmup and stats['critical_steps'] == 0:
             k = C  # the critical phase began mid-chunk: hand over to the actor now
+        decide = k >= C or (source == SOURCE_ACTOR and k >= cfg.execute_steps)
         on_stride = replay is not None and critical and builder.needs_observation()
-        if k >= C or on_stride:
+        if decide or on_stride:
             x, ref_full = inputs(obs, env.instruction, info)
             ref = ref_full[:C]
-        if k >= C:
+        if decide:
             actor_chunk = None
             if critical and cfg.ablation == 'noise_only':
                 noise = np.random.default_rng(seed * 1000 + stats['steps']).normal(0, cfg.actor_std, ref.shape)

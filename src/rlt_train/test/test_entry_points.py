@@ -8,8 +8,13 @@ import pytest
 import torch
 from rlt_train.cli import parse_config
 
+from rlt_core.actor import ActorConfig
 from rlt_core.replay import SOURCE_DEMO, record_dtype
+from rlt_core.runtime import default_models_dir
+from rlt_core.td3 import RLTLearner
 from rlt_core.token import RLToken
+from rlt_core.vla.small_vla import SmallVLA
+from rlt_sim import PegInsertionEnv, SimConfig
 from rlt_sim.record import RecordConfig, record
 from rlt_train import demo_replay, online, token, vla
 
@@ -127,3 +132,21 @@ def test_bad_options_are_refused():
         online.main(['--ablation', 'nonsense'])
     with pytest.raises(SystemExit):
         vla.main(['--steps', '0'])
+
+
+def test_the_actor_decides_again_after_execute_steps():
+    """With execute_steps < C the actor re-plans on a fresh observation; the VLA's chunks still run whole."""
+    models = default_models_dir()
+    inputs = online.FrozenPolicyInputs(SmallVLA.load(models / 'vla').freeze(), RLToken.load(models / 'rl_token'))
+    learner = RLTLearner(ActorConfig(state_dim=inputs.state_dim, chunk_len=10, action_dim=3, hidden=(16,)), seed=0)
+    env = PegInsertionEnv(SimConfig(max_steps=40))
+    stats = {}
+    for steps in (10, 2):
+        cfg = online.RLTTrainConfig(execute_steps=steps, max_steps=40)
+        stats[steps] = online.run_episode(env, inputs, learner, cfg, seed=3, train=False, warmup=False)
+    critical = stats[10]['critical_steps']
+    assert critical >= 10 and stats[2]['critical_steps'] > 0
+    assert stats[10]['actor_chunks'] == -(-critical // 10)
+    assert stats[2]['actor_chunks'] == -(-stats[2]['critical_steps'] // 2)
+    with pytest.raises(ValueError, match='execute_steps'):
+        online.RLTTrainConfig(execute_steps=0)
