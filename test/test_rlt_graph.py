@@ -209,6 +209,6 @@ def test_runner_stops_cleanly_on_sigint(processes, tmp_path, how):
     summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
     assert summary['episodes'] >= 1 and {'steps_by_source', 'learner_q'} <= set(summary['per_episode'][0])
     assert (tmp_path / 'run' / 'learning_curve.png').exists()
-    assert not (shm_files() - shm_before)
+    assert not (shm_files() - shm_before), before + rest
     for log in (tmp_path / 'run' / 'logs').glob('*.log'):  # no node died with a traceback on the way out
         assert 'Traceback' not in log.read_text(), f'{log.name}:\n{log.read_text()[-2000:]}'

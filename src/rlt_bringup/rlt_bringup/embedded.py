@@ -62,10 +62,12 @@ def stop(procs: dict, timeout: float = 15.0):
             except ProcessLookupError:
                 pass
     deadline = time.monotonic() + timeout
-    for proc in procs.values():
+    for name, proc in procs.items():
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            print(f'rlt: {name} did not stop within {timeout:.0f} s of SIGINT; killed (its DDS files in /dev/shm '
+                  'stay behind)', file=sys.stderr)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
