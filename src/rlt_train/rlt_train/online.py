@@ -125,7 +125,7 @@ class RLTTrainConfig:
     threads: int = 1
     """Torch threads."""
     compile: bool = True
-    """Compile the learner's update with TorchInductor: ~2x the updates/s, after ~30 s of compiling (without a
+    """Compile the learner's update with TorchInductor: ~1.6x the updates/s, after ~30 s of compiling (without a
     C++ compiler it warns and runs eagerly; --no-compile: eager from the start)."""
     demo_replay: str = ''
     """Replay folder of demonstrations made by `python -m rlt_train.demo_replay` ('': none): prior data."""
