@@ -4,7 +4,8 @@
 
 Runs `rlt_train.online` once per (variant, seed) as separate processes (`--jobs` at a time,
 each resumable), then prints a table of medians over seeds: final noise-free success rate,
-mean critical-phase steps, successes per simulated minute during training, online
+mean critical-phase steps, the mean horizontal move per critical-phase step in that evaluation
+(how hard a policy shakes the peg), successes per simulated minute during training, online
 episodes until a periodic evaluation first reached 90 %, and online episodes per wall-clock
 minute of training (sim, models and learner updates; evaluations excluded). The table is also written to
 `table.md` and `table.json` in the output folder.
@@ -62,6 +63,8 @@ def table(args) -> list[dict]:
             'variant': variant, 'seeds': len(runs), 'episodes': int(np.median([r['online_episodes'] for r in runs])),
             'success_rate': float(np.median([r['final_eval']['success_rate'] for r in runs])),
             'mean_critical_steps': float(np.median([r['final_eval']['mean_critical_steps'] for r in runs])),
+            'lateral_mm_per_step': float(np.median([r['final_eval'].get('lateral_mm_per_step', np.nan)
+                                                    for r in runs])),
             'successes_per_sim_minute': float(np.median([r['successes_per_sim_minute'] for r in runs])),
             'episodes_to_90': None if sum(e is None for e in e90) * 2 >= len(e90) else
             float(np.median([e if e is not None else np.inf for e in e90])),
@@ -73,12 +76,13 @@ def table(args) -> list[dict]:
 
 
 def render(rows) -> str:
-    lines = ['| variant | seeds | episodes | success (final eval) | critical-phase steps | successes / sim min | '
-             'episodes to 90 % | episodes / wall min |', '|---|---|---|---|---|---|---|---|']
+    lines = ['| variant | seeds | episodes | success (final eval) | critical-phase steps | lateral mm / step | '
+             'successes / sim min | episodes to 90 % | episodes / wall min |', '|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         e90 = '—' if r['episodes_to_90'] is None else f"{r['episodes_to_90']:.0f}"
+        lateral = '—' if np.isnan(r['lateral_mm_per_step']) else f"{r['lateral_mm_per_step']:.2f}"
         lines.append(f"| {r['variant']} | {r['seeds']} | {r['episodes']} | {r['success_rate']:.2f} | "
-                     f"{r['mean_critical_steps']:.1f} | {r['successes_per_sim_minute']:.1f} | {e90} | "
+                     f"{r['mean_critical_steps']:.1f} | {lateral} | {r['successes_per_sim_minute']:.1f} | {e90} | "
                      f"{r['episodes_per_wall_minute']:.1f} |")
     return '\n'.join(lines)
 
