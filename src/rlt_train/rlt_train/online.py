@@ -254,7 +254,7 @@ def run_episode(env, inputs, learner, cfg, seed, train, warmup, replay=None, hum
 
 def evaluate(env, inputs, learner, cfg, episodes) -> dict:
     """Noise-free episodes on the held-out seeds: success rate, mean (critical-phase) steps, and the mean
-    horizontal move commanded per critical-phase step in mm (the base VLA's ~0.03 mm; a policy that shakes the
+    horizontal move commanded per critical-phase step in mm (the base VLA's ~0.01 mm; a policy that shakes the
     peg against the rim at the per-step limit reads several mm)."""
     results = [run_episode(env, inputs, learner, cfg, EVAL_SEED + i, train=False, warmup=False)
                for i in range(episodes)]

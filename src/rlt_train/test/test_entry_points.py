@@ -140,18 +140,18 @@ def test_the_actor_decides_again_after_execute_steps():
     inputs = online.FrozenPolicyInputs(SmallVLA.load(models / 'vla').freeze(), RLToken.load(models / 'rl_token'))
     learner = RLTLearner(ActorConfig(state_dim=inputs.state_dim, chunk_len=10, action_dim=3, hidden=(16,)), seed=0)
     env = PegInsertionEnv(SimConfig(max_steps=40))
-    moves, critical = [], [False]  # the horizontal move of every step commanded in the (latched) critical phase, mm
+    moves, in_phase = [], [False]  # the horizontal move of every step commanded in the (latched) critical phase, mm
     reset, step = env.reset, env.step
 
     def recording_reset(**kwargs):
         obs, info = reset(**kwargs)
-        critical[0] = info['critical_phase']
+        in_phase[0] = info['critical_phase']
         return obs, info
 
     def recording_step(action):
-        moves.append(1000 * np.hypot(action[0], action[1]) if critical[0] else 0.0)
+        moves.append(1000 * np.hypot(action[0], action[1]) if in_phase[0] else 0.0)
         out = step(action)
-        critical[0] = critical[0] or out[-1]['critical_phase']
+        in_phase[0] = in_phase[0] or out[-1]['critical_phase']
         return out
 
     env.reset, env.step = recording_reset, recording_step
