@@ -29,6 +29,9 @@ class ActorConfig:
     """Dimension of one action."""
     action_scale: tuple[float, ...] = (0.005, 0.005, 0.005)
     """Robot units of one normalised action unit, per action dimension."""
+    action_limit: tuple[float, ...] | None = None
+    """Largest |action| per dimension in robot units: the range of the actor's output, the per-step limits of
+    the critical phase where it acts (None: one normalised unit, `action_scale`)."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the MLP (the paper: 2x256; 3x512 for the hardest task)."""
     std: float = 0.1
@@ -46,12 +49,22 @@ class ActorConfig:
         if len(self.action_scale) != self.action_dim or min(self.action_scale) <= 0:
             raise ValueError(
                 f'action_scale needs {self.action_dim} positive entries, got {self.action_scale}')
+        if self.action_limit is not None and (len(self.action_limit) != self.action_dim
+                                              or min(self.action_limit) <= 0):
+            raise ValueError(
+                f'action_limit needs {self.action_dim} positive entries, got {self.action_limit}')
         if self.std < 0 or self.residual < 0:
             raise ValueError('std and residual must be >= 0')
 
     @property
     def chunk_size(self) -> int:
         return self.chunk_len * self.action_dim
+
+    @property
+    def bound(self) -> tuple[float, ...]:
+        """The output range per action dimension, in normalised units."""
+        limit = self.action_limit or self.action_scale
+        return tuple(lim / scale for lim, scale in zip(limit, self.action_scale, strict=True))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -60,6 +73,8 @@ class ActorConfig:
     def from_json(cls, text: str) -> 'ActorConfig':
         d = json.loads(text)
         d['action_scale'] = tuple(d['action_scale'])
+        if d.get('action_limit') is not None:
+            d['action_limit'] = tuple(d['action_limit'])
         d['hidden'] = tuple(d['hidden'])
         return cls(**d)
 
@@ -74,7 +89,7 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
 
 
 class Actor(nn.Module):
-    """pi_theta(a | x, ref_chunk): mean = tanh(MLP([x, ref_chunk])), fixed std."""
+    """pi_theta(a | x, ref_chunk): mean = bound * tanh(MLP([x, ref_chunk])), fixed std; samples stay in the bound."""
 
     def __init__(self, config: ActorConfig):
         super().__init__()
@@ -82,18 +97,25 @@ class Actor(nn.Module):
         in_dim = config.state_dim + (config.chunk_size if config.use_reference else 0)
         self.net = mlp(in_dim, config.hidden, config.chunk_size)
         self.register_buffer('action_scale', torch.tensor(config.action_scale, dtype=torch.float32))
+        # (C*A,) output range in normalised units; from the config, so not part of the weights
+        self.register_buffer('bound', torch.tensor(config.bound, dtype=torch.float32).repeat(config.chunk_len),
+                             persistent=False)
 
     def forward(self, x: torch.Tensor, ref_chunk: torch.Tensor) -> torch.Tensor:
         """Mean chunk (B, C*A) in normalised units, from x (B, state_dim) and ref (B, C*A)."""
         h = torch.cat([x, ref_chunk], dim=-1) if self.config.use_reference else x
         if self.config.residual > 0:
-            return (ref_chunk + self.config.residual * torch.tanh(self.net(h))).clamp(-1.0, 1.0)
-        return torch.tanh(self.net(h))
+            return self.clamp(ref_chunk + self.config.residual * torch.tanh(self.net(h)))
+        return self.bound * torch.tanh(self.net(h))
+
+    def clamp(self, a: torch.Tensor) -> torch.Tensor:
+        """Normalised chunks (..., C*A) clipped to the actor's output range."""
+        return torch.minimum(torch.maximum(a, -self.bound), self.bound)
 
     def sample(self, x, ref_chunk, generator=None) -> torch.Tensor:
         mean = self(x, ref_chunk)
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device) * self.config.std
-        return (mean + noise).clamp(-1.0, 1.0)
+        return self.clamp(mean + noise)
 
     def normalize(self, chunk: torch.Tensor) -> torch.Tensor:
         """Robot-unit chunks (..., C, A) -> normalised flat chunks (..., C*A)."""

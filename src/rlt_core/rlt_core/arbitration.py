@@ -3,7 +3,8 @@
 Priority: human > warmup VLA > actor > VLA. The human wins whenever the dead-man button is
 held; during warmup the VLA's chunk is executed even in the critical phase (to fill the
 replay buffer); in the critical phase the actor's refined chunk is executed when one is
-available; otherwise the VLA drives. Whatever is chosen is clipped to the action limits.
+available; otherwise the VLA drives. Whatever is chosen is clipped to the action limits, in the
+critical phase to its own (usually tighter) limits, whoever drives.
 During an intervention the human's chunk also replaces the reference stored for learning.
 """
 
@@ -28,7 +29,12 @@ class Decision:
 
 
 def arbitrate(vla_chunk, limits: ActionLimits, actor_chunk=None, human_chunk=None, critical=False,
-              warmup=False) -> Decision:
+              warmup=False, critical_limits: ActionLimits | None = None) -> Decision:
+    """The chunk to execute and what to store; `critical_limits` (default: `limits`) bound it in the critical phase."""
+    if critical and critical_limits is not None:
+        if critical_limits.action_dim != limits.action_dim:
+            raise ValueError('critical_limits and limits need the same action dimension')
+        limits = critical_limits
     action_dim = limits.action_dim
     vla_chunk = validate_chunk(vla_chunk, action_dim)
     if human_chunk is not None:

@@ -6,8 +6,8 @@ the RL state x for an observation arrive a little later (`add_inputs`), the acto
 later still (`add_actor_chunk`). At each chunk boundary `ChunkArbiter` picks the chunk to execute
 with `rlt_core.arbitration.arbitrate` (human > warmup VLA > actor > VLA) from the newest inputs
 and turns it into absolute joint positions, one point per control step, from the current command
-target: each point moves by at most the per-step action limits and stays within the joint
-limits. A held dead-man button interrupts the current chunk at once; the human's chunk is
+target: each point moves by at most the per-step action limits (in a chunk decided in the critical
+phase, its own limits) and stays within the joint limits. A held dead-man button interrupts the current chunk at once; the human's chunk is
 re-issued at every step while it is held.
 
 The action a_n executed between o_n and o_{n+1} is the next point of the chunk in force when
@@ -96,14 +96,16 @@ class ChunkArbiter:
     def __init__(self, chunk_len: int, limits: ActionLimits, joint_low, joint_high, stride: int = 2,
                  warmup_episodes: int = 0, max_target_lead: float = 0.01, actor_wait_s: float = 0.05,
                  actor_alive_s: float = 2.0, human_timeout_s: float = 0.25, final_wait_s: float = 1.0,
-                 phase_config: PhaseConfig | None = None, history: int = 400):
+                 phase_config: PhaseConfig | None = None, history: int = 400,
+                 critical_limits: ActionLimits | None = None):
         self.C = chunk_len
-        self.limits = limits
+        self.limits, self.critical_limits = limits, critical_limits or limits
         self.low = np.asarray(joint_low, np.float64)
         self.high = np.asarray(joint_high, np.float64)
         if self.low.shape != (limits.action_dim,):
             raise ValueError('actions are joint-position moves: one action dimension per joint')
-        self.max_delta = np.asarray(limits.high, np.float64)
+        if self.critical_limits.action_dim != limits.action_dim:
+            raise ValueError('critical_limits and limits need the same action dimension')
         self.warmup_episodes, self.max_target_lead = warmup_episodes, max_target_lead
         self.actor_wait_s, self.actor_alive_s = actor_wait_s, actor_alive_s
         self.human_timeout_s, self.final_wait_s = human_timeout_s, final_wait_s
@@ -324,20 +326,23 @@ class ChunkArbiter:
                 self.wait_start = now
             if now - self.wait_start < self.actor_wait_s:
                 return  # the actor is alive: give it a moment to refine this chunk
-        decision = arbitrate(ref, self.limits, actor_chunk=actor_chunk, critical=critical, warmup=warmup)
+        decision = arbitrate(ref, self.limits, actor_chunk=actor_chunk, critical=critical, warmup=warmup,
+                             critical_limits=self.critical_limits)
         self._issue(decision.executed, decision.source, ref, stamp, critical)
 
     def _issue_human(self, now: float):
         chunk = np.tile(self.human_action, (self.C, 1))
         newest = next(reversed(self.inputs), None)
         ref = self.inputs[newest][1] if newest is not None else np.zeros_like(chunk)
-        decision = arbitrate(ref, self.limits, human_chunk=chunk, critical=self.phase.active, warmup=self.warmup)
+        decision = arbitrate(ref, self.limits, human_chunk=chunk, critical=self.phase.active, warmup=self.warmup,
+                             critical_limits=self.critical_limits)
         self._issue(decision.executed, SOURCE_HUMAN, ref if newest is not None else None,
                     self.latest_stamp or 0, self.phase.active)
 
     def _issue(self, chunk: np.ndarray, source: int, ref, stamp: int, critical: bool):
         start = self.target.copy()  # the point the robot was last sent to (mid-chunk on an interruption)
-        executed = np.clip(np.asarray(chunk, np.float64), -self.max_delta, self.max_delta)
+        limits = self.critical_limits if critical else self.limits
+        executed = np.clip(np.asarray(chunk, np.float64), limits.low, limits.high)
         points, p = [], start
         for delta in executed:
             p = np.clip(p + delta, self.low, self.high)

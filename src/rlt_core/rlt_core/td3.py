@@ -288,7 +288,7 @@ class RLTLearner:
         cfg = self.config
         with torch.no_grad():
             x2 = self._x2(batch, draws)
-            next_a = (self.target_actor(x2, batch['ref2']) + draws['noise']).clamp(-1.0, 1.0)
+            next_a = self.target_actor.clamp(self.target_actor(x2, batch['ref2']) + draws['noise'])
             next_q = self.qf_target(x2, next_a).min(0).values
             q_hat = chunked_td_target(batch['r'], batch['n'], batch['done'], next_q, cfg.gamma)
             return q_hat if cfg.target_range is None else q_hat.clamp(*cfg.target_range)

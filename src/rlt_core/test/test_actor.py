@@ -15,6 +15,28 @@ def test_outputs_are_bounded_chunks_in_robot_units():
     assert torch.all(chunk.abs() <= torch.tensor([0.01, 0.02, 0.03]))
 
 
+@pytest.mark.parametrize('residual', [0.0, 0.5])
+def test_action_limit_bounds_mean_and_samples_and_travels_with_the_weights(residual):
+    actor = _actor(action_limit=(0.001, 0.001, 0.005), std=1.0, residual=residual)
+    with torch.no_grad():
+        for layer in actor.net:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.mul_(50)  # saturate the tanh
+    x, ref = torch.randn(256, 5), torch.zeros(256, 12)
+    bound = torch.tensor([0.2, 0.2, 1.0]).repeat(4)
+    mean, sample = actor(x, ref), actor.sample(x, ref, torch.Generator().manual_seed(0))
+    assert torch.all(mean.abs() <= bound + 1e-6) and torch.all(sample.abs() <= bound + 1e-6)
+    assert sample[:, 0].abs().max().item() == pytest.approx(0.2)  # the std of 1 reaches the bound
+    chunk = actor.select_chunk(x[0], torch.zeros(4, 3), explore=True, generator=torch.Generator().manual_seed(1))
+    assert torch.all(chunk.abs() <= torch.tensor([0.001, 0.001, 0.005]) + 1e-9)
+    packed = pack_weights(actor)
+    back = unpack_weights(packed['format'], packed['sha256'], packed['config_json'], packed['payload'])
+    assert back.config.action_limit == (0.001, 0.001, 0.005)
+    torch.testing.assert_close(back(x, ref), mean)
+    with pytest.raises(ValueError):
+        _actor(action_limit=(0.001, 0.001))
+
+
 def test_exploration_noise_has_the_fixed_std():
     actor = _actor(std=0.1)
     x, ref = torch.zeros(20000, 5), torch.zeros(20000, 12)

@@ -36,6 +36,20 @@ def test_actor_keeps_vla_reference():
     np.testing.assert_array_equal(d.reference, VLA)
 
 
+@pytest.mark.parametrize('source', ['vla', 'actor', 'human'])
+def test_the_critical_phase_limits_bind_whoever_drives(source):
+    tight = ActionLimits.symmetric([0.2, 1.0])
+    chunks = {'vla': {}, 'actor': {'actor_chunk': ACTOR}, 'human': {'human_chunk': HUMAN}}[source]
+    vla = np.full((3, 2), 0.7)
+    inside = arbitrate(vla, LIMITS, critical=True, critical_limits=tight, **chunks)
+    assert np.abs(inside.executed[:, 0]).max() == pytest.approx(0.2)
+    assert np.abs(inside.executed[:, 1]).max() <= 1.0
+    outside = arbitrate(vla, LIMITS, critical=False, critical_limits=tight, **chunks)
+    assert np.abs(outside.executed[:, 0]).max() > 0.2  # outside the critical phase the general limits hold
+    with pytest.raises(ValueError):
+        arbitrate(vla, LIMITS, critical=True, critical_limits=ActionLimits.symmetric([0.2]))
+
+
 def test_malformed_chunk_never_passes():
     with pytest.raises(InvalidChunkError):
         arbitrate(VLA, LIMITS, actor_chunk=np.full((3, 2), np.nan), critical=True)

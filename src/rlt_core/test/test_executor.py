@@ -40,8 +40,9 @@ class FakeRobot:
         self.finished = getattr(self, 'finished', []) + finished
 
 
-def make(warmup=0):
-    return ChunkArbiter(C, ActionLimits.symmetric([D] * A), LOW, HIGH, stride=2, warmup_episodes=warmup)
+def make(warmup=0, critical_limits=None):
+    return ChunkArbiter(C, ActionLimits.symmetric([D] * A), LOW, HIGH, stride=2, warmup_episodes=warmup,
+                        critical_limits=critical_limits)
 
 
 def test_vla_chunks_are_limited_points_from_the_command_target():
@@ -64,6 +65,29 @@ def test_vla_chunks_are_limited_points_from_the_command_target():
     at_limit = robot.sent[-1]
     assert np.all(at_limit.points[:, 2] == HIGH[2])
     np.testing.assert_allclose(at_limit.executed, np.tile([D, -0.001, 0.003], (C, 1)), atol=1e-9)
+
+
+def test_chunks_decided_in_the_critical_phase_keep_its_limits_whoever_drives():
+    arb = make(critical_limits=ActionLimits.symmetric([0.001, 0.001, D]))
+    robot = FakeRobot(arb)
+    arb.start_episode(0)
+    fast = np.tile([0.004, -0.003, -0.002], (C + 2, 1))
+    for _ in range(6):
+        robot.tick(ref=fast)  # outside the critical phase: the general limits
+    arb.set_phase_signal(True, now=robot.t * 0.05)
+    for _ in range(6):
+        robot.tick(ref=fast, actor=fast[:C].astype(np.float32))
+    arb.set_human(np.array([-0.004, 0.004, 0.003], np.float32), now=robot.t * 0.05)
+    robot.tick(ref=fast)
+    before = robot.sent[0]
+    actor = [c for c in robot.sent if c.source == SOURCE_ACTOR][-1]
+    human = [c for c in robot.sent if c.source == SOURCE_HUMAN][-1]
+    assert before.source == SOURCE_VLA and not before.critical
+    np.testing.assert_allclose(before.executed[0], [0.004, -0.003, -0.002], atol=1e-7)
+    np.testing.assert_allclose(actor.executed[0], [0.001, -0.001, -0.002], atol=1e-7)
+    np.testing.assert_allclose(human.executed[0], [-0.001, 0.001, 0.003], atol=1e-7)
+    for c in (actor, human):
+        assert np.all(np.abs(np.diff(np.vstack([c.start, c.points]), axis=0)[:, :2]) <= 0.001 + 1e-12)
 
 
 def test_actor_in_the_critical_phase_after_warmup_and_transitions_at_stride():

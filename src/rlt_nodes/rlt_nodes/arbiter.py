@@ -4,8 +4,9 @@ Priority human > warmup VLA > actor > VLA (`rlt_core.arbitration.arbitrate`, dri
 `rlt_core.executor.ChunkArbiter` on the robot's own clock: one control step per joint state).
 At each chunk boundary the executed chunk goes to `/<controller_name>/joint_trajectory` as
 absolute joint positions, one point per control step, from the current command target, within
-the per-step limits (`max_delta`) and the joint limits. Holding the joystick's dead-man button
-(sensor_msgs/Joy on `joy`) interrupts the current chunk at once and drives with the chosen axes.
+the per-step limits (`max_delta`; `critical_max_delta` for a chunk decided in the critical phase,
+whoever drives) and the joint limits. Holding the joystick's dead-man button (sensor_msgs/Joy on
+`joy`) interrupts the current chunk at once and drives with the chosen axes.
 
 Chunk transitions (stride 2, C = chunk_len; during an intervention the human's chunk replaces the
 reference) go to rlt/transitions (RELIABLE, deep queue). Joystick buttons label the episode
@@ -58,6 +59,8 @@ class Arbiter(Node):
         low = p('joint_low', [lo for lo, _ in JOINT_RANGES_M], desc('lower joint limits (robot units)')).value
         high = p('joint_high', [hi for _, hi in JOINT_RANGES_M], desc('upper joint limits (robot units)')).value
         max_delta = p('max_delta', [0.005, 0.005, 0.005], desc('largest move per control step, per joint')).value
+        critical_max_delta = p('critical_max_delta', [0.001, 0.001, 0.005], desc(
+            'largest move per control step in the critical phase, per joint, whoever drives')).value
         self.C = p('chunk_len', 10, desc('C: control steps per executed chunk')).value
         stride = p('stride', 2, desc('transitions start at every stride-th critical step')).value
         warmup = p('warmup_episodes', 20, desc('N_warm: first episodes that execute the VLA chunk')).value
@@ -83,7 +86,8 @@ class Arbiter(Node):
         self.norm = ProprioNormalization.from_vla_checkpoint(vla_path or default_models_dir() / 'vla')
         self.arb = ChunkArbiter(self.C, ActionLimits.symmetric(max_delta), low, high, stride=stride,
                                 warmup_episodes=warmup, max_target_lead=lead, actor_wait_s=actor_wait,
-                                human_timeout_s=human_timeout)
+                                human_timeout_s=human_timeout,
+                                critical_limits=ActionLimits.symmetric(critical_max_delta))
         self.tokens, self.refs, self.joints = OrderedDict(), OrderedDict(), OrderedDict()
         self.human_held = False
         self.episode_counter = 0

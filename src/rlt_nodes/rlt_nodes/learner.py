@@ -61,6 +61,8 @@ class LearnerNode(Node):
             batch_size=self.batch_size, utd_ratio=self.utd_ratio)
         self.actor_std = p('actor_std', 0.1, desc('fixed std of the actor Gaussian (normalised units)')).value
         self.action_scale_m = p('action_scale_m', 0.005, desc('robot units of one normalised action unit')).value
+        self.critical_max_delta = tuple(p('critical_max_delta', [0.001, 0.001, 0.005], desc(
+            "the actor's output range per joint: the arbiter's critical_max_delta")).value)
         self.seed = p('seed', 0, desc('seed of the networks and sampling')).value
         threads = p('threads', 1, desc('torch threads')).value
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
@@ -82,6 +84,7 @@ class LearnerNode(Node):
         self.replay = ReplayBuffer(t.state.size, chunk_len, action_dim, path=Path(self.replay_dir))
         self.learner = RLTLearner(ActorConfig(state_dim=t.state.size, chunk_len=chunk_len, action_dim=action_dim,
                                               action_scale=(self.action_scale_m,) * action_dim,
+                                              action_limit=self.critical_max_delta,
                                               hidden=self.td3.critic_hidden, std=self.actor_std),
                                   self.td3, seed=self.seed, device=self.device, compile=self.compile)
         self.learning = len(self.replay)

@@ -40,7 +40,7 @@ from rlt_core.phase import CriticalPhase
 from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer
 from rlt_core.rl_state import ProprioNormalization, rl_state
 from rlt_core.runtime import default_models_dir, setup_torch
-from rlt_core.safety import ActionLimits, clip_chunk
+from rlt_core.safety import ActionLimits
 from rlt_core.td3 import RLTLearner, TD3Config
 from rlt_core.token import RLToken
 from rlt_core.transitions import TransitionBuilder
@@ -108,6 +108,10 @@ class RLTTrainConfig:
     """LayerNorm after each hidden layer of the critics (RLPD; --no-critic-layer-norm: plain TD3 critics)."""
     action_scale_m: float = 0.005
     """Robot units (m) of one normalised action unit: the per-step move limit."""
+    critical_max_delta_m: tuple[float, ...] = (0.001, 0.001, 0.005)
+    """Per-step move limit of each axis (x, y, z; m) in the critical phase, whoever drives: the precision phase's
+    speed limit (20 mm/s sideways at 20 Hz), and the actor's output range. Without it an unregularised actor
+    (beta = 0) learns to shake the peg sideways at the general limit until it drops in."""
     residual_scale: float = 0.3
     """Residual bound (normalised units) of the residual ablation."""
     image_size: int = 48
@@ -141,6 +145,10 @@ class RLTTrainConfig:
             raise ValueError(f'ablation must be one of {ABLATIONS + DIAGNOSTICS}, got {self.ablation!r}')
         if self.chunk_len % self.stride:
             raise ValueError('chunk_len must be a multiple of stride')
+        if len(self.critical_max_delta_m) != 3 or not all(0 < d <= self.action_scale_m
+                                                          for d in self.critical_max_delta_m):
+            raise ValueError(f'critical_max_delta_m needs 3 entries in (0, action_scale_m], '
+                             f'got {self.critical_max_delta_m}')
         if self.execute_steps < 1:
             raise ValueError(f'execute_steps must be >= 1, got {self.execute_steps}')
         if not 0.0 <= self.demo_fraction <= 0.75 or self.pretrain_updates < 0:
@@ -194,6 +202,7 @@ def run_episode(env, inputs, learner, cfg, seed, train, warmup, replay=None, hum
     """One episode; returns its statistics. In training, transitions go to `replay` with updates."""
     C = cfg.chunk_len
     limits = ActionLimits.symmetric([cfg.action_scale_m] * 3)
+    critical_limits = ActionLimits.symmetric(cfg.critical_max_delta_m)
     obs, info = env.reset(seed=seed)
     phase = CriticalPhase()
     builder = TransitionBuilder(C, cfg.stride)
@@ -221,12 +230,15 @@ def run_episode(env, inputs, learner, cfg, seed, train, warmup, replay=None, hum
                 actor_chunk = ref + (noise * cfg.action_scale_m if train else 0.0)
             elif critical and learner is not None:
                 actor_chunk = learner.select_chunk(x, ref, explore=train, generator=generator).numpy()
-            decision = arbitrate(ref, limits, actor_chunk=actor_chunk, critical=critical, warmup=warmup)
+            decision = arbitrate(ref, limits, actor_chunk=actor_chunk, critical=critical, warmup=warmup,
+                                 critical_limits=critical_limits)
             chunk, source, k = decision.executed, decision.source, 0
             stats['actor_chunks'] += int(source == SOURCE_ACTOR)
         # The human's takeover always wins, step by step.
         if human is not None and human.wants_control(info):
-            action, step_source = clip_chunk(human.act(obs, info)[None], limits)[0][0], SOURCE_HUMAN
+            decision = arbitrate(ref, limits, human_chunk=human.act(obs, info)[None], critical=critical,
+                                 critical_limits=critical_limits)
+            action, step_source = decision.executed[0], SOURCE_HUMAN
             stats['human_steps'] += 1
         else:
             action, step_source = chunk[k], source
@@ -307,7 +319,8 @@ def train(cfg: RLTTrainConfig) -> dict:
     if cfg.ablation != 'noise_only':
         state_dim = inputs.state_dim if encoder is None else encoder.feature_dim + inputs.norm.dim
         actor_cfg = ActorConfig(state_dim=state_dim, chunk_len=cfg.chunk_len, action_dim=3,
-                                action_scale=(cfg.action_scale_m,) * 3, hidden=cfg.hidden, std=cfg.actor_std,
+                                action_scale=(cfg.action_scale_m,) * 3, action_limit=cfg.critical_max_delta_m,
+                                hidden=cfg.hidden, std=cfg.actor_std,
                                 use_reference=cfg.ablation != 'no_reference',
                                 residual=cfg.residual_scale if cfg.ablation == 'residual' else 0.0)
         learner = RLTLearner(actor_cfg, TD3Config(
