@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ('rlt_record_demos', 'train_vla', 'train_rl_token', 'train_rlt', 'rlt_ablations', 'benchmark_vla',
-         'benchmark_learner', 'rlt_sim_benchmark')
+         'benchmark_learner', 'rlt_sim_benchmark', 'rlt_readout')
 
 
 def in_env(command: str) -> subprocess.CompletedProcess:

@@ -26,6 +26,7 @@ setup(
             'rlt_ablations = rlt_train.ablations:main',
             'benchmark_vla = rlt_train.benchmark_vla:main',
             'benchmark_learner = rlt_train.benchmark_learner:main',
+            'rlt_readout = rlt_train.readout:main',
         ],
     },
 )

@@ -16,7 +16,7 @@ from rlt_core.token import RLToken
 from rlt_core.vla.small_vla import SmallVLA
 from rlt_sim import PegInsertionEnv, SimConfig
 from rlt_sim.record import RecordConfig, record
-from rlt_train import demo_replay, online, token, vla
+from rlt_train import demo_replay, online, readout, token, vla
 
 
 @pytest.fixture(scope='module')
@@ -127,7 +127,28 @@ def test_demonstrations_become_prior_replay_data_for_the_online_loop(models, dem
                                                            '--output', str(tmp_path / 'run2')]))
 
 
-def test_bad_options_are_refused():
+def test_readout_probes_the_offset_from_few_episodes(models, tmp_path):
+    # The default VLA reaches the critical phase in every episode; an untrained one may never.
+    report = readout.readout(parse_config(readout.ReadoutConfig, [
+        '--output', str(tmp_path), '--episodes', '3', '--val-episodes', '1', '--train-episodes', '1', '2',
+        '--probe-steps', '5']))
+    assert json.loads((tmp_path / 'report.json').read_text()) == json.loads(json.dumps(report))
+    assert 0 < report['val_states'] < report['states']
+    default = default_models_dir()
+    assert report['probes']['token:default']['dim'] == RLToken.load(default / 'rl_token').config.token_dim + 6
+    assert report['probes']['per_camera']['dim'] == 3 * SmallVLA.load(default / 'vla').token_dim + 6
+    for probe in report['probes'].values():
+        for row in probe['by_train_episodes'].values():
+            assert all(np.isfinite(v) and v > 0 for v in row.values())
+
+
+def test_bad_options_are_refused(models, tmp_path):
+    with pytest.raises(SystemExit):
+        readout.main(['--episodes', '10', '--val-episodes', '5', '--train-episodes', '6'])
+    with pytest.raises(ValueError, match='reached the critical phase'):
+        readout.readout(parse_config(readout.ReadoutConfig, [
+            '--vla', str(models / 'vla'), '--token', str(models / 'rl_token'), '--output', str(tmp_path),
+            '--episodes', '2', '--val-episodes', '1', '--train-episodes', '1']))
     with pytest.raises(SystemExit):
         online.main(['--ablation', 'nonsense'])
     with pytest.raises(SystemExit):
@@ -161,6 +182,7 @@ def test_the_actor_decides_again_after_execute_steps():
         moves.clear()
         stats[steps] = online.run_episode(env, inputs, learner, cfg, seed=3, train=False, warmup=False)
         assert stats[steps]['lateral_mm'] == pytest.approx(sum(moves)) and sum(moves) > 0
+        assert max(moves) <= 1000 * np.hypot(*cfg.critical_max_delta_m[:2]) + 1e-6  # the critical phase's limits
     critical = stats[10]['critical_steps']
     assert critical >= 10 and stats[2]['critical_steps'] > 0
     assert stats[10]['actor_chunks'] == -(-critical // 10)
