@@ -7,8 +7,8 @@ later still (`add_actor_chunk`). At each chunk boundary `ChunkArbiter` picks the
 with `rlt_core.arbitration.arbitrate` (human > warmup VLA > actor > VLA) from the newest inputs
 and turns it into absolute joint positions, one point per control step, from the current command
 target: each point moves by at most the per-step action limits (in a chunk decided in the critical
-phase, its own limits) and stays within the joint limits. A held dead-man button interrupts the current chunk at once; the human's chunk is
-re-issued at every step while it is held.
+phase, its own limits) and stays within the joint limits. A held dead-man button interrupts the
+current chunk at once; the human's chunk is re-issued at every step while it is held.
 
 The action a_n executed between o_n and o_{n+1} is the next point of the chunk in force when
 o_{n+1} arrives (zero while the robot holds between chunks). Steps go, in order, into a
