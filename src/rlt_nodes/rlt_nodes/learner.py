@@ -50,7 +50,7 @@ class LearnerNode(Node):
         self.slice_s = p('update_slice_s', 0.05, desc('longest burst of updates before serving messages, s')).value
         self.td3 = TD3Config(
             gamma=p('gamma', 0.99, desc('discount per control step')).value,
-            beta=p('beta', 1.0, desc('weight of ||a - ref_chunk||^2 in the actor loss')).value,
+            beta=p('beta', 0.1, desc('weight of ||a - ref_chunk||^2 in the actor loss')).value,
             ref_dropout=p('ref_dropout', 0.5, desc('fraction of actor samples with a zeroed reference')).value,
             actor_lr=p('actor_lr', 3e-4, desc('actor learning rate')).value,
             critic_lr=p('critic_lr', 3e-4, desc('critic learning rate')).value,

@@ -90,8 +90,8 @@ class RLTTrainConfig:
     """Transitions per update."""
     gamma: float = 0.99
     """Discount per control step."""
-    beta: float = 1.0
-    """Weight of ||a - ref_chunk||^2 in the actor loss (0.1 let the early actor drift far below the base)."""
+    beta: float = 0.1
+    """Weight of ||a - ref_chunk||^2 in the actor loss (1.0 holds the actor to the VLA's imprecise chunk)."""
     ref_dropout: float = 0.5
     """Fraction of actor-update samples with a zeroed reference."""
     actor_std: float = 0.1

@@ -2,6 +2,10 @@
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -103,6 +107,35 @@ def test_image_encoder_ablation_learns_from_stored_frames_and_resumes(tmp_path):
     assert (tmp_path / 'best_encoder.pt').exists()
     summary = online.train(parse_config(online.RLTTrainConfig, [*args, '--episodes', '3']))  # resumes at episode 2
     assert summary['online_episodes'] == 3 and summary['learner_updates'] > first['learner_updates']
+
+def test_training_killed_mid_run_resumes_with_every_recorded_transition(tmp_path, capsys):
+    # The default models (they reach the critical phase, where transitions are recorded); SIGKILL, no clean-up.
+    args = ['--output', str(tmp_path), '--episodes', '6', '--warmup-episodes', '1', '--eval-every', '2',
+            '--eval-episodes', '1', '--final-eval-episodes', '1', '--max-steps', '60', '--batch-size', '4',
+            '--hidden', '16', '16', '--no-compile']
+    proc = subprocess.Popen([sys.executable, '-m', 'rlt_train.online', *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    log, ckpt = tmp_path / 'replay' / 'transitions.bin', tmp_path / 'checkpoint.pt'
+    deadline = time.monotonic() + 300
+    while not ckpt.exists():  # the checkpoint after episode 2's evaluation
+        assert proc.poll() is None and time.monotonic() < deadline, 'training ended before its first checkpoint'
+        time.sleep(0.05)
+    at_checkpoint = log.stat().st_size
+    while log.stat().st_size <= at_checkpoint:  # transitions recorded after the checkpoint
+        assert proc.poll() is None and time.monotonic() < deadline, 'training ended before the kill'
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    recorded = log.read_bytes()
+    itemsize = json.loads((tmp_path / 'replay' / 'layout.json').read_text())['itemsize']
+    whole = len(recorded) // itemsize * itemsize  # a record the kill cut short is dropped on reload
+    assert whole > at_checkpoint
+    summary = online.train(parse_config(online.RLTTrainConfig, args))
+    assert f'with {whole // itemsize} transitions in the replay' in capsys.readouterr().out  # from the checkpoint
+    assert summary['online_episodes'] == 6
+    kept = log.read_bytes()
+    assert kept[:whole] == recorded[:whole] and len(kept) > whole  # every record before the kill, then more
+
 
 def test_demonstrations_become_prior_replay_data_for_the_online_loop(models, demos, tmp_path):
     prior = tmp_path / 'demo_replay'
