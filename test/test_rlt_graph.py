@@ -149,7 +149,7 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
 
     # 4. Persisted: every transition the learner received is a record in its replay file.
     assert test_node.spin_until(lambda: learner_stats and learner_stats[-1]['received'] >= len(transitions) > 0,
-                                timeout=10)
+                                timeout=30), fail('the learner did not report every transition')
     layout = json.loads((tmp_path / 'replay' / 'layout.json').read_text())
     records = (tmp_path / 'replay' / 'transitions.bin').stat().st_size // layout['itemsize']
     assert records >= learner_stats[-1]['received'] and learner_stats[-1]['updates'] > 0
