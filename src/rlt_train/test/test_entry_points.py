@@ -108,6 +108,7 @@ def test_image_encoder_ablation_learns_from_stored_frames_and_resumes(tmp_path):
     summary = online.train(parse_config(online.RLTTrainConfig, [*args, '--episodes', '3']))  # resumes at episode 2
     assert summary['online_episodes'] == 3 and summary['learner_updates'] > first['learner_updates']
 
+
 def test_training_killed_mid_run_resumes_with_every_recorded_transition(tmp_path, capsys):
     # The default models (they reach the critical phase, where transitions are recorded); SIGKILL, no clean-up.
     args = ['--output', str(tmp_path), '--episodes', '6', '--warmup-episodes', '1', '--eval-every', '2',
@@ -117,15 +118,17 @@ def test_training_killed_mid_run_resumes_with_every_recorded_transition(tmp_path
                             stderr=subprocess.STDOUT)
     log, ckpt = tmp_path / 'replay' / 'transitions.bin', tmp_path / 'checkpoint.pt'
     deadline = time.monotonic() + 300
-    while not ckpt.exists():  # the checkpoint after episode 2's evaluation
-        assert proc.poll() is None and time.monotonic() < deadline, 'training ended before its first checkpoint'
-        time.sleep(0.05)
-    at_checkpoint = log.stat().st_size
-    while log.stat().st_size <= at_checkpoint:  # transitions recorded after the checkpoint
-        assert proc.poll() is None and time.monotonic() < deadline, 'training ended before the kill'
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        while not ckpt.exists():  # the checkpoint after episode 2's evaluation
+            assert proc.poll() is None and time.monotonic() < deadline, 'training ended before its first checkpoint'
+            time.sleep(0.05)
+        at_checkpoint = log.stat().st_size
+        while log.stat().st_size <= at_checkpoint:  # transitions recorded after the checkpoint
+            assert proc.poll() is None and time.monotonic() < deadline, 'training ended before the kill'
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     recorded = log.read_bytes()
     itemsize = json.loads((tmp_path / 'replay' / 'layout.json').read_text())['itemsize']
     whole = len(recorded) // itemsize * itemsize  # a record the kill cut short is dropped on reload
