@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rlt_core.actor import mlp
 from rlt_core.rl_state import ProprioNormalization
 from rlt_core.runtime import default_models_dir, setup_torch
 from rlt_core.token import RLToken
@@ -101,18 +102,17 @@ def collect(vla: SmallVLA, cfg: ReadoutConfig, chunk_len: int = 10, stride: int 
             **{k: np.asarray(rec[k]) for k in ('proprio', 'offset', 'episode')}}
 
 
-def pooled_per_camera(vla: SmallVLA, embeddings: torch.Tensor) -> np.ndarray:
-    """(N, cameras * D): each camera's vision embeddings averaged (the SmallVLA lays them out camera by camera)."""
+def camera_means(vla: SmallVLA, embeddings: torch.Tensor) -> np.ndarray:
+    """(N, cameras, D): each camera's vision embeddings averaged (the SmallVLA lays them out camera by camera)."""
     per_camera = vla.config.grid ** 2
     cameras = len(vla.config.camera_names)
-    return embeddings[:, :cameras * per_camera].float().unflatten(1, (cameras, per_camera)).mean(2).flatten(1).numpy()
+    return embeddings[:, :cameras * per_camera].float().unflatten(1, (cameras, per_camera)).mean(2).numpy()
 
 
 def mlp_probe(x_train, y_train, x_val, steps: int, seed: int) -> np.ndarray:
     torch.manual_seed(seed)
     xt, yt = torch.tensor(x_train, dtype=torch.float32), torch.tensor(y_train, dtype=torch.float32)
-    net = torch.nn.Sequential(torch.nn.Linear(xt.shape[1], 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
-                              torch.nn.ReLU(), torch.nn.Linear(256, 2))
+    net = mlp(xt.shape[1], (256, 256), 2)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
@@ -142,11 +142,8 @@ def readout(cfg: ReadoutConfig) -> dict:
     def standardised(f):
         return (f - f[~val].mean(0)) / (f[~val].std(0) + 1e-6)
 
-    per_camera = pooled_per_camera(vla, data['embeddings'])
-    grid = vla.config.grid ** 2
-    features = {'per_camera': standardised(per_camera),
-                'pooled': standardised(data['embeddings'][:, :len(vla.config.camera_names) * grid].float()
-                                       .mean(1).numpy())}
+    means = camera_means(vla, data['embeddings'])  # every camera has as many embeddings: pooled = their mean
+    features = {'per_camera': standardised(means.reshape(len(means), -1)), 'pooled': standardised(means.mean(1))}
     for name in cfg.token:
         token = RLToken.load(name or models / 'rl_token')
         features[f'token:{name or "default"}'] = torch.cat([
