@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String, UInt64
@@ -110,7 +111,8 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
     assert versions == sorted(versions) and len(set(versions)) == len(versions)
     assert stats[0]['warmup'] and not stats[1]['warmup']
     assert any(s['critical_steps'] > 0 and s['transitions'] > 0 for s in stats)
-    assert all(t.critical_phase and t.chunk_length == 10 and t.action_dim == 3 for t in transitions)
+    C = yaml.safe_load((graph.config_dir() / 'rlt.yaml').read_text())['arbiter']['ros__parameters']['chunk_len']
+    assert all(t.critical_phase and t.chunk_length == C and t.action_dim == 3 for t in transitions)
 
     # Topics close: every topic a graph node subscribes has a publisher among the graph's nodes.
     names = {s.name for s in graph.nodes('sim')}

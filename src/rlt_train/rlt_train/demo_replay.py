@@ -53,7 +53,7 @@ class DemoReplayConfig:
     """Folder of the RL-token encoder (default: rlt_bringup/models/rl_token)."""
     episodes: int = 0
     """Demonstrations to convert, from the first (0: all)."""
-    chunk_len: int = 10
+    chunk_len: int = 4
     """C: actions per transition, as in train_rlt."""
     stride: int = 2
     """Transitions start at every stride-th step of the critical phase, as in train_rlt."""

@@ -77,13 +77,15 @@ class RLTTrainConfig:
     """One of rlt, beta0, no_reference, c1, no_dropout, residual, noise_only, image_encoder."""
     warmup_episodes: int = 20
     """N_warm: episodes that execute the VLA's chunk to fill the replay buffer."""
-    chunk_len: int = 10
-    """C: actions per refined chunk."""
+    chunk_len: int = 4
+    """C: actions per refined chunk. 4 at this cell's 20 Hz is 0.2 s of motion, the span of the paper's C = 10
+    at 50 Hz. Against C = 10 (0.5 s open loop), 3 seeds: the same median success (85 against 87 %), a shorter
+    critical phase (36.5 against 41.3 steps), more successes per simulated minute (14.7 against 12.4)."""
     stride: int = 2
     """Transitions start at every stride-th step of the critical phase."""
-    execute_steps: int = 10
-    """Actions of an actor chunk executed before the actor decides again on a fresh observation (chunk_len or
-    more: the whole chunk, open loop). The VLA's chunks always run whole."""
+    execute_steps: int = 0
+    """Actions of an actor chunk executed before the actor decides again on a fresh observation (0, or chunk_len
+    or more: the whole chunk, open loop). The VLA's chunks always run whole."""
     utd_ratio: int = 5
     """G: learner updates per transition."""
     batch_size: int = 256
@@ -149,8 +151,8 @@ class RLTTrainConfig:
                                                           for d in self.critical_max_delta_m):
             raise ValueError(f'critical_max_delta_m needs 3 entries in (0, action_scale_m], '
                              f'got {self.critical_max_delta_m}')
-        if self.execute_steps < 1:
-            raise ValueError(f'execute_steps must be >= 1, got {self.execute_steps}')
+        if self.execute_steps < 0:
+            raise ValueError(f'execute_steps must be >= 0 (0: the whole chunk), got {self.execute_steps}')
         if not 0.0 <= self.demo_fraction <= 0.75 or self.pretrain_updates < 0:
             raise ValueError('demo_fraction must be in [0, 0.75] and pretrain_updates >= 0')
         if self.pretrain_updates and not self.demo_replay:
@@ -218,7 +220,7 @@ def run_episode(env, inputs, learner, cfg, seed, train, warmup, replay=None, hum
         critical = phase.update(signal=info['critical_phase'])
         if critical and chunk is not None and source == SOURCE_VLA and not warmup and stats['critical_steps'] == 0:
             k = C  # the critical phase began mid-chunk: hand over to the actor now
-        decide = k >= C or (source == SOURCE_ACTOR and k >= cfg.execute_steps)
+        decide = k >= C or (source == SOURCE_ACTOR and 0 < cfg.execute_steps <= k)
         on_stride = replay is not None and critical and builder.needs_observation()
         if decide or on_stride:
             x, ref_full = inputs(obs, env.instruction, info)

@@ -214,7 +214,7 @@ def test_the_actor_decides_again_after_execute_steps():
     env.reset, env.step = recording_reset, recording_step
     stats = {}
     for steps in (10, 2):
-        cfg = online.RLTTrainConfig(execute_steps=steps, max_steps=40)
+        cfg = online.RLTTrainConfig(chunk_len=10, execute_steps=steps, max_steps=40)
         moves.clear()
         stats[steps] = online.run_episode(env, inputs, learner, cfg, seed=3, train=False, warmup=False)
         assert stats[steps]['lateral_mm'] == pytest.approx(sum(moves)) and sum(moves) > 0
@@ -224,4 +224,4 @@ def test_the_actor_decides_again_after_execute_steps():
     assert stats[10]['actor_chunks'] == -(-critical // 10)
     assert stats[2]['actor_chunks'] == -(-stats[2]['critical_steps'] // 2)
     with pytest.raises(ValueError, match='execute_steps'):
-        online.RLTTrainConfig(execute_steps=0)
+        online.RLTTrainConfig(execute_steps=-1)
