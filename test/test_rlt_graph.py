@@ -30,6 +30,8 @@ LOW, HIGH, MAX_DELTA = np.array([-0.06, -0.06, -0.07]), np.array([0.06, 0.06, 0.
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 IGNORED_TOPICS = {'/parameter_events', '/rosout'}
+C = yaml.safe_load((graph.config_dir() / 'rlt.yaml').read_text())['arbiter']['ros__parameters']['chunk_len']
+"""The graph's chunk length, as config/rlt.yaml sets it."""
 
 
 def shm_files():
@@ -111,7 +113,6 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
     assert versions == sorted(versions) and len(set(versions)) == len(versions)
     assert stats[0]['warmup'] and not stats[1]['warmup']
     assert any(s['critical_steps'] > 0 and s['transitions'] > 0 for s in stats)
-    C = yaml.safe_load((graph.config_dir() / 'rlt.yaml').read_text())['arbiter']['ros__parameters']['chunk_len']
     assert all(t.critical_phase and t.chunk_length == C and t.action_dim == 3 for t in transitions)
 
     # Topics close: every topic a graph node subscribes has a publisher among the graph's nodes.
@@ -140,7 +141,7 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
     phase['takeover'] = False
     human = [e for e in executed[n_exec:] if e.source == ActionChunk.SOURCE_HUMAN]
     assert human, fail('takeover did not change the executed source')
-    np.testing.assert_allclose(np.frombuffer(human[0].data, np.float32).reshape(10, 3)[0], [0, 0, -0.0025],
+    np.testing.assert_allclose(np.frombuffer(human[0].data, np.float32).reshape(C, 3)[0], [0, 0, -0.0025],
                                atol=1e-6)
     assert test_node.spin_until(lambda: any(t.intervention for t in transitions[n_trans:]), timeout=20), \
         fail('no intervention transition')
@@ -178,7 +179,7 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
     for msg in traj:
         assert list(msg.joint_names) == ['gantry_x', 'gantry_y', 'gantry_z']
         points = np.array([p.positions for p in msg.points])
-        assert points.shape == (10, 3)
+        assert points.shape == (C, 3)
         assert np.all(points >= LOW - 1e-9) and np.all(points <= HIGH + 1e-9)
         assert np.all(np.abs(np.diff(points, axis=0)) <= MAX_DELTA + 1e-9)
 

@@ -32,7 +32,7 @@ def parse_config(cls, argv=None, prog=None):
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         option = '--' + f.name.replace('_', '-')
-        kwargs = {'default': default, 'help': docs.get(f.name, ' ')}
+        kwargs = {'default': default, 'help': docs.get(f.name, ' ').replace('%', '%%')}  # argparse formats help
         if isinstance(default, bool):
             parser.add_argument(option, action=argparse.BooleanOptionalAction, **kwargs)
         elif isinstance(default, tuple):

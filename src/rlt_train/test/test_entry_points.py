@@ -145,7 +145,7 @@ def test_demonstrations_become_prior_replay_data_for_the_online_loop(models, dem
     meta = demo_replay.convert(demo_replay.DemoReplayConfig(
         demos=str(demos), output=str(prior), vla=str(models / 'vla'), token=str(models / 'rl_token'), max_steps=40))
     assert meta['episodes'] == 6 and meta['transitions'] > 0
-    records = np.fromfile(prior / 'transitions.bin', record_dtype(8 + 6, 10, 3))
+    records = np.fromfile(prior / 'transitions.bin', record_dtype(8 + 6, demo_replay.DemoReplayConfig.chunk_len, 3))
     assert len(records) == meta['transitions'] and (records['source'] == SOURCE_DEMO).all()
     assert records['rewards'].sum() == records['done'].sum() > 0  # +1 on success, which ends the episode
     assert not (records['done'] & records['truncated']).any()
