@@ -4,8 +4,9 @@ Once the graph is up (a reference chunk has been seen and every topic in `wait_f
 publisher) it starts a fresh episode via `sim/reset`, retrying while the simulator refuses (it waits
 until the nodes that follow episodes subscribe to its episode/events); after each EPISODE_END on
 episode/events it waits `reset_delay_s` (so the arbiter can close the episode's last
-transitions) and resets again, until `episodes` episodes have ended (0: forever). Progress goes
-to rlt/episode_count (std_msgs/UInt64, latched).
+transitions) and resets again, until `episodes` episodes have ended (0: forever). Only episodes it
+started count: the one the simulator runs on its own before the first reset (it can time out while
+the graph comes up) does not. Progress goes to rlt/episode_count (std_msgs/UInt64, latched).
 """
 
 from rclpy.node import Node
@@ -33,7 +34,7 @@ class EpisodeManager(Node):
         self.count_pub = self.create_publisher(UInt64, 'rlt/episode_count', LATCHED)
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
         self.create_subscription(ActionChunk, 'rlt/reference_chunk', self.on_reference, 10)
-        self.ready = self.started = False
+        self.ready = self.started = self.counting = False
         self.ended = 0
         self.pending = None
         self.create_timer(0.1, self.on_timer)
@@ -54,7 +55,7 @@ class EpisodeManager(Node):
             self.reset()
 
     def on_event(self, msg: EpisodeEvent):
-        if msg.event != EpisodeEvent.EPISODE_END or not self.started:
+        if msg.event != EpisodeEvent.EPISODE_END or not self.counting:
             return
         self.ended += 1
         self.count_pub.publish(UInt64(data=self.ended))
@@ -68,6 +69,7 @@ class EpisodeManager(Node):
 
     def on_reset_done(self, future):
         response = future.result()
+        self.counting = self.counting or response.success
         if not response.success:  # the simulator is not ready: try again shortly
             self.get_logger().info(f'sim/reset refused: {response.message}', throttle_duration_sec=5.0)
             self.pending = self.get_clock().now().nanoseconds + 200_000_000
