@@ -23,7 +23,7 @@ def test_the_simulators_start_up_episode_does_not_count(processes, test_node):
     node.create_subscription(EpisodeEvent, 'episode/events', events.append, RELIABLE)
     node.create_subscription(UInt64, 'rlt/episode_count', lambda m: counts.append(m.data), LATCHED)
     reference = node.create_publisher(ActionChunk, 'rlt/reference_chunk', 10)
-    sim = processes.spawn(os.path.join(exe, 'sim_robot'), '--ros-args', '-p', 'max_steps:=20', '-p', 'render:=false',
+    sim = processes.spawn(os.path.join(exe, 'sim_robot'), '--ros-args', '-p', 'max_steps:=160', '-p', 'render:=false',
                           '-p', 'wait_for_subscribers:=[episode_follower]')
     manager = processes.spawn(os.path.join(exe, 'episode_manager'), '--ros-args', '-p', 'episodes:=1',
                               '-p', 'wait_for_publishers:=[rlt/reference_chunk]', '-p', 'reset_delay_s:=0.1')
@@ -35,7 +35,8 @@ def test_the_simulators_start_up_episode_does_not_count(processes, test_node):
         reference.publish(ActionChunk(data=np.zeros(30, np.float32).tolist(), chunk_length=10, action_dim=3))
         return bool(ends())
 
-    # The start-up episode (20 steps, 1 s) ends while the manager's resets are refused.
+    # The start-up episode (160 steps, 8 s: time for every node to discover the others, so that its end
+    # reaches them) ends while the manager's resets are refused.
     assert test_node.spin_until(publish_reference, timeout=60), \
         processes.stop(sim)[-2000:] + processes.stop(manager)[-2000:]
     startup = ends()[0].episode_id
@@ -47,7 +48,7 @@ def test_the_simulators_start_up_episode_does_not_count(processes, test_node):
     follower.create_subscription(EpisodeEvent, 'episode/events', lambda m: None, RELIABLE)
     test_node.executor.add_node(follower)
     try:
-        assert test_node.spin_until(lambda: counts and counts[-1] == 1, timeout=30), \
+        assert test_node.spin_until(lambda: counts and counts[-1] == 1, timeout=60), \
             processes.stop(manager)[-2000:]
         counted = [e.episode_id for e in ends()]
         assert counted[0] == startup and counted[-1] > startup
