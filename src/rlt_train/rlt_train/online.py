@@ -79,8 +79,7 @@ class RLTTrainConfig:
     """N_warm: episodes that execute the VLA's chunk to fill the replay buffer."""
     chunk_len: int = 4
     """C: actions per refined chunk. 4 at this cell's 20 Hz is 0.2 s of motion, the span of the paper's C = 10
-    at 50 Hz. Against C = 10 (0.5 s open loop), 3 seeds: the same median success (85 against 87 %), a shorter
-    critical phase (36.5 against 41.3 steps), more successes per simulated minute (14.7 against 12.4)."""
+    at 50 Hz; against C = 10 here it shortens the critical phase at the same success (docs/results.md)."""
     stride: int = 2
     """Transitions start at every stride-th step of the critical phase."""
     execute_steps: int = 0
