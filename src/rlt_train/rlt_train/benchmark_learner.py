@@ -5,8 +5,8 @@
 Measures the device's float32 matmul peak (GFLOP/s, large square matmuls), counts the FLOPs of
 one chunked-TD3 update from the network shapes, and times real `RLTLearner.update` calls on
 batches sampled from a filled replay buffer (sampling on the CPU, as in the learner node).
-Prints the peak, the implied limit in updates/s, the measured updates/s and their ratio (medians
-over repeats). On a GPU these tiny networks are bound by kernel launches, not by FLOPs, so the
+Each repeat measures the peak and then the updates/s, back to back; prints the medians of the peak,
+the implied limit in updates/s, the measured updates/s and their ratio, and the ratio's range. On a GPU these tiny networks are bound by kernel launches, not by FLOPs, so the
 ratio is small there; updates/s is the figure to compare.
 """
 
@@ -44,11 +44,14 @@ def mlp_macs(dims: list[int]) -> int:
 
 def update_flops(state_dim: int, chunk_size: int, hidden: tuple[int, ...], batch: int,
                  critic_updates_per_actor: int) -> float:
-    """FLOPs of one update (averaged over the critic:actor schedule); backward = 2x forward."""
+    """FLOPs of the matmuls of one update (averaged over the critic:actor schedule). A backward pass costs
+    the weight gradients (1x the forward) and the input gradients of the layers that need them (1x the
+    forward less the first layer for a loss of weights; all layers for Q_1's gradient to the action)."""
     actor = mlp_macs([state_dim + chunk_size, *hidden, chunk_size])
     critic = mlp_macs([state_dim + chunk_size, *hidden, 1])
-    critic_step = actor + 2 * critic + 2 * critic * 3          # targets: pi'(x'), Q1', Q2'; Q1, Q2 fwd + bwd
-    actor_step = actor * 3 + critic * 2                          # pi fwd + bwd; Q1 fwd + input-gradient bwd
+    first = (state_dim + chunk_size) * hidden[0]
+    critic_step = actor + 2 * critic + 2 * (3 * critic - first)  # targets pi'(x'), Q1', Q2'; Q1, Q2 fwd + bwd
+    actor_step = (3 * actor - first) + 2 * critic                # pi fwd + bwd; Q1 fwd + bwd to the action
     return 2 * batch * (critic_step + actor_step / critic_updates_per_actor)
 
 
@@ -56,7 +59,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--updates', type=int, default=1000, help='timed updates per repeat')
-    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--state-dim', type=int, default=0,
                    help="dimension of x (0: the committed models' token_dim + proprio_dim)")
     p.add_argument('--chunk-len', type=int, default=10)
@@ -94,26 +97,27 @@ def main(argv=None):
             learner.update(learner.prepare(replay.sample(args.batch_size, learner.generator)))
 
     run(50)
-    rates = []
-    for _ in range(args.repeats):
+    flops = update_flops(args.state_dim, cfg.chunk_size, td3.critic_hidden, args.batch_size,
+                         td3.critic_updates_per_actor)
+    peaks, rates = [], []
+    for _ in range(args.repeats):  # the peak and the updates measured back to back, so that both see the same machine
+        peaks.append(matmul_peak_gflops(n=4096 if device.type == 'cuda' else 1024, device=device))
         synchronize(device)
         t0 = time.perf_counter()
         run(args.updates)
         synchronize(device)
         rates.append(args.updates / (time.perf_counter() - t0))
-    peak = matmul_peak_gflops(n=4096 if device.type == 'cuda' else 1024, device=device)
-    flops = update_flops(args.state_dim, cfg.chunk_size, td3.critic_hidden, args.batch_size,
-                         td3.critic_updates_per_actor)
-    limit = peak * 1e9 / flops
-    measured = float(np.median(rates))
+    ratios = [rate / (peak * 1e9 / flops) for peak, rate in zip(peaks, rates, strict=True)]
+    peak, measured = float(np.median(peaks)), float(np.median(rates))
     print(f'device {args.device}, threads {args.threads}, batch {args.batch_size}, state {args.state_dim}, '
           f'MLPs {td3.critic_hidden}{" with LayerNorm" if td3.critic_layer_norm else ""}, chunk {args.chunk_len}x3, '
           f'{"compiled" if args.compile else "eager"}')
-    print(f'matmul peak            {peak:8.1f} GFLOP/s (float32, median)')
-    print(f'FLOPs per update       {flops / 1e9:8.3f} GFLOP (incl. sampling-free network math only)')
-    print(f'limit                  {limit:8.1f} updates/s')
+    print(f'matmul peak            {peak:8.1f} GFLOP/s (float32, median of {args.repeats})')
+    print(f'FLOPs per update       {flops / 1e9:8.3f} GFLOP (matmuls only: sampling, LayerNorm, Adam not counted)')
+    print(f'limit                  {peak * 1e9 / flops:8.1f} updates/s')
     print(f'measured               {measured:8.1f} updates/s (median of {args.repeats} x {args.updates})')
-    print(f'ratio                  {measured / limit:8.2f} of the limit')
+    print(f'ratio                  {float(np.median(ratios)):8.2f} of the limit (median over repeats, '
+          f'{min(ratios):.2f}-{max(ratios):.2f})')
 
 
 if __name__ == '__main__':
