@@ -59,6 +59,14 @@ def test_parameter_files_are_keyed_by_graph_nodes_and_declare_only_known_paramet
             assert not unknown, f'{f.name}: {node} does not declare {sorted(unknown)}'
 
 
+def test_the_graph_runs_the_libraries_default_chunk():
+    """The arbiter's C in the graph's config is the C that training and the actor default to."""
+    from rlt_core.actor import CHUNK_LEN
+    for f in sorted(CONFIG.glob('*.yaml')):
+        arbiter = yaml.safe_load(f.read_text()).get('arbiter', {}).get('ros__parameters', {})
+        assert arbiter.get('chunk_len', CHUNK_LEN) == CHUNK_LEN, f'{f.name}: chunk_len {arbiter["chunk_len"]}'
+
+
 def test_launch_arguments_reach_declared_parameters():
     scripts = console_scripts()
     for arg, (default, text, targets) in graph.LAUNCH_ARGUMENTS.items():

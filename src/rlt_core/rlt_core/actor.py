@@ -17,13 +17,18 @@ from torch import nn
 WEIGHTS_FORMAT = 'safetensors'
 
 
+CHUNK_LEN = 4
+"""C, the default: 4 actions at the sim cell's 20 Hz are 0.2 s of motion, the span of the paper's C = 10 at
+50 Hz; against C = 10 it shortens the critical phase at the same success (docs/results.md)."""
+
+
 @dataclass(frozen=True)
 class ActorConfig:
     """Shape of the actor; travels with its weights."""
 
     state_dim: int
     """Dimension of x = (z_rl, proprio)."""
-    chunk_len: int = 10
+    chunk_len: int = CHUNK_LEN
     """C: actions per refined chunk."""
     action_dim: int = 3
     """Dimension of one action."""

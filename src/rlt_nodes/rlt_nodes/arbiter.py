@@ -31,6 +31,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
+from rlt_core.actor import CHUNK_LEN
 from rlt_core.executor import SOURCE_NAMES, ChunkArbiter
 from rlt_core.rl_state import ProprioNormalization, rl_state
 from rlt_core.runtime import default_models_dir
@@ -61,7 +62,7 @@ class Arbiter(Node):
         max_delta = p('max_delta', [0.005, 0.005, 0.005], desc('largest move per control step, per joint')).value
         critical_max_delta = p('critical_max_delta', [0.001, 0.001, 0.005], desc(
             'largest move per control step in the critical phase, per joint, whoever drives')).value
-        self.C = p('chunk_len', 4, desc('C: control steps per executed chunk')).value
+        self.C = p('chunk_len', CHUNK_LEN, desc('C: control steps per executed chunk')).value
         stride = p('stride', 2, desc('transitions start at every stride-th critical step')).value
         warmup = p('warmup_episodes', 20, desc('N_warm: first episodes that execute the VLA chunk')).value
         self.dt = 1.0 / p('control_hz', 20.0, desc('robot control rate: one trajectory point per step')).value

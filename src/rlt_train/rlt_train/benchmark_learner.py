@@ -3,11 +3,12 @@
   python -m rlt_train.benchmark_learner [--threads 2] [--updates 1000] [--device cuda]
 
 Measures the device's float32 matmul peak (GFLOP/s, large square matmuls), counts the FLOPs of
-one chunked-TD3 update from the network shapes, and times real `RLTLearner.update` calls on
-batches sampled from a filled replay buffer (sampling on the CPU, as in the learner node).
-Each repeat measures the peak and then the updates/s, back to back; prints the medians of the peak,
-the implied limit in updates/s, the measured updates/s and their ratio, and the ratio's range. On a GPU these tiny networks are bound by kernel launches, not by FLOPs, so the
-ratio is small there; updates/s is the figure to compare.
+the matmuls of one chunked-TD3 update from the network shapes, and times real `RLTLearner.update`
+calls on batches sampled from a filled replay buffer (sampling on the CPU, as in the learner node).
+Each repeat measures the peak and then the updates/s, back to back, so that both see the same
+machine; prints the medians of the peak, the implied limit in updates/s, the measured updates/s
+and their ratio, and the ratio's range. On a GPU these tiny networks are bound by kernel launches,
+not by FLOPs, so the ratio is small there; updates/s is the figure to compare.
 """
 
 import argparse

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rlt_core.actor import CHUNK_LEN
 from rlt_core.phase import CriticalPhase
 from rlt_core.replay import SOURCE_DEMO, ReplayBuffer
 from rlt_core.rl_state import ProprioNormalization, rl_state
@@ -53,7 +54,7 @@ class DemoReplayConfig:
     """Folder of the RL-token encoder (default: rlt_bringup/models/rl_token)."""
     episodes: int = 0
     """Demonstrations to convert, from the first (0: all)."""
-    chunk_len: int = 4
+    chunk_len: int = CHUNK_LEN
     """C: actions per transition, as in train_rlt."""
     stride: int = 2
     """Transitions start at every stride-th step of the critical phase, as in train_rlt."""

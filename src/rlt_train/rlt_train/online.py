@@ -33,7 +33,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from rlt_core.actor import ActorConfig, load_actor, save_actor
+from rlt_core.actor import CHUNK_LEN, ActorConfig, load_actor, save_actor
 from rlt_core.arbitration import arbitrate
 from rlt_core.image_encoder import FrameStore, ImageEncoder, downsample
 from rlt_core.phase import CriticalPhase
@@ -77,9 +77,8 @@ class RLTTrainConfig:
     """One of rlt, beta0, no_reference, c1, no_dropout, residual, noise_only, image_encoder."""
     warmup_episodes: int = 20
     """N_warm: episodes that execute the VLA's chunk to fill the replay buffer."""
-    chunk_len: int = 4
-    """C: actions per refined chunk. 4 at this cell's 20 Hz is 0.2 s of motion, the span of the paper's C = 10
-    at 50 Hz; against C = 10 here it shortens the critical phase at the same success (docs/results.md)."""
+    chunk_len: int = CHUNK_LEN
+    """C: actions per refined chunk (the default: 0.2 s at this cell's 20 Hz, as the paper's C = 10 at 50 Hz)."""
     stride: int = 2
     """Transitions start at every stride-th step of the critical phase."""
     execute_steps: int = 0
