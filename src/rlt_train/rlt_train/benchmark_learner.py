@@ -101,7 +101,7 @@ def main(argv=None):
     flops = update_flops(args.state_dim, cfg.chunk_size, td3.critic_hidden, args.batch_size,
                          td3.critic_updates_per_actor)
     peaks, rates = [], []
-    for _ in range(args.repeats):  # the peak and the updates measured back to back, so that both see the same machine
+    for _ in range(args.repeats):
         peaks.append(matmul_peak_gflops(n=4096 if device.type == 'cuda' else 1024, device=device))
         synchronize(device)
         t0 = time.perf_counter()
