@@ -1,5 +1,7 @@
 """The one `main()` shape every rlt node uses: init, spin one node, shut down cleanly on Ctrl-C."""
 
+import time
+
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
@@ -15,10 +17,19 @@ def spin_node(node_class, args=None):
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
-        if rclpy.ok():
+        # Ctrl-C shut the context down while a callback ran: its publish fails; that is a clean stop. rclpy
+        # shuts the context down from its own thread, so a KeyboardInterrupt raised inside a message's
+        # conversion (pybind reports it as a RuntimeError) can come first: give that shutdown a moment.
+        if not _shut_down_within(1.0):
             raise
-        # Ctrl-C shut the context down while a callback ran: its publish fails; that is a clean stop.
     finally:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+def _shut_down_within(timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while rclpy.ok() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not rclpy.ok()
