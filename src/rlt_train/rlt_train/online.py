@@ -78,7 +78,7 @@ class RLTTrainConfig:
     warmup_episodes: int = 20
     """N_warm: episodes that execute the VLA's chunk to fill the replay buffer."""
     chunk_len: int = CHUNK_LEN
-    """C: actions per refined chunk (the default: 0.2 s at this cell's 20 Hz, as the paper's C = 10 at 50 Hz)."""
+    """C: actions per refined chunk (the default, `rlt_core.actor.CHUNK_LEN`, says why)."""
     stride: int = 2
     """Transitions start at every stride-th step of the critical phase."""
     execute_steps: int = 0
