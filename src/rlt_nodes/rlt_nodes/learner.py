@@ -2,10 +2,12 @@
 
 Every transition from rlt/transitions is appended, crash-safely, to a replay buffer on disk
 (`rlt_core.replay.ReplayBuffer(path=replay_dir)`; a restarted learner reloads it). Once
-`min_transitions` are in, a timer-driven loop makes `rlt_core.td3.RLTLearner` updates as fast as
-it may while keeping updates <= utd_ratio * learning transitions: those recorded after the
-arbiter's warmup episodes (the in-process loop's schedule; a restarted learner also counts all it
-reloads, and catches up on them). Every `publish_every` updates
+`min_transitions` are in, an update thread makes `rlt_core.td3.RLTLearner` updates as fast as it
+may while keeping updates <= utd_ratio * learning transitions: those recorded after the arbiter's
+warmup episodes (the in-process loop's schedule; a restarted learner also counts all it reloads,
+and catches up on them). The executor's thread only receives and reports, so transitions keep
+arriving while an update runs, the first one included (compiling it takes ~30 s; a blocked
+executor would let the transitions topic's queue overflow). Every `publish_every` updates
 publishes the actor's weights on rlt/actor_weights (ActorWeights: safetensors + SHA-256,
 RELIABLE + TRANSIENT_LOCAL depth 1, version strictly increasing, also across restarts: it never
 falls below the wall-clock milliseconds of publication). Statistics (updates, transitions, losses,
@@ -16,6 +18,7 @@ those of `rlt_train.online.RLTTrainConfig`.
 import array
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -47,7 +50,6 @@ class LearnerNode(Node):
         self.batch_size = p('batch_size', 256, desc('transitions per update')).value
         self.min_transitions = p('min_transitions', 256, desc('transitions before the first update')).value
         self.publish_every = p('publish_every', 50, desc('updates between weight publications')).value
-        self.slice_s = p('update_slice_s', 0.05, desc('longest burst of updates before serving messages, s')).value
         self.td3 = TD3Config(
             gamma=p('gamma', 0.99, desc('discount per control step')).value,
             beta=p('beta', 0.1, desc('weight of ||a - ref_chunk||^2 in the actor loss')).value,
@@ -64,19 +66,23 @@ class LearnerNode(Node):
         self.critical_max_delta = tuple(p('critical_max_delta', [0.001, 0.001, 0.005], desc(
             "the actor's output range per joint: the arbiter's critical_max_delta")).value)
         self.seed = p('seed', 0, desc('seed of the networks and sampling')).value
-        threads = p('threads', 1, desc('torch threads')).value
+        self.threads = p('threads', 1, desc('torch threads')).value
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
         self.compile = p('compile', True, desc("compile the update with TorchInductor (first update ~30 s)")).value
-        self.torch = setup_torch(threads, self.seed)
+        setup_torch(self.threads, self.seed)
         self.learner = self.replay = None
         self.version, self.received, self.refused, self.learning = 0, 0, 0, 0
+        self.metrics, self.failure = {}, None
+        self.lock = threading.Lock()  # the replay and its counters, shared by the executor and the update thread
+        self.stopping = threading.Event()
+        self.updater = threading.Thread(target=self.update_loop, name='learner-updates', daemon=True)
         self.weights_pub = self.create_publisher(ActorWeights, 'rlt/actor_weights', WEIGHTS_QOS)
         self.stats_pub = self.create_publisher(String, 'rlt/learner_stats', 10)
         self.create_subscription(Transition, 'rlt/transitions', self.on_transition, TRANSITIONS_QOS)
-        self.create_timer(0.005, self.on_update_timer)
         self.create_timer(1.0, self.publish_stats)
         self.get_logger().info(f'learner: replay in {self.replay_dir}, G={self.utd_ratio}, batch {self.batch_size}, '
                                f'min {self.min_transitions} transitions, on {self.device}')
+        self.updater.start()
 
     def _setup(self, t):
         from rlt_core.replay import ReplayBuffer
@@ -94,28 +100,34 @@ class LearnerNode(Node):
     def on_transition(self, msg: Transition):
         try:
             t = msg_to_transition(msg)
-            if self.replay is None:
-                self._setup(t)
-            self.replay.add(t)
-            self.learning += not t.warmup
+            with self.lock:
+                if self.replay is None:
+                    self._setup(t)
+                self.replay.add(t)
+                self.learning += not t.warmup
         except ValueError as err:
             self.refused += 1
             self.get_logger().warning(f'refused transition: {err}', throttle_duration_sec=2.0)
             return
         self.received += 1
 
-    def on_update_timer(self):
-        if self.replay is None:
-            return
-        budget = updates_allowed(self.learner.num_updates, self.learning, len(self.replay), self.utd_ratio,
-                                 self.min_transitions)
-        deadline = time.monotonic() + self.slice_s
-        while budget > 0 and time.monotonic() < deadline:
-            batch = self.replay.sample(self.batch_size, self.learner.generator)
-            self.learner.update(self.learner.prepare(batch))
-            budget -= 1
-            if self.learner.num_updates % self.publish_every == 0:
-                self.publish_weights()
+    def update_loop(self):
+        """The update thread: sample under the lock, update outside it, publish the weights now and then."""
+        setup_torch(self.threads)  # OpenMP's thread count is per calling thread
+        try:
+            while not self.stopping.is_set():
+                with self.lock:
+                    budget = 0 if self.replay is None else updates_allowed(
+                        self.learner.num_updates, self.learning, len(self.replay), self.utd_ratio, self.min_transitions)
+                    batch = self.replay.sample(self.batch_size, self.learner.generator) if budget > 0 else None
+                if batch is None:
+                    self.stopping.wait(0.005)
+                    continue
+                self.metrics = dict(self.learner.update(self.learner.prepare(batch)))
+                if self.learner.num_updates % self.publish_every == 0:
+                    self.publish_weights()
+        except Exception as err:  # noqa: BLE001 -- reported by the executor's thread, which stops the node
+            self.failure = err
 
     def publish_weights(self):
         self.version = max(self.version + 1, time.time_ns() // 1_000_000)
@@ -127,16 +139,23 @@ class LearnerNode(Node):
         self.weights_pub.publish(msg)
 
     def publish_stats(self):
+        if self.failure is not None:
+            raise RuntimeError('the learner\'s update thread failed') from self.failure
         stats = {'updates': self.learner.num_updates if self.learner else 0,
                  'transitions': self.replay.num_added if self.replay else 0, 'learning_transitions': self.learning,
                  'received': self.received, 'refused': self.refused, 'weights_version': self.version}
-        if self.learner is not None:
-            stats.update(self.learner.scalar_metrics())
+        stats.update({k: float(v) for k, v in self.metrics.items()})
         self.stats_pub.publish(String(data=json.dumps(stats)))
 
     def destroy_node(self):
-        if self.replay is not None:
-            self.replay.close()
+        # An update in flight finishes first; a first update still compiling is left behind (the thread is
+        # a daemon): the replay is closed either way, and the update thread takes no batch after that.
+        self.stopping.set()
+        self.updater.join(timeout=5.0)
+        with self.lock:
+            if self.replay is not None:
+                self.replay.close()
+                self.replay = None
         return super().destroy_node()
 
 
