@@ -26,7 +26,8 @@ import yaml
 from rlt_bringup import graph
 
 STATS_GRACE_S = 10.0
-"""After the last episode ends, how long to wait for the arbiter's statistics of it."""
+"""After the last episode ends, how long to wait for the arbiter's statistics of it, and for the
+learner's count of the transitions it stored."""
 
 
 def executable(package: str, name: str) -> str:
@@ -130,6 +131,11 @@ class Monitor:
         self.rclpy.shutdown(context=self.context)
 
 
+def recorded(episodes: list) -> int:
+    """Transitions the arbiter recorded in the episodes it reported."""
+    return sum(e['transitions'] for e in episodes)
+
+
 def summarize(episodes: list, learner: dict, args, wall_s: float) -> dict:
     def rate(eps):
         return sum(e['success'] for e in eps) / len(eps) if eps else None
@@ -141,6 +147,7 @@ def summarize(episodes: list, learner: dict, args, wall_s: float) -> dict:
         'success_rate': rate(episodes), 'warmup_success_rate': rate([e for e in episodes if e['warmup']]),
         'online_success_rate': rate(online), 'final_success_rate_last_20': rate(last),
         'interventions': sum(e['intervention'] for e in episodes), 'steps_by_source': totals,
+        'transitions_recorded': recorded(episodes), 'transitions_stored': learner.get('received'),
         'learner': learner, 'per_episode': episodes,
     }
 
@@ -240,6 +247,9 @@ def main(argv=None):
                       f'{sum(r["intervention"] for r in monitor.episodes)} | learner updates {ln.get("updates", 0)}, '
                       f'transitions {ln.get("transitions", 0)}, weights v{ln.get("weights_version", 0)}, '
                       f'Q {ln.get("values/q", 0.0):.2f}', flush=True)
+        deadline = time.monotonic() + STATS_GRACE_S  # the learner reports once a second
+        while monitor.learner.get('received', 0) < recorded(monitor.episodes) and time.monotonic() < deadline:
+            monitor.spin(0.2)
     except KeyboardInterrupt:
         interrupted = True
         print('\nrlt: interrupted; stopping the graph', file=sys.stderr)
@@ -257,7 +267,8 @@ def main(argv=None):
     if episodes:
         plot(episodes, out / 'learning_curve.png')
     print(f'rlt: {len(episodes)} episodes, success rate {summary["success_rate"]}, '
-          f'{summary["interventions"]} interventions; wrote {out / "summary.json"}'
+          f'{summary["interventions"]} interventions, {summary["transitions_stored"]} of '
+          f'{summary["transitions_recorded"]} recorded transitions stored by the learner; wrote {out / "summary.json"}'
           + (f' and {out / "learning_curve.png"}' if episodes else ''))
     return 0 if episodes or interrupted else 1
 
