@@ -2,13 +2,16 @@
 
   python -m rlt_train.benchmark_learner [--threads 2] [--updates 1000] [--device cuda]
 
-Measures the device's float32 matmul peak (GFLOP/s, large square matmuls), counts the FLOPs of
-the matmuls of one chunked-TD3 update from the network shapes, and times real `RLTLearner.update`
-calls on batches sampled from a filled replay buffer (sampling on the CPU, as in the learner node).
-Each repeat measures the peak and then the updates/s, back to back, so that both see the same
-machine; prints the medians of the peak, the implied limit in updates/s, the measured updates/s
-and their ratio, and the ratio's range. On a GPU these tiny networks are bound by kernel launches,
-not by FLOPs, so the ratio is small there; updates/s is the figure to compare.
+Measures the device's float32 matmul peak (GFLOP/s, large square matmuls), records the matmuls
+that one critic:actor cycle of eager `RLTLearner.update` calls runs (their shapes and strides, from
+the dispatcher) and counts their FLOPs, and times real updates on batches sampled from a filled
+replay buffer (sampling on the CPU, as in the learner node). Each repeat measures the peak, the
+recorded matmuls alone replayed at their shapes (what any update made of these library matmuls
+costs at least), and then the updates/s, back to back, so that all three see the same machine;
+prints the medians of the peak, the implied limit in updates/s, the matmuls-alone rate, the
+measured updates/s and their ratio to the limit, with its range. On a GPU these tiny networks are
+bound by kernel launches, not by FLOPs, so the ratio is small there; updates/s is the figure to
+compare.
 """
 
 import argparse
@@ -17,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from rlt_core.actor import ActorConfig
 from rlt_core.replay import ReplayBuffer, Transition
@@ -39,21 +43,54 @@ def matmul_peak_gflops(n: int = 1024, repeats: int = 20, device: str = 'cpu') ->
     return 2 * n ** 3 / float(np.median(times)) / 1e9
 
 
-def mlp_macs(dims: list[int]) -> int:
-    return sum(i * o for i, o in zip(dims[:-1], dims[1:], strict=True))
+MATMULS = {torch.ops.aten.mm.default: torch.mm, torch.ops.aten.addmm.default: torch.mm,
+           torch.ops.aten.bmm.default: torch.bmm, torch.ops.aten.baddbmm.default: torch.bmm}
+"""The matmul ops an update's forward and backward passes dispatch, and the product each computes
+(the bias of addmm / baddbmm left out)."""
 
 
-def update_flops(state_dim: int, chunk_size: int, hidden: tuple[int, ...], batch: int,
-                 critic_updates_per_actor: int) -> float:
-    """FLOPs of the matmuls of one update (averaged over the critic:actor schedule). A backward pass costs
-    the weight gradients (1x the forward) and the input gradients of the layers that need them (1x the
-    forward less the first layer for a loss of weights; all layers for Q_1's gradient to the action)."""
-    actor = mlp_macs([state_dim + chunk_size, *hidden, chunk_size])
-    critic = mlp_macs([state_dim + chunk_size, *hidden, 1])
-    first = (state_dim + chunk_size) * hidden[0]
-    critic_step = actor + 2 * critic + 2 * (3 * critic - first)  # targets pi'(x'), Q1', Q2'; Q1, Q2 fwd + bwd
-    actor_step = (3 * actor - first) + 2 * critic                # pi fwd + bwd; Q1 fwd + bwd to the action
-    return 2 * batch * (critic_step + actor_step / critic_updates_per_actor)
+class MatmulRecorder(TorchDispatchMode):
+    """Records (op, shape and stride of both factors) of every matmul dispatched inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in MATMULS:
+            a, b = args[-2:] if func in (torch.ops.aten.addmm.default, torch.ops.aten.baddbmm.default) else args[:2]
+            self.calls.append((func, tuple(a.shape), a.stride(), tuple(b.shape), b.stride()))
+        return func(*args, **(kwargs or {}))
+
+
+def record_matmuls(learner: RLTLearner, batches) -> list:
+    """The matmuls of `learner.update` on each batch (an eager learner: compiled code is opaque)."""
+    with MatmulRecorder() as recorder:
+        for batch in batches:
+            learner.update(learner.prepare(batch))
+    return recorder.calls
+
+
+def matmul_flops(calls) -> int:
+    """2 * M * K * N per product (times the batch of a bmm)."""
+    return sum(2 * int(np.prod(a_shape)) * b_shape[-1] for _, a_shape, _, b_shape, _ in calls)
+
+
+def replay_matmuls(calls, device, repeats: int = 20) -> float:
+    """Seconds the recorded matmuls take, replayed on random factors of the same shapes and strides."""
+    def factor(shape, stride):
+        size = 1 + sum((n - 1) * st for n, st in zip(shape, stride, strict=True))
+        return torch.randn(size, device=device).as_strided(shape, stride)
+    ops = [(MATMULS[func], factor(sa, ta), factor(sb, tb)) for func, sa, ta, sb, tb in calls]
+    times = []
+    for _ in range(repeats + 3):
+        synchronize(device)
+        t0 = time.perf_counter()
+        for op, a, b in ops:
+            op(a, b)
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[3:]))
 
 
 def main(argv=None):
@@ -98,11 +135,14 @@ def main(argv=None):
             learner.update(learner.prepare(replay.sample(args.batch_size, learner.generator)))
 
     run(50)
-    flops = update_flops(args.state_dim, cfg.chunk_size, td3.critic_hidden, args.batch_size,
-                         td3.critic_updates_per_actor)
-    peaks, rates = [], []
+    cycle = td3.critic_updates_per_actor  # updates from one actor step to the next
+    eager = RLTLearner(cfg, td3, seed=0, device=args.device)
+    calls = record_matmuls(eager, [replay.sample(args.batch_size, eager.generator) for _ in range(cycle)])
+    flops = matmul_flops(calls) / cycle
+    peaks, alone, rates = [], [], []
     for _ in range(args.repeats):
         peaks.append(matmul_peak_gflops(n=4096 if device.type == 'cuda' else 1024, device=device))
+        alone.append(cycle / replay_matmuls(calls, device))
         synchronize(device)
         t0 = time.perf_counter()
         run(args.updates)
@@ -114,8 +154,11 @@ def main(argv=None):
           f'MLPs {td3.critic_hidden}{" with LayerNorm" if td3.critic_layer_norm else ""}, chunk {args.chunk_len}x3, '
           f'{"compiled" if args.compile else "eager"}')
     print(f'matmul peak            {peak:8.1f} GFLOP/s (float32, median of {args.repeats})')
-    print(f'FLOPs per update       {flops / 1e9:8.3f} GFLOP (matmuls only: sampling, LayerNorm, Adam not counted)')
+    print(f'FLOPs per update       {flops / 1e9:8.3f} GFLOP (the {len(calls) / cycle:.1f} matmuls it runs; '
+          'sampling, LayerNorm, Adam not counted)')
     print(f'limit                  {peak * 1e9 / flops:8.1f} updates/s')
+    print(f'matmuls alone          {float(np.median(alone)):8.1f} updates/s (replayed at their shapes, '
+          f'{float(np.median([a / (p * 1e9 / flops) for p, a in zip(peaks, alone, strict=True)])):.2f} of the limit)')
     print(f'measured               {measured:8.1f} updates/s (median of {args.repeats} x {args.updates})')
     print(f'ratio                  {float(np.median(ratios)):8.2f} of the limit (median over repeats, '
           f'{min(ratios):.2f}-{max(ratios):.2f})')
