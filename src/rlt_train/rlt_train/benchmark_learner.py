@@ -58,7 +58,7 @@ class MatmulRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func in MATMULS:
-            a, b = args[-2:] if func in (torch.ops.aten.addmm.default, torch.ops.aten.baddbmm.default) else args[:2]
+            a, b = args[1:3] if func in (torch.ops.aten.addmm.default, torch.ops.aten.baddbmm.default) else args[:2]
             self.calls.append((func, tuple(a.shape), a.stride(), tuple(b.shape), b.stride()))
         return func(*args, **(kwargs or {}))
 
