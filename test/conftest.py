@@ -5,6 +5,7 @@ process group and are stopped with SIGINT (clean DDS shutdown, no /dev/shm lefto
 """
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,12 @@ from pathlib import Path
 import pytest
 
 HELPERS = Path(__file__).parent / 'helpers'
+
+
+def replay_records(replay_dir: Path) -> int:
+    """Whole records in a learner's replay log (transitions.bin, record size from layout.json)."""
+    itemsize = json.loads((replay_dir / 'layout.json').read_text())['itemsize']
+    return (replay_dir / 'transitions.bin').stat().st_size // itemsize
 _domain_ids = itertools.count()
 
 

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pytest
 import yaml
+from conftest import replay_records
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String, UInt64
@@ -153,9 +154,7 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
     # 4. Persisted: every transition the learner received is a record in its replay file.
     assert test_node.spin_until(lambda: learner_stats and learner_stats[-1]['received'] >= len(transitions) > 0,
                                 timeout=30), fail('the learner did not report every transition')
-    layout = json.loads((tmp_path / 'replay' / 'layout.json').read_text())
-    records = (tmp_path / 'replay' / 'transitions.bin').stat().st_size // layout['itemsize']
-    assert records >= learner_stats[-1]['received'] and learner_stats[-1]['updates'] > 0
+    assert replay_records(tmp_path / 'replay') >= learner_stats[-1]['received'] and learner_stats[-1]['updates'] > 0
     # The warmup episode's transitions are flagged: they fill the replay but earn no updates (G = 5 per
     # later transition). The first transitions may go out before this node has discovered the arbiter.
     warmup_id = stats[0]['episode_id']
