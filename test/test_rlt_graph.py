@@ -1,4 +1,4 @@
-"""The whole sim graph in separate processes: online RL episodes, takeover, learner crash.
+"""The whole sim graph in separate processes: online RL episodes, takeover, learner crash, a late learner.
 
 One run (short episodes, 1 warmup episode, a tiny learner batch) checks in order: the graph's
 topics close; transitions reach the learner and are persisted (the warmup episode's earn no
@@ -187,6 +187,47 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
     for name, proc in procs.items():
         out = processes.stop(proc)
         assert proc.returncode == 0, f'{name} exited with {proc.returncode}:\n{out[-2000:]}'
+
+
+def test_transitions_recorded_before_the_learner_starts_are_stored(processes, test_node, tmp_path):
+    """The learner may come up (or back) after the arbiter has recorded: what was recorded while nothing
+    subscribed to rlt/transitions is held and reaches the learner once it is up, none lost. The episode
+    reports, latched with history, reach a subscriber that joins after the episodes ended. The committed
+    models drive (they reach the critical phase, where transitions are recorded; the tiny ones do not)."""
+    overrides = {
+        'arbiter': {'warmup_episodes': 1},
+        'learner': {'replay_dir': str(tmp_path / 'replay'), 'batch_size': 16, 'min_transitions': 16,
+                    'publish_every': 10, 'hidden': [32, 32], 'compile': False},
+        'sim_robot': {'max_steps': 60},
+        'sim_human': {'rate': 1.0},
+        'episode_manager': {'episodes': 2},
+    }
+    specs = graph.nodes('sim', overrides)
+    graph_procs = [processes.spawn(*argv) for _, argv in
+                   embedded.commands([s for s in specs if s.name != 'learner'], tmp_path / 'overrides.yaml')]
+    node = test_node.node
+    ended = []
+    node.create_subscription(UInt64, 'rlt/episode_count', lambda m: ended.append(m.data), LATCHED)
+    assert test_node.spin_until(lambda: ended and ended[-1] == 2, timeout=150), \
+        '\n'.join(processes.stop(p)[-2000:] for p in graph_procs)
+
+    # Only now does anything subscribe to the episode reports and the transitions.
+    stats, learner_stats = [], []
+    node.create_subscription(String, 'rlt/episode_stats', lambda m: stats.append(json.loads(m.data)),
+                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    node.create_subscription(String, 'rlt/learner_stats', lambda m: learner_stats.append(json.loads(m.data)), 10)
+    assert test_node.spin_until(lambda: len(stats) >= 2, timeout=30), stats
+    recorded = sum(s['transitions'] for s in stats)
+    assert recorded > 0, stats
+    [(_, learner_argv)] = embedded.commands([s for s in specs if s.name == 'learner'],
+                                            tmp_path / 'learner_overrides.yaml')
+    learner = processes.spawn(*learner_argv)
+    assert test_node.spin_until(lambda: learner_stats and learner_stats[-1]['received'] == recorded, timeout=60), \
+        (recorded, learner_stats[-1:], processes.stop(learner)[-2000:])
+    out = processes.stop(learner)
+    assert learner.returncode == 0, out
+    assert replay_records(tmp_path / 'replay') == recorded
 
 
 @pytest.mark.parametrize('how', ['ctrl-c', 'sigterm'])

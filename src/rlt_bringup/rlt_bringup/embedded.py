@@ -108,8 +108,11 @@ class Monitor:
         self.executor.add_node(self.node)
         self.episodes, self.learner = [], {}
         self.ended, self.last_stats = 0, time.monotonic()
+        # Latched with history: the arbiter's reports of episodes that ended before this subscription
+        # matched still arrive (a loaded machine can take seconds to match the graph's endpoints).
         self.node.create_subscription(String, 'rlt/episode_stats', self.on_stats,
-                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                                 durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.node.create_subscription(UInt64, 'rlt/episode_count', lambda m: setattr(self, 'ended', m.data),
                                       QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                                  durability=DurabilityPolicy.TRANSIENT_LOCAL))
@@ -117,7 +120,10 @@ class Monitor:
                                       lambda m: self.learner.update(json.loads(m.data)), 10)
 
     def on_stats(self, msg):  # each episode also keeps the learner's mean Q at its end (a divergence shows)
-        self.episodes.append({**json.loads(msg.data), 'learner_q': self.learner.get('values/q')})
+        stats = json.loads(msg.data)
+        if any(e['episode_id'] == stats['episode_id'] for e in self.episodes[-100:]):
+            return  # the history again, after a re-match
+        self.episodes.append({**stats, 'learner_q': self.learner.get('values/q')})
         self.last_stats = time.monotonic()
 
     def spin(self, seconds: float):

@@ -9,23 +9,25 @@ whoever drives) and the joint limits. Holding the joystick's dead-man button (se
 `joy`) interrupts the current chunk at once and drives with the chosen axes.
 
 Chunk transitions (stride 2, C = chunk_len; during an intervention the human's chunk replaces the
-reference) go to rlt/transitions (RELIABLE, deep queue). Joystick buttons label the episode
-(LABEL_SUCCESS / LABEL_FAILURE) and toggle the critical phase (PHASE_*_CRITICAL, detail 'human')
-on episode/events. With `episode_source: sim` the simulator's episode/events (start, critical
-phase, end with success) drive episodes, phase and reward; with `operator` a label ends the
-episode (reward 1 on success) and starts the next. The first `warmup_episodes` episodes execute
-the VLA's chunk. Also published: rlt/executed_chunk, rlt/markers (RViz) and rlt/episode_stats
-(a JSON line per finished episode).
+reference) go to rlt/transitions (RELIABLE, deep queue); while no subscriber has matched (the learner
+still starting, or restarting) they are held and sent once one has, so none is lost to discovery.
+Joystick buttons label the episode (LABEL_SUCCESS / LABEL_FAILURE) and toggle the critical phase
+(PHASE_*_CRITICAL, detail 'human') on episode/events. With `episode_source: sim` the simulator's
+episode/events (start, critical phase, end with success) drive episodes, phase and reward; with
+`operator` a label ends the episode (reward 1 on success) and starts the next. The first
+`warmup_episodes` episodes execute the VLA's chunk. Also published: rlt/executed_chunk, rlt/markers
+(RViz) and rlt/episode_stats (a JSON line per finished episode; the last 100 kept for subscribers
+that join late).
 """
 
 import json
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 from builtin_interfaces.msg import Duration
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -47,6 +49,7 @@ from rlt_sim.cell import JOINT_NAMES, JOINT_RANGES_M
 
 TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+STATS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 CHUNK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -93,13 +96,14 @@ class Arbiter(Node):
         self.human_held = False
         self.episode_counter = 0
         self.q = None
+        self.held = deque()  # transitions recorded while no subscriber has matched rlt/transitions
 
         self.traj_pub = self.create_publisher(JointTrajectory, f'{controller}/joint_trajectory', 10)
         self.transition_pub = self.create_publisher(Transition, 'rlt/transitions', TRANSITIONS_QOS)
         self.executed_pub = self.create_publisher(ActionChunk, 'rlt/executed_chunk', CHUNK_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, 'rlt/markers', 10)
         self.event_pub = self.create_publisher(EpisodeEvent, 'episode/events', EVENTS_QOS)
-        self.stats_pub = self.create_publisher(String, 'rlt/episode_stats', EVENTS_QOS)
+        self.stats_pub = self.create_publisher(String, 'rlt/episode_stats', STATS_QOS)
         self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
         self.create_subscription(RLTokenMsg, 'rlt/rl_token', self.on_token, CHUNK_QOS)
         self.create_subscription(ActionChunk, 'rlt/reference_chunk', self.on_reference, CHUNK_QOS)
@@ -233,12 +237,31 @@ class Arbiter(Node):
         commands, transitions, finished = self.arb.take()
         for cmd in commands:
             self.publish_command(cmd)
-        for t in transitions:
-            self.transition_pub.publish(transition_to_msg(t))
+        self.send_transitions(transitions)
         for stats in finished:
             self.stats_pub.publish(String(data=json.dumps(stats.as_dict())))
             self.get_logger().info(f'episode {stats.episode_id}: success={stats.success} steps={stats.steps} '
                                    f'critical={stats.critical_steps} by source {stats.steps_by_source}')
+
+    def send_transitions(self, transitions):
+        """Publish, or hold while nothing subscribes: a RELIABLE writer drops what it sends before it has
+        matched a reader. Held ones go out oldest first, at most half the queue depth per call, so that
+        the queue never overwrites one the learner has not acknowledged."""
+        self.held.extend(transitions)
+        if not self.held:
+            return
+        if self.transition_pub.get_subscription_count() == 0:
+            self.get_logger().info(f'{len(self.held)} transitions held: nothing subscribes to rlt/transitions yet',
+                                      throttle_duration_sec=10.0)
+            return
+        for _ in range(min(len(self.held), TRANSITIONS_QOS.depth // 2)):
+            self.transition_pub.publish(transition_to_msg(self.held.popleft()))
+
+    def destroy_node(self):
+        if self.held:
+            self.get_logger().error(f'{len(self.held)} recorded transitions were never sent: nothing subscribed '
+                                    'to rlt/transitions')
+        super().destroy_node()
 
     def publish_command(self, cmd):
         traj = JointTrajectory(joint_names=list(self.joint_names))
