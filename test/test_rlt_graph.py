@@ -39,6 +39,14 @@ def shm_files():
     return {f for f in os.listdir('/dev/shm') if f.startswith('fastdds')} if os.path.isdir('/dev/shm') else set()
 
 
+def left_by_unclosed_participants(files: set) -> set:
+    """The shared-memory files that only a participant which never closed leaves: its segment
+    (fastdds_<GUID prefix>) and the listener locks of its segment and ports (*_el). A bare port file
+    (fastdds_port<N>) is not among them: a sender re-creates the port of a peer that closed a moment
+    before it did, and Fast DDS checks and reuses such a port on its next open."""
+    return {f for f in files if f.endswith('_el') or not f.startswith('fastdds_port')}
+
+
 @pytest.fixture
 def sim_graph(processes, tmp_path):
     vla, token = make_tiny_models(tmp_path / 'models')
@@ -252,6 +260,6 @@ def test_runner_stops_cleanly_on_sigint(processes, tmp_path, how):
     summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
     assert summary['episodes'] >= 1 and {'steps_by_source', 'learner_q'} <= set(summary['per_episode'][0])
     assert (tmp_path / 'run' / 'learning_curve.png').exists()
-    assert not (shm_files() - shm_before), before + rest
+    assert not left_by_unclosed_participants(shm_files() - shm_before), before + rest
     for log in (tmp_path / 'run' / 'logs').glob('*.log'):  # no node died with a traceback on the way out
         assert 'Traceback' not in log.read_text(), f'{log.name}:\n{log.read_text()[-2000:]}'

@@ -262,9 +262,9 @@ def main(argv=None):
     finally:
         episodes = list(monitor.episodes) if monitor else []
         learner = dict(monitor.learner) if monitor else {}
+        stop(procs)  # the nodes first: a node still sending to the closed monitor would re-create its port
         if monitor is not None:
             monitor.close()
-        stop(procs)
         for log in logs:
             log.close()
     summary = summarize(episodes, learner, args, time.monotonic() - start)
