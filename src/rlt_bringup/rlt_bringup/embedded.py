@@ -107,13 +107,13 @@ class Monitor:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.episodes, self.learner = [], {}
-        self.ended, self.last_stats = 0, time.monotonic()
+        self.ended, self.last_news = 0, time.monotonic()  # episodes the simulator ended; when the last news came
         # Latched with history: the arbiter's reports of episodes that ended before this subscription
         # matched still arrive (a loaded machine can take seconds to match the graph's endpoints).
         self.node.create_subscription(String, 'rlt/episode_stats', self.on_stats,
                                       QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                                                  durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.node.create_subscription(UInt64, 'rlt/episode_count', lambda m: setattr(self, 'ended', m.data),
+        self.node.create_subscription(UInt64, 'rlt/episode_count', self.on_count,
                                       QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                                  durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.node.create_subscription(String, 'rlt/learner_stats',
@@ -124,7 +124,10 @@ class Monitor:
         if any(e['episode_id'] == stats['episode_id'] for e in self.episodes[-100:]):
             return  # the history again, after a re-match
         self.episodes.append({**stats, 'learner_q': self.learner.get('values/q')})
-        self.last_stats = time.monotonic()
+        self.last_news = time.monotonic()
+
+    def on_count(self, msg):
+        self.ended, self.last_news = msg.data, time.monotonic()
 
     def spin(self, seconds: float):
         deadline = time.monotonic() + seconds
@@ -238,7 +241,7 @@ def main(argv=None):
             if args.timeout_min and time.monotonic() - start > 60 * args.timeout_min:
                 print('rlt: time limit reached', file=sys.stderr)
                 break
-            if monitor.ended >= args.episodes and time.monotonic() - monitor.last_stats > STATS_GRACE_S:
+            if monitor.ended >= args.episodes and time.monotonic() - monitor.last_news > STATS_GRACE_S:
                 print(f'rlt: the simulator ended {monitor.ended} episodes but the arbiter reported '
                       f'{len(monitor.episodes)}; see {out / "logs"}', file=sys.stderr)
                 break
