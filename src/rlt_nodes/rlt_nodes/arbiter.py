@@ -245,14 +245,14 @@ class Arbiter(Node):
 
     def send_transitions(self, transitions):
         """Publish, or hold while nothing subscribes: a RELIABLE writer drops what it sends before it has
-        matched a reader. Held ones go out oldest first, at most half the queue depth per call, so that
-        the queue never overwrites one the learner has not acknowledged."""
+        matched a reader. Held ones go out oldest first, at most half the queue depth per call, so that a
+        backlog does not fill the queue at once."""
         self.held.extend(transitions)
         if not self.held:
             return
         if self.transition_pub.get_subscription_count() == 0:
             self.get_logger().info(f'{len(self.held)} transitions held: nothing subscribes to rlt/transitions yet',
-                                      throttle_duration_sec=10.0)
+                                   throttle_duration_sec=10.0)
             return
         for _ in range(min(len(self.held), TRANSITIONS_QOS.depth // 2)):
             self.transition_pub.publish(transition_to_msg(self.held.popleft()))
