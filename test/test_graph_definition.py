@@ -67,6 +67,20 @@ def test_the_graph_runs_the_libraries_default_chunk():
         assert arbiter.get('chunk_len', CHUNK_LEN) == CHUNK_LEN, f'{f.name}: chunk_len {arbiter["chunk_len"]}'
 
 
+def test_the_graph_learns_with_the_libraries_defaults():
+    """The learner's hyper-parameters in the graph's config are TD3Config's defaults, which train_rlt uses too."""
+    from rlt_core.td3 import TD3Config
+    names = {'hidden': 'critic_hidden'}  # node parameter -> TD3Config field, where they differ
+    d = TD3Config()
+    for f in sorted(CONFIG.glob('*.yaml')):
+        learner = yaml.safe_load(f.read_text()).get('learner', {}).get('ros__parameters', {})
+        for param, value in learner.items():
+            field = names.get(param, param)
+            if hasattr(d, field):
+                default = getattr(d, field)
+                assert value == (list(default) if isinstance(default, tuple) else default), f'{f.name}: {param}'
+
+
 def test_launch_arguments_reach_declared_parameters():
     scripts = console_scripts()
     for arg, (default, text, targets) in graph.LAUNCH_ARGUMENTS.items():

@@ -46,19 +46,22 @@ class LearnerNode(Node):
         ros_home = os.environ.get('ROS_HOME', os.path.expanduser('~/.ros'))
         self.replay_dir = p('replay_dir', '', desc(f'replay log folder (empty: {ros_home}/rlt/replay)')).value \
             or os.path.join(ros_home, 'rlt', 'replay')
-        self.utd_ratio = p('utd_ratio', 5, desc('G: learner updates per transition')).value
-        self.batch_size = p('batch_size', 256, desc('transitions per update')).value
+        d = TD3Config  # the library's defaults
+        self.utd_ratio = p('utd_ratio', d.utd_ratio, desc('G: learner updates per transition')).value
+        self.batch_size = p('batch_size', d.batch_size, desc('transitions per update')).value
         self.min_transitions = p('min_transitions', 256, desc('transitions before the first update')).value
         self.publish_every = p('publish_every', 50, desc('updates between weight publications')).value
         self.td3 = TD3Config(
-            gamma=p('gamma', 0.99, desc('discount per control step')).value,
-            beta=p('beta', 0.1, desc('weight of ||a - ref_chunk||^2 in the actor loss')).value,
-            ref_dropout=p('ref_dropout', 0.5, desc('fraction of actor samples with a zeroed reference')).value,
-            actor_lr=p('actor_lr', 3e-4, desc('actor learning rate')).value,
-            critic_lr=p('critic_lr', 3e-4, desc('critic learning rate')).value,
-            critic_hidden=tuple(p('hidden', [256, 256], desc('hidden widths of actor and critics')).value),
-            critic_layer_norm=p('critic_layer_norm', True, desc('LayerNorm after each critic hidden layer')).value,
-            target_range=tuple(p('target_range', [0.0, 1.0], desc(
+            gamma=p('gamma', d.gamma, desc('discount per control step')).value,
+            beta=p('beta', d.beta, desc('weight of ||a - ref_chunk||^2 in the actor loss')).value,
+            ref_dropout=p('ref_dropout', d.ref_dropout,
+                          desc('fraction of actor samples with a zeroed reference')).value,
+            actor_lr=p('actor_lr', d.actor_lr, desc('actor learning rate')).value,
+            critic_lr=p('critic_lr', d.critic_lr, desc('critic learning rate')).value,
+            critic_hidden=tuple(p('hidden', list(d.critic_hidden), desc('hidden widths of actor and critics')).value),
+            critic_layer_norm=p('critic_layer_norm', d.critic_layer_norm,
+                                desc('LayerNorm after each critic hidden layer')).value,
+            target_range=tuple(p('target_range', list(d.target_range), desc(
                 'returns an episode can earn (sparse +1 on success); TD targets are clipped to it')).value),
             batch_size=self.batch_size, utd_ratio=self.utd_ratio)
         self.actor_std = p('actor_std', 0.1, desc('fixed std of the actor Gaussian (normalised units)')).value

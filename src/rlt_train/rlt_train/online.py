@@ -84,27 +84,27 @@ class RLTTrainConfig:
     execute_steps: int = 0
     """Actions of an actor chunk executed before the actor decides again on a fresh observation (0, or chunk_len
     or more: the whole chunk, open loop). The VLA's chunks always run whole."""
-    utd_ratio: int = 5
+    utd_ratio: int = TD3Config.utd_ratio
     """G: learner updates per transition."""
-    batch_size: int = 256
+    batch_size: int = TD3Config.batch_size
     """Transitions per update."""
-    gamma: float = 0.99
+    gamma: float = TD3Config.gamma
     """Discount per control step."""
-    beta: float = 0.1
+    beta: float = TD3Config.beta
     """Weight of ||a - ref_chunk||^2 in the actor loss (1.0 holds the actor to the VLA's imprecise chunk)."""
-    ref_dropout: float = 0.5
+    ref_dropout: float = TD3Config.ref_dropout
     """Fraction of actor-update samples with a zeroed reference."""
     actor_std: float = 0.1
     """Fixed std of the actor's Gaussian (normalised action units: 0.5 mm per step)."""
-    target_noise: float = 0.2
+    target_noise: float = TD3Config.target_noise
     """Std of the TD3 smoothing noise on a' in the critic target (normalised action units)."""
-    actor_lr: float = 3e-4
+    actor_lr: float = TD3Config.actor_lr
     """Actor learning rate."""
-    critic_lr: float = 3e-4
+    critic_lr: float = TD3Config.critic_lr
     """Critic learning rate."""
-    hidden: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = TD3Config.critic_hidden
     """Hidden widths of actor and critics."""
-    critic_layer_norm: bool = True
+    critic_layer_norm: bool = TD3Config.critic_layer_norm
     """LayerNorm after each hidden layer of the critics (RLPD; --no-critic-layer-norm: plain TD3 critics)."""
     action_scale_m: float = 0.005
     """Robot units (m) of one normalised action unit: the per-step move limit."""
