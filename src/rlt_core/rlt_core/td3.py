@@ -38,8 +38,10 @@ from rlt_core.image_encoder import draw_shifts
 class TD3Config:
     """Hyper-parameters of the chunked TD3 learner."""
 
-    gamma: float = 0.99
-    """Discount per control step."""
+    gamma: float = 0.96
+    """Discount per control step. With the sparse reward it sets what a step saved is worth: 4 % of the
+    value at 0.96, 1 % at 0.99. In the sim cell (C = 4, 5 seeds) 0.96 lifted RLT's median final success
+    from 85 to 89 % and shortened its critical phase from 0.60x to 0.52x the base's (docs/results.md)."""
     tau: float = 0.005
     """Polyak rate of the target networks."""
     actor_lr: float = 3e-4
