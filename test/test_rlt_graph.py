@@ -198,8 +198,8 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
 
 
 def test_transitions_recorded_before_the_learner_starts_are_stored(processes, test_node, tmp_path):
-    """The learner may come up (or back) after the arbiter has recorded: what was recorded while nothing
-    subscribed to rlt/transitions is held and reaches the learner once it is up, none lost. The episode
+    """The learner may come up after the arbiter has recorded (a slow start, a restart): what was recorded
+    while nothing subscribed to rlt/transitions is held and reaches the learner once it is up, none lost. The episode
     reports, latched with history, reach a subscriber that joins after the episodes ended. The committed
     models drive (they reach the critical phase, where transitions are recorded; the tiny ones do not)."""
     overrides = {
