@@ -23,6 +23,8 @@ def replay_records(replay_dir: Path) -> int:
     """Whole records in a learner's replay log (transitions.bin, record size from layout.json)."""
     itemsize = json.loads((replay_dir / 'layout.json').read_text())['itemsize']
     return (replay_dir / 'transitions.bin').stat().st_size // itemsize
+
+
 _domain_ids = itertools.count()
 
 

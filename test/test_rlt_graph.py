@@ -26,6 +26,7 @@ from trajectory_msgs.msg import JointTrajectory
 from rlt_bringup import embedded, graph
 from rlt_bringup.tiny_models import make_tiny_models
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, Transition
+from rlt_nodes.arbiter import STATS_QOS
 
 LOW, HIGH, MAX_DELTA = np.array([-0.06, -0.06, -0.07]), np.array([0.06, 0.06, 0.04]), 0.005
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
@@ -199,9 +200,10 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
 
 def test_transitions_recorded_before_the_learner_starts_are_stored(processes, test_node, tmp_path):
     """The learner may come up after the arbiter has recorded (a slow start, a restart): what was recorded
-    while nothing subscribed to rlt/transitions is held and reaches the learner once it is up, none lost. The episode
-    reports, latched with history, reach a subscriber that joins after the episodes ended. The committed
-    models drive (they reach the critical phase, where transitions are recorded; the tiny ones do not)."""
+    while nothing subscribed to rlt/transitions is held and reaches the learner once it is up, none lost.
+    The episode reports, latched with history, reach a subscriber that joins after the episodes ended. The
+    committed models drive (they reach the critical phase, where transitions are recorded; the tiny ones
+    do not)."""
     overrides = {
         'arbiter': {'warmup_episodes': 1},
         'learner': {'replay_dir': str(tmp_path / 'replay'), 'batch_size': 16, 'min_transitions': 16,
@@ -221,9 +223,7 @@ def test_transitions_recorded_before_the_learner_starts_are_stored(processes, te
 
     # Only now does anything subscribe to the episode reports and the transitions.
     stats, learner_stats = [], []
-    node.create_subscription(String, 'rlt/episode_stats', lambda m: stats.append(json.loads(m.data)),
-                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    node.create_subscription(String, 'rlt/episode_stats', lambda m: stats.append(json.loads(m.data)), STATS_QOS)
     node.create_subscription(String, 'rlt/learner_stats', lambda m: learner_stats.append(json.loads(m.data)), 10)
     assert test_node.spin_until(lambda: len(stats) >= 2, timeout=30), stats
     recorded = sum(s['transitions'] for s in stats)
