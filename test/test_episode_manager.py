@@ -4,14 +4,12 @@ import os
 
 import numpy as np
 import rclpy
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import UInt64
 
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent
+from rlt_nodes.qos import EVENTS_QOS, LATCHED_QOS
 
 INSTALL = os.path.join(os.path.dirname(__file__), '..', 'install')
-RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def test_the_simulators_start_up_episode_does_not_count(processes, test_node):
@@ -20,8 +18,8 @@ def test_the_simulators_start_up_episode_does_not_count(processes, test_node):
     exe = os.path.join(INSTALL, 'rlt_nodes', 'lib', 'rlt_nodes')
     node = test_node.node
     events, counts = [], []
-    node.create_subscription(EpisodeEvent, 'episode/events', events.append, RELIABLE)
-    node.create_subscription(UInt64, 'rlt/episode_count', lambda m: counts.append(m.data), LATCHED)
+    node.create_subscription(EpisodeEvent, 'episode/events', events.append, EVENTS_QOS)
+    node.create_subscription(UInt64, 'rlt/episode_count', lambda m: counts.append(m.data), LATCHED_QOS)
     reference = node.create_publisher(ActionChunk, 'rlt/reference_chunk', 10)
     sim = processes.spawn(os.path.join(exe, 'sim_robot'), '--ros-args', '-p', 'max_steps:=160', '-p', 'render:=false',
                           '-p', 'wait_for_subscribers:=[episode_follower]')
@@ -45,7 +43,7 @@ def test_the_simulators_start_up_episode_does_not_count(processes, test_node):
 
     # Once a follower subscribes, the manager's reset starts an episode, and that one counts.
     follower = rclpy.create_node('episode_follower', context=test_node.context)
-    follower.create_subscription(EpisodeEvent, 'episode/events', lambda m: None, RELIABLE)
+    follower.create_subscription(EpisodeEvent, 'episode/events', lambda m: None, EVENTS_QOS)
     test_node.executor.add_node(follower)
     try:
         assert test_node.spin_until(lambda: counts and counts[-1] == 1, timeout=60), \

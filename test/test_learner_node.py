@@ -4,14 +4,13 @@ import json
 
 import numpy as np
 from conftest import HELPERS, replay_records
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from rlt_core.replay import Transition
 from rlt_interfaces.msg import Transition as TransitionMsg
 from rlt_nodes.conversions import transition_to_msg
+from rlt_nodes.qos import TRANSITIONS_QOS
 
-RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 STATE, C, A = 8, 4, 3
 
 
@@ -33,7 +32,7 @@ def test_learner_receives_stores_and_reports_while_an_update_runs(processes, tes
     node = test_node.node
     stats = []
     node.create_subscription(String, 'rlt/learner_stats', lambda m: stats.append(json.loads(m.data)), 10)
-    pub = node.create_publisher(TransitionMsg, 'rlt/transitions', RELIABLE)
+    pub = node.create_publisher(TransitionMsg, 'rlt/transitions', TRANSITIONS_QOS)
     assert test_node.spin_until(lambda: pub.get_subscription_count() > 0 and stats, timeout=30), \
         processes.stop(learner)
     for i in range(8):

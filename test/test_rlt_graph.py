@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import replay_records
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSCompatibility, QoSProfile, ReliabilityPolicy, qos_check_compatible
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String, UInt64
 from trajectory_msgs.msg import JointTrajectory
@@ -26,11 +26,10 @@ from trajectory_msgs.msg import JointTrajectory
 from rlt_bringup import embedded, graph
 from rlt_bringup.tiny_models import make_tiny_models
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, Transition
-from rlt_nodes.arbiter import STATS_QOS
+from rlt_nodes.qos import EVENTS_QOS, LATCHED_QOS, STATS_QOS
 
 LOW, HIGH, MAX_DELTA = np.array([-0.06, -0.06, -0.07]), np.array([0.06, 0.06, 0.04]), 0.005
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 IGNORED_TOPICS = {'/parameter_events', '/rosout'}
 C = yaml.safe_load((graph.config_dir() / 'rlt.yaml').read_text())['arbiter']['ros__parameters']['chunk_len']
 """The graph's chunk length, as config/rlt.yaml sets it."""
@@ -75,7 +74,7 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
     node.create_subscription(ActionChunk, 'rlt/executed_chunk', executed.append, RELIABLE)
     node.create_subscription(ActionChunk, 'rlt/actor_chunk', actor_chunks.append, RELIABLE)
     node.create_subscription(Transition, 'rlt/transitions', transitions.append, RELIABLE)
-    node.create_subscription(UInt64, 'rlt/actor_version', lambda m: versions.append(m.data), LATCHED)
+    node.create_subscription(UInt64, 'rlt/actor_version', lambda m: versions.append(m.data), LATCHED_QOS)
     node.create_subscription(JointState, 'joint_states', joints.append, 100)
     node.create_subscription(String, 'rlt/episode_stats', lambda m: stats.append(json.loads(m.data)), RELIABLE)
     node.create_subscription(String, 'rlt/learner_stats', lambda m: learner_stats.append(json.loads(m.data)), 10)
@@ -110,7 +109,7 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
         if (phase['episode'] is not None and not phase['critical'] and not phase['takeover']
                 and time.monotonic() - phase['pressed'] > 0.5):
             toggle_phase()
-    node.create_subscription(EpisodeEvent, 'episode/events', on_event, RELIABLE)
+    node.create_subscription(EpisodeEvent, 'episode/events', on_event, EVENTS_QOS)
     node.create_timer(0.1, keep_phase)
 
     def fail(what):
@@ -131,6 +130,12 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
     for n in names:
         subscribed = {t for t, _ in node.get_subscriber_names_and_types_by_node(n, '/')} - IGNORED_TOPICS
         assert subscribed <= published, f'{n} subscribes {sorted(subscribed - published)} that no node publishes'
+    # QoS agree (rlt_nodes/qos.py): every subscription matches every publisher of its topic.
+    for topic in published:
+        for sub in (s for s in node.get_subscriptions_info_by_topic(topic) if s.node_name in names):
+            for pub in (p for p in node.get_publishers_info_by_topic(topic) if p.node_name in names):
+                compatible, why = qos_check_compatible(pub.qos_profile, sub.qos_profile)
+                assert compatible != QoSCompatibility.ERROR, f'{topic}: {pub.node_name} -> {sub.node_name}: {why}'
 
     # 2. The actor drives in the critical phase once it has weights (after the warmup episode).
     assert test_node.spin_until(lambda: any(e.source == ActionChunk.SOURCE_ACTOR for e in executed), timeout=30), \
@@ -217,7 +222,7 @@ def test_transitions_recorded_before_the_learner_starts_are_stored(processes, te
                    embedded.commands([s for s in specs if s.name != 'learner'], tmp_path / 'overrides.yaml')]
     node = test_node.node
     ended = []
-    node.create_subscription(UInt64, 'rlt/episode_count', lambda m: ended.append(m.data), LATCHED)
+    node.create_subscription(UInt64, 'rlt/episode_count', lambda m: ended.append(m.data), LATCHED_QOS)
     assert test_node.spin_until(lambda: ended and ended[-1] == 2, timeout=150), \
         '\n'.join(processes.stop(p)[-2000:] for p in graph_procs)
 

@@ -5,12 +5,13 @@ import os
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Duration
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from rlt_interfaces.msg import EpisodeEvent
+from rlt_nodes.qos import EVENTS_QOS
 
 INSTALL = os.path.join(os.path.dirname(__file__), '..', 'install')
 JOINTS = ['gantry_x', 'gantry_y', 'gantry_z']
@@ -38,7 +39,7 @@ def test_sim_robot_follows_trajectories_publishes_images_and_refuses_bad_command
                                  lambda m, cam=cam: images.setdefault(cam, []).append(m),
                                  qos_profile_sensor_data)
     node.create_subscription(EpisodeEvent, 'episode/events', events.append,
-                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+                             EVENTS_QOS)
     cmd_pub = node.create_publisher(JointTrajectory, 'gantry_controller/joint_trajectory', 10)
 
     def ready():

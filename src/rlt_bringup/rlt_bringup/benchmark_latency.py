@@ -41,6 +41,7 @@ def main(argv=None):
     from trajectory_msgs.msg import JointTrajectory
 
     from rlt_interfaces.msg import ActionChunk, EpisodeEvent
+    from rlt_nodes.qos import EVENTS_QOS
 
     tmp = Path(tempfile.mkdtemp(prefix='rlt-latency-'))
     vla, token = (args.vla, args.token) if args.vla and args.token else make_tiny_models(tmp / 'models')
@@ -78,7 +79,7 @@ def main(argv=None):
         if msg.event == EpisodeEvent.EPISODE_START:
             for buttons in ([0, 0, 0, 0, 0, 1], [0] * 6):
                 joy.publish(Joy(buttons=buttons, axes=[0.0] * 8))
-    node.create_subscription(EpisodeEvent, 'episode/events', on_event, QoSProfile(depth=100))
+    node.create_subscription(EpisodeEvent, 'episode/events', on_event, EVENTS_QOS)
     start = time.monotonic()
     try:
         while min(len(published), len(decided)) < args.chunks and time.monotonic() - start < args.timeout_s:

@@ -98,8 +98,9 @@ class Monitor:
     def __init__(self):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from std_msgs.msg import String, UInt64
+
+        from rlt_nodes.qos import LATCHED_QOS, STATS_QOS
         self.rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -110,12 +111,8 @@ class Monitor:
         self.ended, self.last_news = 0, time.monotonic()  # episodes the simulator ended; when the last news came
         # Latched with history: the arbiter's reports of episodes that ended before this subscription
         # matched still arrive (a loaded machine can take seconds to match the graph's endpoints).
-        self.node.create_subscription(String, 'rlt/episode_stats', self.on_stats,
-                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                                                 durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.node.create_subscription(UInt64, 'rlt/episode_count', self.on_count,
-                                      QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                                 durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.node.create_subscription(String, 'rlt/episode_stats', self.on_stats, STATS_QOS)
+        self.node.create_subscription(UInt64, 'rlt/episode_count', self.on_count, LATCHED_QOS)
         self.node.create_subscription(String, 'rlt/learner_stats',
                                       lambda m: self.learner.update(json.loads(m.data)), 10)
 

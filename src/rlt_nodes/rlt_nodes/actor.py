@@ -13,7 +13,6 @@ from collections import OrderedDict
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import UInt64
 
@@ -25,11 +24,8 @@ from rlt_interfaces.msg import ActionChunk, ActorWeights, EpisodeEvent
 from rlt_interfaces.msg import RLToken as RLTokenMsg
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns
 from rlt_nodes.params import desc
+from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, LATCHED_QOS
 from rlt_nodes.spin import spin_node
-
-WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-CHUNK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class ActorNode(Node):
@@ -50,12 +46,12 @@ class ActorNode(Node):
         self.actor, self.version = None, 0
         self.tokens, self.refs, self.joints = OrderedDict(), OrderedDict(), OrderedDict()
         self.pub = self.create_publisher(ActionChunk, 'rlt/actor_chunk', CHUNK_QOS)
-        self.version_pub = self.create_publisher(UInt64, 'rlt/actor_version', WEIGHTS_QOS)
+        self.version_pub = self.create_publisher(UInt64, 'rlt/actor_version', LATCHED_QOS)
         self.create_subscription(RLTokenMsg, 'rlt/rl_token', self.on_token, CHUNK_QOS)
         self.create_subscription(ActionChunk, 'rlt/reference_chunk', self.on_reference, CHUNK_QOS)
         self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
-        self.create_subscription(ActorWeights, 'rlt/actor_weights', self.on_weights, WEIGHTS_QOS)
+        self.create_subscription(ActorWeights, 'rlt/actor_weights', self.on_weights, LATCHED_QOS)
         self.get_logger().info(f'actor: proprio normalisation from {vla_path}, '
                                f'explore={self.explore}; waiting for weights')
 

@@ -10,16 +10,13 @@ the graph comes up) does not. Progress goes to rlt/episode_count (std_msgs/UInt6
 """
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import UInt64
 from std_srvs.srv import Trigger
 
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent
 from rlt_nodes.params import desc
+from rlt_nodes.qos import EVENTS_QOS, LATCHED_QOS
 from rlt_nodes.spin import spin_node
-
-EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class EpisodeManager(Node):
@@ -31,7 +28,7 @@ class EpisodeManager(Node):
         self.wait_for = list(p('wait_for_publishers', ['rlt/transitions', 'rlt/actor_chunk'],
                                desc('topics that need a publisher before the first episode')).value)
         self.client = self.create_client(Trigger, 'sim/reset')
-        self.count_pub = self.create_publisher(UInt64, 'rlt/episode_count', LATCHED)
+        self.count_pub = self.create_publisher(UInt64, 'rlt/episode_count', LATCHED_QOS)
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
         self.create_subscription(ActionChunk, 'rlt/reference_chunk', self.on_reference, 10)
         self.ready = self.started = self.counting = False

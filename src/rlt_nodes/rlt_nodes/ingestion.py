@@ -9,17 +9,15 @@ throttled, logged reason.
 """
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
 from rlt_core.sync import StampSync, check_age, check_image, check_joint_state
 from rlt_interfaces.msg import Observation
 from rlt_nodes.conversions import stamp_ns
 from rlt_nodes.params import desc
+from rlt_nodes.qos import OBSERVATION_QOS
 from rlt_nodes.spin import spin_node
-
-OBSERVATION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-"""Newest observation wins: a busy VLA server skips what it could not process."""
 
 
 class Ingestion(Node):

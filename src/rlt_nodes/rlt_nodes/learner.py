@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from rlt_core.actor import ActorConfig, pack_weights
@@ -33,10 +32,8 @@ from rlt_core.td3 import RLTLearner, TD3Config
 from rlt_interfaces.msg import ActorWeights, Transition
 from rlt_nodes.conversions import msg_to_transition
 from rlt_nodes.params import desc
+from rlt_nodes.qos import LATCHED_QOS, TRANSITIONS_QOS
 from rlt_nodes.spin import spin_node
-
-WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class LearnerNode(Node):
@@ -79,7 +76,7 @@ class LearnerNode(Node):
         self.lock = threading.Lock()  # the replay and its counters, shared by the executor and the update thread
         self.stopping = threading.Event()
         self.updater = threading.Thread(target=self.update_loop, name='learner-updates', daemon=True)
-        self.weights_pub = self.create_publisher(ActorWeights, 'rlt/actor_weights', WEIGHTS_QOS)
+        self.weights_pub = self.create_publisher(ActorWeights, 'rlt/actor_weights', LATCHED_QOS)
         self.stats_pub = self.create_publisher(String, 'rlt/learner_stats', 10)
         self.create_subscription(Transition, 'rlt/transitions', self.on_transition, TRANSITIONS_QOS)
         self.create_timer(1.0, self.publish_stats)

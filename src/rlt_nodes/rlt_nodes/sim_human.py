@@ -9,17 +9,15 @@ It feeds nothing else: the arbiter sees only a joystick.
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64MultiArray
 
 from rlt_core.teleop import JoyMapping, action_to_axes
 from rlt_interfaces.msg import EpisodeEvent
 from rlt_nodes.params import desc
+from rlt_nodes.qos import EVENTS_QOS
 from rlt_nodes.spin import spin_node
 from rlt_sim.human import SimulatedHuman
-
-EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class SimHuman(Node):

@@ -20,7 +20,7 @@ from geometry_msgs.msg import Vector3Stamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import Trigger
@@ -28,11 +28,11 @@ from trajectory_msgs.msg import JointTrajectory
 
 from rlt_core.trajectory import InvalidCommandError, validate_trajectory
 from rlt_interfaces.msg import EpisodeEvent
+from rlt_nodes.qos import EVENTS_QOS
 from rlt_nodes.spin import spin_node
 from rlt_sim import CAMERA_NAMES, JOINT_NAMES, PegInsertionEnv, SimConfig
 from rlt_sim.cell import JOINT_RANGES_M
 
-EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 PRIVILEGED_LAYOUT = ('tip_x', 'tip_y', 'tip_z', 'hole_x', 'hole_y', 'hole_z', 'critical', 'step', 'episode_id',
                      'stamp_ns')
 """Entries of a sim/privileged message's data (stamp_ns: that of the step's joint state)."""

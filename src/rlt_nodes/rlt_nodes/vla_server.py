@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from rlt_core.runtime import default_models_dir, setup_torch
 from rlt_core.token import RLToken
@@ -20,9 +19,8 @@ from rlt_interfaces.msg import ActionChunk, Observation
 from rlt_interfaces.msg import RLToken as RLTokenMsg
 from rlt_nodes.conversions import chunk_to_msg, token_to_msg
 from rlt_nodes.params import desc
+from rlt_nodes.qos import CHUNK_QOS, OBSERVATION_QOS
 from rlt_nodes.spin import spin_node
-
-OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class VLAServer(Node):
@@ -40,10 +38,10 @@ class VLAServer(Node):
         self.token = RLToken.load(token_path).to(self.device)
         self.action_names = list(p('action_names', ['gantry_x', 'gantry_y', 'gantry_z'],
                                    desc('name of each action dimension')).value)
-        self.chunk_pub = self.create_publisher(ActionChunk, 'rlt/reference_chunk', OUTPUT_QOS)
-        self.token_pub = self.create_publisher(RLTokenMsg, 'rlt/rl_token', OUTPUT_QOS)
+        self.chunk_pub = self.create_publisher(ActionChunk, 'rlt/reference_chunk', CHUNK_QOS)
+        self.token_pub = self.create_publisher(RLTokenMsg, 'rlt/rl_token', CHUNK_QOS)
         self.create_subscription(Observation, 'rlt/observation', self.on_observation,
-                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+                                 OBSERVATION_QOS)
         self.count, self.busy_s = 0, 0.0
         self.get_logger().info(f'VLA server: {vla_path} + {token_path} on {self.device}, '
                                f'token_dim {self.token.config.token_dim}, H={self.vla.config.chunk_len}')
