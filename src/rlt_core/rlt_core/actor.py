@@ -39,8 +39,10 @@ class ActorConfig:
     the critical phase where it acts (None: one normalised unit, `action_scale`)."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the MLP (the paper: 2x256; 3x512 for the hardest task)."""
-    std: float = 0.1
-    """Fixed std of the Gaussian, in normalised action units."""
+    std: float = 0.2
+    """Fixed std of the Gaussian, in normalised action units (0.2: 1 mm per step, the critical phase's sideways
+    limit). In the sim cell (C = 4, 5 seeds) it lifted RLT's median final success from 89 to 92 % against 0.1
+    and shortened its critical phase from 0.52x to 0.50x the base's (docs/results.md)."""
     use_reference: bool = True
     """Give the reference chunk to the actor (False: the no-reference ablation)."""
     residual: float = 0.0

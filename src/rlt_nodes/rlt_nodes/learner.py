@@ -61,7 +61,8 @@ class LearnerNode(Node):
             target_range=tuple(p('target_range', list(d.target_range), desc(
                 'returns an episode can earn (sparse +1 on success); TD targets are clipped to it')).value),
             batch_size=self.batch_size, utd_ratio=self.utd_ratio)
-        self.actor_std = p('actor_std', 0.1, desc('fixed std of the actor Gaussian (normalised units)')).value
+        self.actor_std = p('actor_std', ActorConfig.std,
+                           desc('fixed std of the actor Gaussian (normalised units)')).value
         self.action_scale_m = p('action_scale_m', 0.005, desc('robot units of one normalised action unit')).value
         self.critical_max_delta = tuple(p('critical_max_delta', [0.001, 0.001, 0.005], desc(
             "the actor's output range per joint: the arbiter's critical_max_delta")).value)

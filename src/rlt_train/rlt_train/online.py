@@ -94,8 +94,8 @@ class RLTTrainConfig:
     """Weight of ||a - ref_chunk||^2 in the actor loss (1.0 holds the actor to the VLA's imprecise chunk)."""
     ref_dropout: float = TD3Config.ref_dropout
     """Fraction of actor-update samples with a zeroed reference."""
-    actor_std: float = 0.1
-    """Fixed std of the actor's Gaussian (normalised action units: 0.5 mm per step)."""
+    actor_std: float = ActorConfig.std
+    """Fixed std of the actor's Gaussian (normalised action units: 1 mm per step)."""
     target_noise: float = TD3Config.target_noise
     """Std of the TD3 smoothing noise on a' in the critic target (normalised action units)."""
     actor_lr: float = TD3Config.actor_lr

@@ -52,7 +52,7 @@ class ReadoutConfig:
     train_episodes: tuple[int, ...] = (100, 300)
     """Numbers of training episodes the probes are fit on."""
     noise_mm: float = 0.5
-    """Std of the exploration noise added to each critical-phase action, mm (RLT's actor_std 0.1)."""
+    """Std of the exploration noise added to each critical-phase action, mm (0.1 normalised units)."""
     probe_steps: int = 3000
     """Adam steps of each MLP probe (2x256)."""
     seed: int = 0
