@@ -54,7 +54,7 @@ def ros_environment() -> dict:
     return env
 
 
-def stop(procs: dict, timeout: float = 15.0):
+def stop(procs: dict, timeout: float = 30.0):
     """SIGINT to each process group, wait, SIGKILL only what did not stop."""
     for proc in procs.values():
         if proc.poll() is None:
