@@ -159,28 +159,38 @@ def summarize(episodes: list, learner: dict, args, wall_s: float) -> dict:
 
 
 def plot(episodes: list, path: Path):
+    """Rolling success, and rolling critical-phase steps by who drove them, over the episodes."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     import numpy as np
     x = np.arange(1, len(episodes) + 1)
-    success = np.array([float(e['success']) for e in episodes])
     window = max(1, min(20, len(episodes)))
-    rolling = np.convolve(success, np.ones(window) / window, mode='full')[:len(success)]
-    rolling[:window - 1] = np.cumsum(success)[:window - 1] / np.arange(1, window)
+
+    def rolling(values):  # the mean over the last `window` episodes (fewer at the start)
+        total = np.cumsum(np.asarray(values, dtype=float))
+        ahead = np.concatenate([np.zeros(window), total[:-window]])[:len(total)]
+        return (total - ahead) / np.minimum(x, window)
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(x, rolling, '-', label=f'success (rolling {window})')
+    ax1.plot(x, rolling([e['success'] for e in episodes]), '-', label=f'success (rolling {window})')
     warm = [i + 1 for i, e in enumerate(episodes) if e['warmup']]
     if warm:
         ax1.axvspan(0.5, max(warm) + 0.5, color='gray', alpha=0.2, label='warmup (VLA)')
-    ax1.set(xlabel='episode', ylabel='success rate', ylim=(0, 1.02), title='RLT online (ROS graph)')
-    ax2.plot(x, [e['critical_steps'] for e in episodes], '.-', label='critical-phase steps')
-    ax2.plot(x, [e['steps_by_source']['actor'] for e in episodes], '.', label='actor steps')
-    ax2.plot(x, [e['steps_by_source']['human'] for e in episodes], 'x', label='human steps')
-    ax2.set(xlabel='episode', ylabel='steps')
+    taken = [i + 1 for i, e in enumerate(episodes) if e['intervention']]
+    if taken:
+        ax1.plot(taken, np.full(len(taken), 1.0), '|', color='tab:red', label='human takeover')
+    ax1.set(xlabel='episode', ylabel='success rate', ylim=(0, 1.05), title='RLT online (ROS graph)')
+    critical = [e['critical_steps'] for e in episodes]
+    ax2.plot(x, critical, '.', color='tab:blue', alpha=0.2, markersize=3)
+    ax2.plot(x, rolling(critical), '-', color='tab:blue', label=f'critical-phase steps (rolling {window})')
+    for source, color in (('actor', 'tab:orange'), ('human', 'tab:green'), ('hold', 'tab:gray')):
+        ax2.plot(x, rolling([e['steps_by_source'][source] for e in episodes]), '-', color=color,
+                 label=f'{source} steps (rolling {window})')
+    ax2.set(xlabel='episode', ylabel='steps per episode', ylim=(0, None))
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
