@@ -15,11 +15,14 @@ compare.
 """
 
 import argparse
+import copy
 import json
 import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rlt_core.actor import ActorConfig
@@ -93,6 +96,65 @@ def replay_matmuls(calls, device, repeats: int = 20) -> float:
     return float(np.median(times[3:]))
 
 
+class NaiveTD3:
+    """The learner's update written the plain way, as CleanRL's TD3 writes it: `nn.Sequential` networks,
+    two separate critics, autograd's `backward()`, `torch.optim.Adam`, a Polyak loop over parameters.
+    The same math as `RLTLearner.update` (target, losses, 2 critic : 1 actor), for comparison only."""
+
+    def __init__(self, cfg: ActorConfig, td3: TD3Config, device='cpu'):
+        def net(in_dim, hidden, out_dim, layer_norm=False):
+            layers, d = [], in_dim
+            for h in hidden:
+                layers += [nn.Linear(d, h), *([nn.LayerNorm(h)] if layer_norm else []), nn.ReLU()]
+                d = h
+            return nn.Sequential(*layers, nn.Linear(d, out_dim)).to(device)
+        self.td3 = td3
+        in_dim = cfg.state_dim + cfg.chunk_size
+        self.actor = net(in_dim, cfg.hidden, cfg.chunk_size)
+        self.q1, self.q2 = (net(in_dim, td3.critic_hidden, 1, td3.critic_layer_norm) for _ in range(2))
+        self.actor_t, self.q1_t, self.q2_t = (copy.deepcopy(m) for m in (self.actor, self.q1, self.q2))
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=td3.actor_lr)
+        self.q_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=td3.critic_lr)
+        self.bound = torch.tensor(cfg.bound, device=device).repeat(cfg.chunk_len)
+        self.num_updates = 0
+
+    def pi(self, actor, x, ref):
+        return self.bound * torch.tanh(actor(torch.cat([x, ref], 1)))
+
+    def critic_loss(self, b, noise):
+        td3 = self.td3
+        with torch.no_grad():
+            next_a = torch.clamp(self.pi(self.actor_t, b['x2'], b['ref2']) + noise, -self.bound, self.bound)
+            next_q = torch.min(self.q1_t(torch.cat([b['x2'], next_a], 1)),
+                               self.q2_t(torch.cat([b['x2'], next_a], 1))).squeeze(1)
+            discounts = td3.gamma ** torch.arange(b['r'].shape[1], device=noise.device)
+            q_hat = (b['r'] * discounts).sum(1) + (1 - b['done']) * td3.gamma ** b['n'] * next_q
+            q_hat = q_hat.clamp(*td3.target_range)
+        q_in = torch.cat([b['x'], b['a']], 1)
+        return F.mse_loss(self.q1(q_in).squeeze(1), q_hat) + F.mse_loss(self.q2(q_in).squeeze(1), q_hat)
+
+    def actor_loss(self, b, keep):
+        a = self.pi(self.actor, b['x'], b['ref'] * keep)
+        return (-self.q1(torch.cat([b['x'], a], 1)).squeeze(1) + self.td3.beta * ((a - b['ref']) ** 2).sum(1)).mean()
+
+    def update(self, b: dict):
+        td3 = self.td3
+        self.num_updates += 1
+        noise = (torch.randn_like(b['a']) * td3.target_noise).clamp(-td3.noise_clip, td3.noise_clip)
+        self.q_opt.zero_grad()
+        self.critic_loss(b, noise).backward()
+        self.q_opt.step()
+        if self.num_updates % td3.critic_updates_per_actor == 0:
+            keep = (torch.rand(len(b['x']), 1, device=noise.device) >= td3.ref_dropout).float()
+            self.actor_opt.zero_grad()
+            self.actor_loss(b, keep).backward()
+            self.actor_opt.step()
+            with torch.no_grad():
+                for net, target in ((self.q1, self.q1_t), (self.q2, self.q2_t), (self.actor, self.actor_t)):
+                    for p, tp in zip(net.parameters(), target.parameters(), strict=True):
+                        tp.data.copy_(td3.tau * p.data + (1 - td3.tau) * tp.data)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--threads', type=int, default=2)
@@ -130,26 +192,36 @@ def main(argv=None):
             next_reference_chunk=rng.uniform(-0.005, 0.005, (args.chunk_len, 3)).astype(np.float32),
             done=bool(rng.random() < 0.05), source=1, episode_id=i // 50))
 
-    def run(n):
+    def run(n, update=learner.update):  # batches sampled and normalised as the learner does, for both
         for _ in range(n):
-            learner.update(learner.prepare(replay.sample(args.batch_size, learner.generator)))
+            update(learner.prepare(replay.sample(args.batch_size, learner.generator)))
 
+    def timed(n, update):
+        synchronize(device)
+        t0 = time.perf_counter()
+        run(n, update)
+        synchronize(device)
+        return n / (time.perf_counter() - t0)
+
+    naive = NaiveTD3(cfg, td3, device=args.device)
     run(50)
+    run(20, naive.update)
     cycle = td3.critic_updates_per_actor  # updates from one actor step to the next
     eager = RLTLearner(cfg, td3, seed=0, device=args.device)
     calls = record_matmuls(eager, [replay.sample(args.batch_size, eager.generator) for _ in range(cycle)])
     flops = matmul_flops(calls) / cycle
-    peaks, alone, rates = [], [], []
+    peaks, alone, naive_rates, rates = [], [], [], []
     for _ in range(args.repeats):
         peaks.append(matmul_peak_gflops(n=4096 if device.type == 'cuda' else 1024, device=device))
         alone.append(cycle / replay_matmuls(calls, device))
-        synchronize(device)
-        t0 = time.perf_counter()
-        run(args.updates)
-        synchronize(device)
-        rates.append(args.updates / (time.perf_counter() - t0))
-    ratios = [rate / (peak * 1e9 / flops) for peak, rate in zip(peaks, rates, strict=True)]
-    peak, measured = float(np.median(peaks)), float(np.median(rates))
+        naive_rates.append(timed(args.updates // 2, naive.update))
+        rates.append(timed(args.updates, learner.update))
+    limits = [peak * 1e9 / flops for peak in peaks]  # updates/s, per repeat
+
+    def of_limit(values):
+        return [v / limit for v, limit in zip(values, limits, strict=True)]
+    ratios = of_limit(rates)
+    peak, measured, naive_rate = (float(np.median(v)) for v in (peaks, rates, naive_rates))
     print(f'device {args.device}, threads {args.threads}, batch {args.batch_size}, state {args.state_dim}, '
           f'MLPs {td3.critic_hidden}{" with LayerNorm" if td3.critic_layer_norm else ""}, chunk {args.chunk_len}x3, '
           f'{"compiled" if args.compile else "eager"}')
@@ -158,8 +230,11 @@ def main(argv=None):
           'sampling, LayerNorm, Adam not counted)')
     print(f'limit                  {peak * 1e9 / flops:8.1f} updates/s')
     print(f'matmuls alone          {float(np.median(alone)):8.1f} updates/s (replayed at their shapes, '
-          f'{float(np.median([a / (p * 1e9 / flops) for p, a in zip(peaks, alone, strict=True)])):.2f} of the limit)')
-    print(f'measured               {measured:8.1f} updates/s (median of {args.repeats} x {args.updates})')
+          f'{float(np.median(of_limit(alone))):.2f} of the limit)')
+    print(f'naive PyTorch loop     {naive_rate:8.1f} updates/s (NaiveTD3, median of {args.repeats} x '
+          f'{args.updates // 2}; {float(np.median(of_limit(naive_rates))):.2f} of the limit)')
+    print(f'measured               {measured:8.1f} updates/s (median of {args.repeats} x {args.updates}; '
+          f'{measured / naive_rate:.2f}x the naive loop)')
     print(f'ratio                  {float(np.median(ratios)):8.2f} of the limit (median over repeats, '
           f'{min(ratios):.2f}-{max(ratios):.2f})')
 
