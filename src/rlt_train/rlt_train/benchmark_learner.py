@@ -7,9 +7,10 @@ that one critic:actor cycle of eager `RLTLearner.update` calls runs (their shape
 the dispatcher) and counts their FLOPs, and times real updates on batches sampled from a filled
 replay buffer (sampling on the CPU, as in the learner node). Each repeat measures the peak, the
 recorded matmuls alone replayed at their shapes (what any update made of these library matmuls
-costs at least), and then the updates/s, back to back, so that all three see the same machine;
-prints the medians of the peak, the implied limit in updates/s, the matmuls-alone rate, the
-measured updates/s and their ratio to the limit, with its range. On a GPU these tiny networks are
+costs at least), the updates/s of `NaiveTD3` (the same update written the plain way) and then the
+learner's updates/s, back to back, so that all see the same machine; prints the medians of the
+peak, the implied limit in updates/s, the matmuls-alone and naive rates, the measured updates/s
+and their ratio to the limit, with its range. On a GPU these tiny networks are
 bound by kernel launches, not by FLOPs, so the ratio is small there; updates/s is the figure to
 compare.
 """
@@ -129,7 +130,7 @@ class NaiveTD3:
                                self.q2_t(torch.cat([b['x2'], next_a], 1))).squeeze(1)
             discounts = td3.gamma ** torch.arange(b['r'].shape[1], device=noise.device)
             q_hat = (b['r'] * discounts).sum(1) + (1 - b['done']) * td3.gamma ** b['n'] * next_q
-            q_hat = q_hat.clamp(*td3.target_range)
+            q_hat = q_hat if td3.target_range is None else q_hat.clamp(*td3.target_range)
         q_in = torch.cat([b['x'], b['a']], 1)
         return F.mse_loss(self.q1(q_in).squeeze(1), q_hat) + F.mse_loss(self.q2(q_in).squeeze(1), q_hat)
 
