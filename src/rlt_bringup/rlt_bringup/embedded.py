@@ -12,6 +12,7 @@ ROS discovery stays on this machine unless ROS_AUTOMATIC_DISCOVERY_RANGE says ot
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -67,8 +68,11 @@ def stop(procs: dict, timeout: float = 30.0):
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            print(f'rlt: {name} did not stop within {timeout:.0f} s of SIGINT; killed (its DDS files in /dev/shm '
-                  'stay behind)', file=sys.stderr)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGUSR1)  # its threads' stacks into its log (rlt_nodes.spin)
+                time.sleep(1.0)
+            print(f'rlt: {name} did not stop within {timeout:.0f} s of SIGINT; killed (where its threads were is '
+                  f'in its log; its DDS files in /dev/shm stay behind)', file=sys.stderr)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 

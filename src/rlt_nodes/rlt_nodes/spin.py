@@ -1,5 +1,7 @@
 """The one `main()` shape every rlt node uses: init, spin one node, shut down cleanly on Ctrl-C."""
 
+import faulthandler
+import signal
 import time
 
 import rclpy
@@ -7,6 +9,9 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 
 def spin_node(node_class, args=None):
+    # A node that does not stop on SIGINT gets a SIGUSR1 from the runner before its SIGKILL: every thread's
+    # stack then goes to stderr, the node's log.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args)
     node = None
     try:
