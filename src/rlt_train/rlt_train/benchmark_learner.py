@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from rlt_core.actor import ActorConfig
+from rlt_core.actor import ActorConfig, mlp
 from rlt_core.replay import ReplayBuffer, Transition
 from rlt_core.rl_state import ProprioNormalization
 from rlt_core.runtime import default_models_dir, synchronize
@@ -103,16 +103,16 @@ class NaiveTD3:
     The same math as `RLTLearner.update` (target, losses, 2 critic : 1 actor), for comparison only."""
 
     def __init__(self, cfg: ActorConfig, td3: TD3Config, device='cpu'):
-        def net(in_dim, hidden, out_dim, layer_norm=False):
+        def critic(in_dim):
             layers, d = [], in_dim
-            for h in hidden:
-                layers += [nn.Linear(d, h), *([nn.LayerNorm(h)] if layer_norm else []), nn.ReLU()]
+            for h in td3.critic_hidden:
+                layers += [nn.Linear(d, h), *([nn.LayerNorm(h)] if td3.critic_layer_norm else []), nn.ReLU()]
                 d = h
-            return nn.Sequential(*layers, nn.Linear(d, out_dim)).to(device)
+            return nn.Sequential(*layers, nn.Linear(d, 1)).to(device)
         self.td3 = td3
         in_dim = cfg.state_dim + cfg.chunk_size
-        self.actor = net(in_dim, cfg.hidden, cfg.chunk_size)
-        self.q1, self.q2 = (net(in_dim, td3.critic_hidden, 1, td3.critic_layer_norm) for _ in range(2))
+        self.actor = mlp(in_dim, cfg.hidden, cfg.chunk_size).to(device)  # the layers of `Actor.net`
+        self.q1, self.q2 = critic(in_dim), critic(in_dim)
         self.actor_t, self.q1_t, self.q2_t = (copy.deepcopy(m) for m in (self.actor, self.q1, self.q2))
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=td3.actor_lr)
         self.q_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=td3.critic_lr)
