@@ -80,6 +80,8 @@ class EpisodeStats:
     chunks_by_source: dict = field(default_factory=lambda: {'vla': 0, 'actor': 0, 'human': 0})
     transitions: int = 0
     approximated_states: int = 0
+    unrecorded_transitions: int = 0
+    """Critical-phase windows that could not be recorded: the VLA had not yet computed any state."""
 
     @property
     def intervention(self) -> bool:
@@ -89,7 +91,8 @@ class EpisodeStats:
         return {'episode_id': self.episode_id, 'warmup': self.warmup, 'success': self.success,
                 'steps': self.steps, 'critical_steps': self.critical_steps, 'intervention': self.intervention,
                 'steps_by_source': dict(self.steps_by_source), 'chunks_by_source': dict(self.chunks_by_source),
-                'transitions': self.transitions, 'approximated_states': self.approximated_states}
+                'transitions': self.transitions, 'approximated_states': self.approximated_states,
+                'unrecorded_transitions': self.unrecorded_transitions}
 
 
 class ChunkArbiter:
@@ -145,6 +148,8 @@ class ChunkArbiter:
 
     def start_episode(self, episode_id: int, stamp_ns: int = -1):
         """A new episode begins; its first observation is the next one stamped after `stamp_ns`."""
+        if self.active:
+            self._close_unfinished()
         self.episode_id = episode_id
         self.start_stamp = int(stamp_ns)
         self.episodes_started += 1
@@ -178,6 +183,17 @@ class ChunkArbiter:
         self.end_time = now
         self._settle_final()
         self._progress(now)
+
+    def _close_unfinished(self):
+        """The next episode starts before this one settled (its end never arrived, or its final observation
+        never did): it ends at its latest observation, truncated unless its end said otherwise, and what it
+        recorded is kept and reported."""
+        if self.end_step is None:
+            self.success = self.terminated = False
+        self.end_step = self.n if self.end_step is None else min(self.end_step, self.n)
+        self.end_time = -np.inf if self.end_time is None else self.end_time
+        self._settle_final()
+        self._flush(np.inf)
 
     def _settle_final(self):
         if self.final is None and self.n >= self.end_step:
@@ -374,7 +390,7 @@ class ChunkArbiter:
             if self.end_step is None and (len(self.steps) < 2 or self.steps[1].action is None):
                 return  # its reward is known once the step after it, or the episode's end, is
             step = self.steps[0]
-            needs = step.critical and self.builder.needs_observation()
+            critical, needs = step.critical, step.critical and self.builder.needs_observation()
             x = ref = None
             if needs:
                 found = self._state_for(step.stamp)
@@ -382,12 +398,14 @@ class ChunkArbiter:
                     if self.final is None or now - self.end_time < self.final_wait_s:
                         return
                     found = self._latest_state()
-                    if found is None:
-                        return
-                x, ref, exact = found
-                self.stats.approximated_states += int(not exact)
+                if found is None:  # the VLA has computed nothing yet: no window can start here
+                    critical = False
+                    self.stats.unrecorded_transitions += 1
+                else:
+                    x, ref, exact = found
+                    self.stats.approximated_states += int(not exact)
             self._transitions += self._count(self.builder.record(step.action, step.reward, step.source,
-                                                                 step.critical, x=x, ref=ref))
+                                                                 critical, x=x, ref=ref))
             self.steps.pop(0)
         if self.final is None and self.end_step is not None and self.n >= self.end_step and not self.steps:
             self._finish_stats()  # the episode ended before its first observation

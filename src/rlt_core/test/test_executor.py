@@ -202,3 +202,33 @@ def test_next_chunk_is_decided_on_the_observation_where_the_previous_one_runs_ou
     # o_{C+1} arrived with the chunk exhausted: the new chunk waits for o_{C+1}'s inputs, not o_C's.
     (second,), _, _ = arb.take()
     assert second.stamp_ns == (C + 1) * 1000
+
+
+def test_every_started_episode_is_reported_even_before_the_vla_answers():
+    """A slow VLA start: the first (warmup) episode runs its critical phase before any inputs exist, so none
+    of its steps can be recorded. It still ends and is reported, as is an episode the next one's start
+    interrupts before its end was heard of; the warmup flags follow the order in which episodes started."""
+    arb = make(warmup=1)
+    robot = FakeRobot(arb)
+    arb.start_episode(0, stamp_ns=0)
+    arb.set_phase_signal(True, now=0.0)
+    for _ in range(6):
+        robot.tick(inputs=False)
+    arb.end_episode(success=False, final_step=6, now=robot.t * 0.05)
+    for _ in range(30):  # past the final wait: still no inputs
+        robot.tick(inputs=False)
+    assert [s.episode_id for s in robot.finished] == [0]
+    first = robot.finished[0]
+    assert first.warmup and first.critical_steps == 5 and first.transitions == 0
+    assert first.unrecorded_transitions == 3  # the stride-2 windows of o_1..o_5
+    arb.start_episode(1, stamp_ns=robot.t * 1000)
+    arb.set_phase_signal(True, now=robot.t * 0.05)
+    for _ in range(9):
+        robot.tick()
+    arb.start_episode(2, stamp_ns=robot.t * 1000)  # episode 1's end never arrived
+    robot.collect()
+    assert [s.episode_id for s in robot.finished] == [0, 1]
+    second = robot.finished[1]
+    assert not second.warmup and not second.success and second.steps == 8 and second.transitions > 0
+    ep1 = [t for t in robot.transitions if t.episode_id == 1]
+    assert ep1[-1].truncated and not ep1[-1].done
