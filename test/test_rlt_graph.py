@@ -76,7 +76,8 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
     node.create_subscription(Transition, 'rlt/transitions', transitions.append, RELIABLE)
     node.create_subscription(UInt64, 'rlt/actor_version', lambda m: versions.append(m.data), LATCHED_QOS)
     node.create_subscription(JointState, 'joint_states', joints.append, 100)
-    node.create_subscription(String, 'rlt/episode_stats', lambda m: stats.append(json.loads(m.data)), RELIABLE)
+    # Latched (the last 100): the warmup episode's line can be published before this node is discovered.
+    node.create_subscription(String, 'rlt/episode_stats', lambda m: stats.append(json.loads(m.data)), STATS_QOS)
     node.create_subscription(String, 'rlt/learner_stats', lambda m: learner_stats.append(json.loads(m.data)), 10)
     joy = node.create_publisher(Joy, 'joy', 10)
 
