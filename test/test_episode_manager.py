@@ -15,7 +15,7 @@ INSTALL = os.path.join(os.path.dirname(__file__), '..', 'install')
 def test_the_simulators_start_up_episode_does_not_count(processes, test_node):
     """The sim runs an episode of its own from start-up; while the graph comes up (the sim refuses
     resets until `episode_follower` subscribes) it times out. The manager counts only what follows."""
-    exe = os.path.join(INSTALL, 'rlt_nodes', 'lib', 'rlt_nodes')
+    exe = os.path.join(INSTALL, 'rlt_sim_nodes', 'lib', 'rlt_sim_nodes')
     node = test_node.node
     events, counts = [], []
     node.create_subscription(EpisodeEvent, 'episode/events', events.append, EVENTS_QOS)

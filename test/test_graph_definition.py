@@ -10,19 +10,23 @@ import yaml
 from rlt_bringup import graph
 
 ROOT = Path(__file__).resolve().parents[1]
-NODES_SRC = ROOT / 'src' / 'rlt_nodes'
 CONFIG = ROOT / 'src' / 'rlt_bringup' / 'config'
 
 
 def console_scripts() -> dict:
-    """name -> module of rlt_nodes' console_scripts, read from its setup.py."""
-    text = (NODES_SRC / 'setup.py').read_text()
-    return dict(re.findall(r"'(\w+) = rlt_nodes\.(\w+):main'", text))
+    """name -> (package, module) of the node packages' console_scripts, read from their setup.py."""
+    scripts = {}
+    for package in ('rlt_nodes', 'rlt_sim_nodes'):
+        text = (ROOT / 'src' / package / 'setup.py').read_text()
+        scripts.update({name: (package, module) for name, module in
+                        re.findall(rf"'(\w+) = {package}\.(\w+):main'", text)})
+    return scripts
 
 
-def declared_parameters(module: str) -> set:
+def declared_parameters(script: tuple[str, str]) -> set:
     """Parameter names a node declares: p('name', ...) / self.declare_parameter('name', ...)."""
-    tree = ast.parse((NODES_SRC / 'rlt_nodes' / f'{module}.py').read_text())
+    package, module = script
+    tree = ast.parse((ROOT / 'src' / package / package / f'{module}.py').read_text())
     names = set()
     for call in ast.walk(tree):
         if isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Constant):
@@ -37,8 +41,8 @@ def declared_parameters(module: str) -> set:
 def test_every_node_is_an_installed_console_script(variant):
     scripts = console_scripts()
     for spec in graph.nodes(variant):
-        assert spec.package == 'rlt_nodes' and spec.executable in scripts, spec
-        installed = ROOT / 'install' / 'rlt_nodes' / 'lib' / 'rlt_nodes' / spec.executable
+        assert scripts[spec.executable][0] == spec.package, spec
+        installed = ROOT / 'install' / spec.package / 'lib' / spec.package / spec.executable
         assert installed.exists(), f'{installed} missing: rebuild with ./rlt setup'
         for f in spec.param_files:
             assert (CONFIG / f).exists(), f
@@ -61,7 +65,7 @@ def test_parameter_files_are_keyed_by_graph_nodes_and_declare_only_known_paramet
 
 def test_the_graph_runs_the_libraries_default_chunk():
     """The arbiter's C in the graph's config is the C that training and the actor default to."""
-    from rlt_core.actor import CHUNK_LEN
+    from rlt_core.rl.actor import CHUNK_LEN
     for f in sorted(CONFIG.glob('*.yaml')):
         arbiter = yaml.safe_load(f.read_text()).get('arbiter', {}).get('ros__parameters', {})
         assert arbiter.get('chunk_len', CHUNK_LEN) == CHUNK_LEN, f'{f.name}: chunk_len {arbiter["chunk_len"]}'
@@ -69,7 +73,7 @@ def test_the_graph_runs_the_libraries_default_chunk():
 
 def test_the_graph_learns_with_the_libraries_defaults():
     """The learner's hyper-parameters in the graph's config are TD3Config's defaults, which train_rlt uses too."""
-    from rlt_core.td3 import TD3Config
+    from rlt_core.rl.td3 import TD3Config
     names = {'hidden': 'critic_hidden'}  # node parameter -> TD3Config field, where they differ
     d = TD3Config()
     for f in sorted(CONFIG.glob('*.yaml')):

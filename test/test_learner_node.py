@@ -6,7 +6,7 @@ import numpy as np
 from conftest import HELPERS, replay_records
 from std_msgs.msg import String
 
-from rlt_core.replay import Transition
+from rlt_core.rl.replay import Transition
 from rlt_interfaces.msg import Transition as TransitionMsg
 from rlt_nodes.conversions import transition_to_msg
 from rlt_nodes.qos import TRANSITIONS_QOS

@@ -29,7 +29,7 @@ def _trajectory(names, points, dt=0.05):
 
 def test_sim_robot_follows_trajectories_publishes_images_and_refuses_bad_commands(processes, test_node):
     sim = processes.spawn(
-        os.path.join(INSTALL, 'rlt_nodes', 'lib', 'rlt_nodes', 'sim_robot'),
+        os.path.join(INSTALL, 'rlt_sim_nodes', 'lib', 'rlt_sim_nodes', 'sim_robot'),
         '--ros-args', '-p', 'seed:=3', '-p', 'image_size:=64', '-p', 'wait_for_subscribers:=[episode_follower]')
     node = test_node.node
     joints, images, events = [], {}, []

@@ -19,9 +19,9 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
-            'train_vla = rlt_train.vla:main',
-            'train_rl_token = rlt_train.token:main',
-            'train_rlt = rlt_train.online:main',
+            'train_vla = rlt_train.train_vla:main',
+            'train_rl_token = rlt_train.train_rl_token:main',
+            'train_rlt = rlt_train.train_rlt:main',
             'rlt_demo_replay = rlt_train.demo_replay:main',
             'rlt_ablations = rlt_train.ablations:main',
             'benchmark_vla = rlt_train.benchmark_vla:main',

@@ -5,7 +5,7 @@ Prints 'first update started' when that update begins. Used by test_learner_node
 
 import time
 
-from rlt_core.td3 import RLTLearner
+from rlt_core.rl.td3 import RLTLearner
 from rlt_nodes import learner
 
 FIRST_UPDATE_S = 8.0

@@ -71,7 +71,8 @@ def nodes(variant: str = 'sim', overrides: dict | None = None, core_only: bool =
     for name in names:
         files = (('rlt.yaml',) if name in CORE else ()) + (variant_file,)
         files += ('sim_robot.yaml',) if name == 'sim_robot' else ()
-        specs.append(NodeSpec('rlt_nodes', name, name, files, dict(overrides.get(name, {}))))
+        package = 'rlt_nodes' if name in CORE else 'rlt_sim_nodes'
+        specs.append(NodeSpec(package, name, name, files, dict(overrides.get(name, {}))))
     return specs
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 def make_tiny_models(directory) -> tuple[str, str]:
     import torch
 
-    from rlt_core.token import RLToken, RLTokenConfig
-    from rlt_core.vla.small_vla import SmallVLA, SmallVLAConfig
+    from rlt_core.models.rl_token import RLToken, RLTokenConfig
+    from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
     torch.manual_seed(0)
     directory = Path(directory)
     config = SmallVLAConfig(stem_channels=(8, 16, 32, 64), d_model=32, n_layers=1, n_heads=4,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rlt_core.actor import Actor, ActorConfig, load_actor, pack_weights, save_actor, unpack_weights
+from rlt_core.rl.actor import Actor, ActorConfig, load_actor, pack_weights, save_actor, unpack_weights
 
 
 def _actor(**kw):

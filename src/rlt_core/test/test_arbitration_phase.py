@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlt_core.arbitration import arbitrate
-from rlt_core.phase import CriticalPhase, PhaseConfig, PhaseDetector
-from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA
-from rlt_core.safety import ActionLimits, InvalidChunkError
+from rlt_core.control.arbitration import arbitrate
+from rlt_core.control.phase import CriticalPhase, PhaseConfig, PhaseDetector
+from rlt_core.control.safety import ActionLimits, InvalidChunkError
+from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA
 
 LIMITS = ActionLimits.symmetric([1.0, 1.0])
 VLA, ACTOR, HUMAN = np.zeros((3, 2)), np.full((3, 2), 0.5), np.full((3, 2), -2.0)

@@ -8,12 +8,12 @@ last two tests also check that the GPU computes what the CPU does.
 import pytest
 import torch
 
-from rlt_core.actor import ActorConfig
+from rlt_core.models.rl_token import RLToken, RLTokenConfig
+from rlt_core.models.vla.backbone import Observation
+from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
+from rlt_core.rl.actor import ActorConfig
+from rlt_core.rl.td3 import RLTLearner
 from rlt_core.runtime import default_models_dir
-from rlt_core.td3 import RLTLearner
-from rlt_core.token import RLToken, RLTokenConfig
-from rlt_core.vla.backbone import Observation
-from rlt_core.vla.small_vla import SmallVLA, SmallVLAConfig
 
 
 def test_vla_and_token_keep_every_tensor_on_the_models_device():

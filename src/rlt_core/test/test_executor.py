@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from rlt_core.executor import ChunkArbiter
-from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA
-from rlt_core.safety import ActionLimits
+from rlt_core.control.engine import ChunkArbiter
+from rlt_core.control.safety import ActionLimits
+from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA
 
 C, A, D = 4, 3, 0.005
 LOW, HIGH = np.array([-0.06, -0.06, -0.07]), np.array([0.06, 0.06, 0.04])

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from rlt_core.rl_state import ProprioNormalization, rl_state
-from rlt_core.schedule import updates_allowed
-from rlt_core.sync import StampSync, check_age, check_image, check_joint_state
-from rlt_core.teleop import ButtonEdges, JoyMapping, action_to_axes, joy_action
+from rlt_core.control.sync import StampSync, check_age, check_image, check_joint_state
+from rlt_core.control.teleop import ButtonEdges, JoyMapping, action_to_axes, joy_action
+from rlt_core.rl.rl_state import ProprioNormalization, rl_state
+from rlt_core.rl.schedule import updates_allowed
 
 
 def test_rl_state_normalises_proprio_like_the_vla(tmp_path):

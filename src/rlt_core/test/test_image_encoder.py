@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlt_core.actor import ActorConfig
-from rlt_core.image_encoder import FrameStore, ImageEncoder, downsample, draw_shifts, random_shift
-from rlt_core.td3 import RLTLearner, TD3Config
+from rlt_core.models.image_encoder import FrameStore, ImageEncoder, downsample, draw_shifts, random_shift
+from rlt_core.rl.actor import ActorConfig
+from rlt_core.rl.td3 import RLTLearner, TD3Config
 
 
 def test_random_shift_is_a_crop_of_the_replicated_image():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlt_core.replay import SOURCE_ACTOR, SOURCE_DEMO, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer, Transition
-from rlt_core.transitions import TransitionBuilder
+from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_DEMO, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer, Transition
+from rlt_core.rl.transitions import TransitionBuilder
 
 
 def _t(i, source=SOURCE_ACTOR, n=2):

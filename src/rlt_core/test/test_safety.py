@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rlt_core.safety import ActionLimits, InvalidChunkError, clip_chunk, validate_chunk
+from rlt_core.control.safety import ActionLimits, InvalidChunkError, clip_chunk, validate_chunk
 
 
 def test_validate_reshapes_flat_data_row_major():

@@ -3,8 +3,8 @@ import warnings
 import pytest
 import torch
 
-from rlt_core.actor import ActorConfig
-from rlt_core.td3 import Adam, RLTLearner, TD3Config, TwinCritic, chunked_td_target, soft_update
+from rlt_core.rl.actor import ActorConfig
+from rlt_core.rl.td3 import Adam, RLTLearner, TD3Config, TwinCritic, chunked_td_target, soft_update
 
 
 def test_chunked_td_target_by_hand():

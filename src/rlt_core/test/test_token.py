@@ -2,8 +2,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from rlt_core.token import RLToken, RLTokenConfig
-from rlt_core.vla.backbone import Observation
+from rlt_core.models.rl_token import RLToken, RLTokenConfig
+from rlt_core.models.vla.backbone import Observation
 
 
 def _fit(token, z, mask, steps=150):
@@ -96,7 +96,7 @@ def test_whitening_gives_a_small_direction_unit_scale(tmp_path):
 
 def test_token_trains_on_tiny_pi0_embeddings():
     pytest.importorskip('transformers')
-    from rlt_core.vla.pi0 import Pi0Backbone
+    from rlt_core.models.vla.pi0 import Pi0Backbone
 
     vla = Pi0Backbone.tiny(camera_names=('wrist_left', 'wrist_right'), proprio_dim=6, action_dim=3, chunk_len=10,
                            seed=0).freeze()

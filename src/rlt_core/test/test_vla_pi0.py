@@ -6,8 +6,8 @@ import torch
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 pytest.importorskip('transformers')
 
-from rlt_core.vla.backbone import Observation  # noqa: E402
-from rlt_core.vla.pi0 import Pi0Backbone  # noqa: E402
+from rlt_core.models.vla.backbone import Observation  # noqa: E402
+from rlt_core.models.vla.pi0 import Pi0Backbone  # noqa: E402
 
 CAMERAS = ('front', 'wrist', 'side')
 STATS = dict(state_mean=[0.1] * 6, state_std=[2.0] * 6,

@@ -2,7 +2,7 @@
 
 Matches rlt/rl_token and rlt/reference_chunk by stamp, builds x = (z_rl, normalised proprio)
 (proprio from the joint state of the same stamp, normalised as the frozen VLA's checkpoint
-says: `rlt_core.rl_state`) and, in the critical phase and once it has weights, publishes the
+says: `rlt_core.rl.rl_state`) and, in the critical phase and once it has weights, publishes the
 refined chunk on rlt/actor_chunk (SOURCE_ACTOR, stamped like the observation). Weights arrive
 on rlt/actor_weights (latched); a message whose SHA-256 or shapes do not check out, or whose
 version is not newer than the current one, is refused with a logged reason; the version in use
@@ -16,9 +16,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import UInt64
 
-from rlt_core.actor import unpack_weights
-from rlt_core.phase import CriticalPhase
-from rlt_core.rl_state import ProprioNormalization, rl_state
+from rlt_core.control.phase import CriticalPhase
+from rlt_core.rl.actor import unpack_weights
+from rlt_core.rl.rl_state import ProprioNormalization, rl_state
 from rlt_core.runtime import default_models_dir, setup_torch
 from rlt_interfaces.msg import ActionChunk, ActorWeights, EpisodeEvent
 from rlt_interfaces.msg import RLToken as RLTokenMsg

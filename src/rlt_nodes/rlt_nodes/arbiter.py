@@ -1,7 +1,7 @@
 """Teleop arbiter: decides who drives each chunk, commands the robot, records transitions.
 
-Priority human > warmup VLA > actor > VLA (`rlt_core.arbitration.arbitrate`, driven by
-`rlt_core.executor.ChunkArbiter` on the robot's own clock: one control step per joint state).
+Priority human > warmup VLA > actor > VLA (`rlt_core.control.arbitration.arbitrate`, driven by
+`rlt_core.control.engine.ChunkArbiter` on the robot's own clock: one control step per joint state).
 At each chunk boundary the executed chunk goes to `/<controller_name>/joint_trajectory` as
 absolute joint positions, one point per control step, from the current command target, within
 the per-step limits (`max_delta`; `critical_max_delta` for a chunk decided in the critical phase,
@@ -32,12 +32,12 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
-from rlt_core.actor import CHUNK_LEN
-from rlt_core.executor import SOURCE_NAMES, ChunkArbiter
-from rlt_core.rl_state import ProprioNormalization, rl_state
+from rlt_core.control.engine import SOURCE_NAMES, ChunkArbiter
+from rlt_core.control.safety import ActionLimits
+from rlt_core.control.teleop import ButtonEdges, JoyMapping, joy_action
+from rlt_core.rl.actor import CHUNK_LEN
+from rlt_core.rl.rl_state import ProprioNormalization, rl_state
 from rlt_core.runtime import default_models_dir
-from rlt_core.safety import ActionLimits
-from rlt_core.teleop import ButtonEdges, JoyMapping, joy_action
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, Transition
 from rlt_interfaces.msg import RLToken as RLTokenMsg
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns, transition_to_msg

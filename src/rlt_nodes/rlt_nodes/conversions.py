@@ -8,8 +8,8 @@ import array
 
 import numpy as np
 
-from rlt_core.replay import Transition
-from rlt_core.safety import validate_chunk
+from rlt_core.control.safety import validate_chunk
+from rlt_core.rl.replay import Transition
 from rlt_interfaces.msg import ActionChunk, RLToken
 from rlt_interfaces.msg import Transition as TransitionMsg
 

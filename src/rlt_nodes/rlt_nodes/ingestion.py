@@ -12,7 +12,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
-from rlt_core.sync import StampSync, check_age, check_image, check_joint_state
+from rlt_core.control.sync import StampSync, check_age, check_image, check_joint_state
 from rlt_interfaces.msg import Observation
 from rlt_nodes.conversions import stamp_ns
 from rlt_nodes.params import desc

@@ -1,8 +1,8 @@
 """Learner: the asynchronous chunked-TD3 learner behind the replay topic.
 
 Every transition from rlt/transitions is appended, crash-safely, to a replay buffer on disk
-(`rlt_core.replay.ReplayBuffer(path=replay_dir)`; a restarted learner reloads it). Once
-`min_transitions` are in, an update thread makes `rlt_core.td3.RLTLearner` updates as fast as it
+(`rlt_core.rl.replay.ReplayBuffer(path=replay_dir)`; a restarted learner reloads it). Once
+`min_transitions` are in, an update thread makes `rlt_core.rl.td3.RLTLearner` updates as fast as it
 may while keeping updates <= utd_ratio * learning transitions: those recorded after the arbiter's
 warmup episodes (the in-process loop's schedule; a restarted learner also counts all it reloads,
 and catches up on them). The executor's thread only receives and reports, so transitions keep
@@ -12,7 +12,7 @@ publishes the actor's weights on rlt/actor_weights (ActorWeights: safetensors + 
 RELIABLE + TRANSIENT_LOCAL depth 1, version strictly increasing, also across restarts: it never
 falls below the wall-clock milliseconds of publication). Statistics (updates, transitions, losses,
 weights version) go to rlt/learner_stats as a JSON std_msgs/String. Hyper-parameters default to
-those of `rlt_train.online.RLTTrainConfig`.
+those of `rlt_train.train_rlt.RLTTrainConfig`.
 """
 
 import array
@@ -25,10 +25,10 @@ from pathlib import Path
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from rlt_core.actor import ActorConfig, pack_weights
+from rlt_core.rl.actor import ActorConfig, pack_weights
+from rlt_core.rl.schedule import updates_allowed
+from rlt_core.rl.td3 import RLTLearner, TD3Config
 from rlt_core.runtime import setup_torch
-from rlt_core.schedule import updates_allowed
-from rlt_core.td3 import RLTLearner, TD3Config
 from rlt_interfaces.msg import ActorWeights, Transition
 from rlt_nodes.conversions import msg_to_transition
 from rlt_nodes.params import desc
@@ -86,7 +86,7 @@ class LearnerNode(Node):
         self.updater.start()
 
     def _setup(self, t):
-        from rlt_core.replay import ReplayBuffer
+        from rlt_core.rl.replay import ReplayBuffer
         chunk_len, action_dim = t.executed_chunk.shape
         self.replay = ReplayBuffer(t.state.size, chunk_len, action_dim, path=Path(self.replay_dir))
         self.learner = RLTLearner(ActorConfig(state_dim=t.state.size, chunk_len=chunk_len, action_dim=action_dim,

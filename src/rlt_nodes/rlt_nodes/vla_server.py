@@ -11,10 +11,10 @@ import time
 import numpy as np
 from rclpy.node import Node
 
+from rlt_core.models.rl_token import RLToken
+from rlt_core.models.vla.backbone import Observation as VLAObservation
+from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.runtime import default_models_dir, setup_torch
-from rlt_core.token import RLToken
-from rlt_core.vla.backbone import Observation as VLAObservation
-from rlt_core.vla.small_vla import SmallVLA
 from rlt_interfaces.msg import ActionChunk, Observation
 from rlt_interfaces.msg import RLToken as RLTokenMsg
 from rlt_nodes.conversions import chunk_to_msg, token_to_msg

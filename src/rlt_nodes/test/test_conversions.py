@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from rlt_core.replay import SOURCE_HUMAN, Transition
-from rlt_core.safety import InvalidChunkError
+from rlt_core.control.safety import InvalidChunkError
+from rlt_core.rl.replay import SOURCE_HUMAN, Transition
 from rlt_interfaces.msg import ActionChunk
 from rlt_nodes.conversions import (
     as_numpy,

@@ -2,7 +2,7 @@
 
   python -m rlt_train.ablations --output runs/ablations --seeds 0 1 2 --episodes 300 --jobs 2
 
-Runs `rlt_train.online` once per (variant, seed) as separate processes (`--jobs` at a time,
+Runs `rlt_train.train_rlt` once per (variant, seed) as separate processes (`--jobs` at a time,
 each resumable), then prints a table of medians over seeds: final noise-free success rate,
 mean critical-phase steps, the mean horizontal move per critical-phase step in that evaluation
 (how hard a policy shakes the peg), successes per simulated minute during training, online
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlt_train.online import ABLATIONS
+from rlt_train.train_rlt import ABLATIONS
 
 
 def run_all(args, extra):
@@ -35,7 +35,7 @@ def run_all(args, extra):
                     'online_episodes'] >= args.episodes:
                 continue
             log = open(out / 'log.txt', 'a')  # noqa: SIM115 - closed when the job ends
-            cmd = [sys.executable, '-m', 'rlt_train.online', '--ablation', variant, '--seed', str(seed),
+            cmd = [sys.executable, '-m', 'rlt_train.train_rlt', '--ablation', variant, '--seed', str(seed),
                    '--episodes', str(args.episodes), '--output', str(out), *extra]
             print('started', ' '.join(cmd[2:]), flush=True)
             running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log, variant, seed))

@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from rlt_core.actor import ActorConfig, mlp
-from rlt_core.replay import ReplayBuffer, Transition
-from rlt_core.rl_state import ProprioNormalization
+from rlt_core.rl.actor import ActorConfig, mlp
+from rlt_core.rl.replay import ReplayBuffer, Transition
+from rlt_core.rl.rl_state import ProprioNormalization
+from rlt_core.rl.td3 import RLTLearner, TD3Config
 from rlt_core.runtime import default_models_dir, synchronize
-from rlt_core.td3 import RLTLearner, TD3Config
 
 
 def matmul_peak_gflops(n: int = 1024, repeats: int = 20, device: str = 'cpu') -> float:

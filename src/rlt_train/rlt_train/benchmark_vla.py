@@ -14,10 +14,10 @@ import time
 import numpy as np
 import torch
 
+from rlt_core.models.rl_token import RLToken
+from rlt_core.models.vla.backbone import Observation
+from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.runtime import default_models_dir, synchronize
-from rlt_core.token import RLToken
-from rlt_core.vla.backbone import Observation
-from rlt_core.vla.small_vla import SmallVLA
 
 
 def timed(fn, repeats, device='cpu'):

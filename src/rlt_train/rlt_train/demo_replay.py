@@ -10,7 +10,7 @@ demonstrator's; the reference stays the VLA's, so the actor's beta term still pu
 VLA (the demonstrator is as imperfect as the VLA that imitates it). Episodes are cut at
 `max_steps`, the online episode length, and bootstrap from the frame there.
 
-The output is a replay folder (`rlt_core.replay` format, source `SOURCE_DEMO`) plus
+The output is a replay folder (`rlt_core.rl.replay` format, source `SOURCE_DEMO`) plus
 `demo_replay.json`: which demonstrations, and the SHA-256 of the VLA and token that made the
 states; `train_rlt --demo-replay` refuses a folder made with another VLA or token. It is written
 to a temporary folder and renamed when complete.
@@ -26,15 +26,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rlt_core.actor import CHUNK_LEN
-from rlt_core.phase import CriticalPhase
-from rlt_core.replay import SOURCE_DEMO, ReplayBuffer
-from rlt_core.rl_state import ProprioNormalization, rl_state
+from rlt_core.control.phase import CriticalPhase
+from rlt_core.models.rl_token import RLToken
+from rlt_core.models.vla.backbone import Observation
+from rlt_core.models.vla.small_vla import SmallVLA
+from rlt_core.rl.actor import CHUNK_LEN
+from rlt_core.rl.replay import SOURCE_DEMO, ReplayBuffer
+from rlt_core.rl.rl_state import ProprioNormalization, rl_state
+from rlt_core.rl.transitions import TransitionBuilder
 from rlt_core.runtime import default_models_dir, setup_torch
-from rlt_core.token import RLToken
-from rlt_core.transitions import TransitionBuilder
-from rlt_core.vla.backbone import Observation
-from rlt_core.vla.small_vla import SmallVLA
 from rlt_sim.dataset import IMAGE_KEYS, decode_png, load_demos
 
 META_FILE = 'demo_replay.json'

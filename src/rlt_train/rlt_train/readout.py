@@ -24,15 +24,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rlt_core.actor import mlp
-from rlt_core.rl_state import ProprioNormalization
+from rlt_core.models.rl_token import RLToken
+from rlt_core.models.vla.backbone import Observation
+from rlt_core.models.vla.small_vla import SmallVLA
+from rlt_core.rl.actor import mlp
+from rlt_core.rl.rl_state import ProprioNormalization
 from rlt_core.runtime import default_models_dir, setup_torch
-from rlt_core.token import RLToken
-from rlt_core.vla.backbone import Observation
-from rlt_core.vla.small_vla import SmallVLA
 from rlt_sim import PegInsertionEnv, SimConfig
 from rlt_train.cli import parse_config
-from rlt_train.token import ridge
+from rlt_train.train_rl_token import ridge
 
 
 @dataclass

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from rlt_core.vla.backbone import Observation, VLABackbone
+from rlt_core.models.vla.backbone import Observation, VLABackbone
 from rlt_sim import PegInsertionEnv, SimConfig
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from rlt_train.benchmark_learner import NaiveTD3, matmul_flops, record_matmuls
 
-from rlt_core.actor import ActorConfig
-from rlt_core.td3 import RLTLearner, TD3Config
+from rlt_core.rl.actor import ActorConfig
+from rlt_core.rl.td3 import RLTLearner, TD3Config
 
 B, S, C, A, H = 4, 6, 2, 3, 8  # batch, state, chunk, action dims, hidden width
 

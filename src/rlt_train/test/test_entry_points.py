@@ -12,15 +12,15 @@ import pytest
 import torch
 from rlt_train.cli import parse_config
 
-from rlt_core.actor import ActorConfig
-from rlt_core.replay import SOURCE_DEMO, record_dtype
+from rlt_core.models.rl_token import RLToken
+from rlt_core.models.vla.small_vla import SmallVLA
+from rlt_core.rl.actor import ActorConfig
+from rlt_core.rl.replay import SOURCE_DEMO, record_dtype
+from rlt_core.rl.td3 import RLTLearner
 from rlt_core.runtime import default_models_dir
-from rlt_core.td3 import RLTLearner
-from rlt_core.token import RLToken
-from rlt_core.vla.small_vla import SmallVLA
 from rlt_sim import PegInsertionEnv, SimConfig
 from rlt_sim.record import RecordConfig, record
-from rlt_train import demo_replay, online, readout, token, vla
+from rlt_train import demo_replay, readout, train_rl_token, train_rlt, train_vla
 
 
 @pytest.fixture(scope='module')
@@ -33,10 +33,10 @@ def demos(tmp_path_factory):
 @pytest.fixture(scope='module')
 def models(demos, tmp_path_factory):
     root = tmp_path_factory.mktemp('models')
-    vla.main(['--demos', str(demos), '--output', str(root / 'vla'), '--steps', '4', '--batch-size', '8',
+    train_vla.main(['--demos', str(demos), '--output', str(root / 'vla'), '--steps', '4', '--batch-size', '8',
               '--val-episodes', '1', '--d-model', '32', '--n-layers', '1', '--stem-channels', '8', '16', '32', '64',
               '--eval-episodes', '1', '--threads', '1'])
-    token.main(['--vla', str(root / 'vla'), '--demos', str(demos), '--output', str(root / 'rl_token'),
+    train_rl_token.main(['--vla', str(root / 'vla'), '--demos', str(demos), '--output', str(root / 'rl_token'),
                 '--steps', '4', '--batch-size', '8', '--val-episodes', '1', '--token-dim', '8', '--d-model', '16',
                 '--threads', '1', '--cache-dir', str(root / 'cache')])
     return root
@@ -54,7 +54,7 @@ def test_vla_and_token_entry_points_write_checkpoints_and_reports(models):
 
 def test_token_training_reads_the_frozen_vlas_embeddings_from_its_cache(models, demos, tmp_path, capsys):
     assert len(list((models / 'cache').glob('embeddings-*.pt'))) == 1
-    token.main(['--vla', str(models / 'vla'), '--demos', str(demos), '--output', str(tmp_path), '--steps', '2',
+    train_rl_token.main(['--vla', str(models / 'vla'), '--demos', str(demos), '--output', str(tmp_path), '--steps', '2',
                 '--batch-size', '8', '--val-episodes', '1', '--token-dim', '8', '--d-model', '16', '--threads', '1',
                 '--cache-dir', str(models / 'cache')])
     assert 'embeddings from' in capsys.readouterr().out
@@ -63,27 +63,27 @@ def test_token_training_reads_the_frozen_vlas_embeddings_from_its_cache(models, 
 def test_token_statistics_are_refitted_from_a_saved_token(models, demos, tmp_path):
     args = ['--vla', str(models / 'vla'), '--demos', str(demos), '--output', str(tmp_path), '--val-episodes', '1',
             '--threads', '1', '--cache-dir', str(models / 'cache'), '--init', str(models / 'rl_token'), '--steps', '0']
-    report = token.train(parse_config(token.TokenTrainConfig, [*args, '--no-whiten']))
+    report = train_rl_token.train(parse_config(train_rl_token.TokenTrainConfig, [*args, '--no-whiten']))
     assert report['reconstruction'] is None and report['probe_offset']['mlp']['rmse_critical_mm'] > 0
     standardised = RLToken.load(tmp_path)
     saved = RLToken.load(models / 'rl_token')
     for name in ('in_proj.weight', 'e_rl', 'out.1.weight'):  # the same encoder, other statistics only
         torch.testing.assert_close(standardised.encoder.state_dict()[name], saved.encoder.state_dict()[name])
     torch.testing.assert_close(standardised.encoder.z_whiten, torch.eye(8))
-    token.train(parse_config(token.TokenTrainConfig, args))
+    train_rl_token.train(parse_config(train_rl_token.TokenTrainConfig, args))
     assert not torch.allclose(RLToken.load(tmp_path).encoder.z_whiten, torch.eye(8))
     with pytest.raises(SystemExit):
-        token.main(['--steps', '0'])  # statistics only needs a token to start from
+        train_rl_token.main(['--steps', '0'])  # statistics only needs a token to start from
 
 
 def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path):
     args = ['--vla', str(models / 'vla'), '--token', str(models / 'rl_token'), '--output', str(tmp_path),
             '--warmup-episodes', '1', '--eval-every', '2', '--eval-episodes', '1', '--final-eval-episodes', '1',
             '--max-steps', '30', '--batch-size', '4', '--intervention-rate', '1.0', '--hidden', '16', '16']
-    online.main(['--episodes', '2', *args])
+    train_rlt.main(['--episodes', '2', *args])
     first = json.loads((tmp_path / 'summary.json').read_text())
     assert first['online_episodes'] == 2
-    online.main(['--episodes', '3', *args])  # resumes at episode 2
+    train_rlt.main(['--episodes', '3', *args])  # resumes at episode 2
     summary = json.loads((tmp_path / 'summary.json').read_text())
     assert summary['online_episodes'] == 3 and len(summary['history']) == 2
     assert (tmp_path / 'learning_curve.png').stat().st_size > 1000
@@ -95,7 +95,7 @@ def test_image_encoder_ablation_learns_from_stored_frames_and_resumes(tmp_path):
     args = ['--output', str(tmp_path), '--ablation', 'image_encoder', '--image-size', '24',
             '--warmup-episodes', '1', '--eval-every', '2', '--eval-episodes', '1', '--final-eval-episodes', '1',
             '--max-steps', '60', '--batch-size', '4', '--hidden', '16', '16']
-    first = online.train(parse_config(online.RLTTrainConfig, [*args, '--episodes', '2']))
+    first = train_rlt.train(parse_config(train_rlt.RLTTrainConfig, [*args, '--episodes', '2']))
     assert first['learner_updates'] > 0 and first['training_wall_minutes'] > 0
     frame_bytes = 2 * 24 * 24 * 3
     frames_after_first = (tmp_path / 'frames.bin').stat().st_size // frame_bytes
@@ -105,7 +105,7 @@ def test_image_encoder_ablation_learns_from_stored_frames_and_resumes(tmp_path):
     ids = np.concatenate([records['state'][:, -1], records['next_state'][:, -1]])
     assert ids.min() >= 0 and ids.max() < frames_after_first and np.all(ids == np.round(ids))
     assert (tmp_path / 'best_encoder.pt').exists()
-    summary = online.train(parse_config(online.RLTTrainConfig, [*args, '--episodes', '3']))  # resumes at episode 2
+    summary = train_rlt.train(parse_config(train_rlt.RLTTrainConfig, [*args, '--episodes', '3']))  # resumes
     assert summary['online_episodes'] == 3 and summary['learner_updates'] > first['learner_updates']
 
 
@@ -114,7 +114,7 @@ def test_training_killed_mid_run_resumes_with_every_recorded_transition(tmp_path
     args = ['--output', str(tmp_path), '--episodes', '6', '--warmup-episodes', '1', '--eval-every', '2',
             '--eval-episodes', '1', '--final-eval-episodes', '1', '--max-steps', '60', '--batch-size', '4',
             '--hidden', '16', '16', '--no-compile']
-    proc = subprocess.Popen([sys.executable, '-m', 'rlt_train.online', *args], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, '-m', 'rlt_train.train_rlt', *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
     log, ckpt = tmp_path / 'replay' / 'transitions.bin', tmp_path / 'checkpoint.pt'
     deadline = time.monotonic() + 300
@@ -133,7 +133,7 @@ def test_training_killed_mid_run_resumes_with_every_recorded_transition(tmp_path
     itemsize = json.loads((tmp_path / 'replay' / 'layout.json').read_text())['itemsize']
     whole = len(recorded) // itemsize * itemsize  # a record the kill cut short is dropped on reload
     assert whole > at_checkpoint
-    summary = online.train(parse_config(online.RLTTrainConfig, args))
+    summary = train_rlt.train(parse_config(train_rlt.RLTTrainConfig, args))
     assert f'with {whole // itemsize} transitions in the replay' in capsys.readouterr().out  # from the checkpoint
     assert summary['online_episodes'] == 6
     kept = log.read_bytes()
@@ -153,13 +153,13 @@ def test_demonstrations_become_prior_replay_data_for_the_online_loop(models, dem
             '--warmup-episodes', '1', '--eval-every', '2', '--eval-episodes', '1', '--final-eval-episodes', '0',
             '--max-steps', '30', '--batch-size', '4', '--hidden', '16', '16', '--episodes', '2',
             '--demo-replay', str(prior), '--pretrain-updates', '7']
-    summary = online.train(parse_config(online.RLTTrainConfig, args))
+    summary = train_rlt.train(parse_config(train_rlt.RLTTrainConfig, args))
     assert summary['learner_updates'] >= 7
     shutil.copytree(models / 'rl_token', models / 'other_token')
     (models / 'other_token' / 'rl_token.json').write_text(
         (models / 'rl_token' / 'rl_token.json').read_text().replace('{', '{ ', 1))
     with pytest.raises(ValueError, match='another token'):
-        online.train(parse_config(online.RLTTrainConfig, [*args, '--token', str(models / 'other_token'),
+        train_rlt.train(parse_config(train_rlt.RLTTrainConfig, [*args, '--token', str(models / 'other_token'),
                                                            '--output', str(tmp_path / 'run2')]))
 
 
@@ -186,15 +186,15 @@ def test_bad_options_are_refused(models, tmp_path):
             '--vla', str(models / 'vla'), '--token', str(models / 'rl_token'), '--output', str(tmp_path),
             '--episodes', '2', '--val-episodes', '1', '--train-episodes', '1']))
     with pytest.raises(SystemExit):
-        online.main(['--ablation', 'nonsense'])
+        train_rlt.main(['--ablation', 'nonsense'])
     with pytest.raises(SystemExit):
-        vla.main(['--steps', '0'])
+        train_vla.main(['--steps', '0'])
 
 
 def test_the_actor_decides_again_after_execute_steps():
     """With execute_steps < C the actor re-plans on a fresh observation; the VLA's chunks still run whole."""
     models = default_models_dir()
-    inputs = online.FrozenPolicyInputs(SmallVLA.load(models / 'vla').freeze(), RLToken.load(models / 'rl_token'))
+    inputs = train_rlt.FrozenPolicyInputs(SmallVLA.load(models / 'vla').freeze(), RLToken.load(models / 'rl_token'))
     learner = RLTLearner(ActorConfig(state_dim=inputs.state_dim, chunk_len=10, action_dim=3, hidden=(16,)), seed=0)
     env = PegInsertionEnv(SimConfig(max_steps=40))
     moves, in_phase = [], [False]  # the horizontal move of every step commanded in the (latched) critical phase, mm
@@ -214,9 +214,9 @@ def test_the_actor_decides_again_after_execute_steps():
     env.reset, env.step = recording_reset, recording_step
     stats = {}
     for steps in (10, 2):
-        cfg = online.RLTTrainConfig(chunk_len=10, execute_steps=steps, max_steps=40)
+        cfg = train_rlt.RLTTrainConfig(chunk_len=10, execute_steps=steps, max_steps=40)
         moves.clear()
-        stats[steps] = online.run_episode(env, inputs, learner, cfg, seed=3, train=False, warmup=False)
+        stats[steps] = train_rlt.run_episode(env, inputs, learner, cfg, seed=3, train=False, warmup=False)
         assert stats[steps]['lateral_mm'] == pytest.approx(sum(moves)) and sum(moves) > 0
         assert max(moves) <= 1000 * np.hypot(*cfg.critical_max_delta_m[:2]) + 1e-6  # the critical phase's limits
     critical = stats[10]['critical_steps']
@@ -224,4 +224,4 @@ def test_the_actor_decides_again_after_execute_steps():
     assert stats[10]['actor_chunks'] == -(-critical // 10)
     assert stats[2]['actor_chunks'] == -(-stats[2]['critical_steps'] // 2)
     with pytest.raises(ValueError, match='execute_steps'):
-        online.RLTTrainConfig(execute_steps=-1)
+        train_rlt.RLTTrainConfig(execute_steps=-1)

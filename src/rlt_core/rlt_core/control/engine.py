@@ -4,7 +4,7 @@ The robot (or simulator) steps on its own clock and reports every control step a
 observation o_1, o_2, ... (its joint state, with a stamp). The frozen VLA's reference chunk and
 the RL state x for an observation arrive a little later (`add_inputs`), the actor's refined chunk
 later still (`add_actor_chunk`). At each chunk boundary `ChunkArbiter` picks the chunk to execute
-with `rlt_core.arbitration.arbitrate` (human > warmup VLA > actor > VLA) from the newest inputs
+with `rlt_core.control.arbitration.arbitrate` (human > warmup VLA > actor > VLA) from the newest inputs
 and turns it into absolute joint positions, one point per control step, from the current command
 target: each point moves by at most the per-step action limits (in a chunk decided in the critical
 phase, its own limits) and stays within the joint limits. A held dead-man button interrupts the
@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rlt_core.arbitration import arbitrate
-from rlt_core.phase import CriticalPhase, PhaseConfig
-from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, Transition
-from rlt_core.safety import ActionLimits
-from rlt_core.transitions import TransitionBuilder
+from rlt_core.control.arbitration import arbitrate
+from rlt_core.control.phase import CriticalPhase, PhaseConfig
+from rlt_core.control.safety import ActionLimits
+from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, Transition
+from rlt_core.rl.transitions import TransitionBuilder
 
 SOURCE_NAMES = {SOURCE_VLA: 'vla', SOURCE_ACTOR: 'actor', SOURCE_HUMAN: 'human'}
 

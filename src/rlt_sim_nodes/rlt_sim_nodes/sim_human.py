@@ -12,7 +12,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64MultiArray
 
-from rlt_core.teleop import JoyMapping, action_to_axes
+from rlt_core.control.teleop import JoyMapping, action_to_axes
 from rlt_interfaces.msg import EpisodeEvent
 from rlt_nodes.params import desc
 from rlt_nodes.qos import EVENTS_QOS

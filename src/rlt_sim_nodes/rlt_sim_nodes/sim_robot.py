@@ -26,12 +26,12 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from rlt_core.trajectory import InvalidCommandError, validate_trajectory
 from rlt_interfaces.msg import EpisodeEvent
 from rlt_nodes.qos import EVENTS_QOS
 from rlt_nodes.spin import spin_node
 from rlt_sim import CAMERA_NAMES, JOINT_NAMES, PegInsertionEnv, SimConfig
 from rlt_sim.cell import JOINT_RANGES_M
+from rlt_sim.trajectory import InvalidCommandError, validate_trajectory
 
 PRIVILEGED_LAYOUT = ('tip_x', 'tip_y', 'tip_z', 'hole_x', 'hole_y', 'hole_z', 'critical', 'step', 'episode_id',
                      'stamp_ns')

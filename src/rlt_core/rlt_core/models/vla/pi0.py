@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer, PI0Config, PI0ForConditionalGeneration
 
-from rlt_core.vla.backbone import Observation, VLABackbone, VLAOutput
+from rlt_core.models.vla.backbone import Observation, VLABackbone, VLAOutput
 
 META_FILE = 'rlt_pi0.json'
 """Our settings (cameras, dimensions, normalisation stats) saved next to the checkpoint."""

@@ -1,6 +1,6 @@
 """Phase 1: train the RL token on a frozen VLA's embeddings of the demonstrations.
 
-  python -m rlt_train.token --vla runs/vla --demos data/demos --output runs/rl_token
+  python -m rlt_train.train_rl_token --vla runs/vla --demos data/demos --output runs/rl_token
 
 Computes the VLA's final-layer embeddings z_1..z_M for demonstration frames, trains the
 encoder/decoder with the reconstruction loss L_ro (optionally fine-tuning the VLA jointly with
@@ -23,12 +23,12 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from rlt_core.models.rl_token import RLToken, RLTokenConfig
+from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.runtime import setup_torch
-from rlt_core.token import RLToken, RLTokenConfig
-from rlt_core.vla.small_vla import SmallVLA
 from rlt_sim.dataset import load_demos
 from rlt_train.cli import parse_config
-from rlt_train.vla import batch_at, load_frames
+from rlt_train.train_vla import batch_at, load_frames
 
 
 @dataclass
@@ -283,7 +283,7 @@ def train(cfg: TokenTrainConfig) -> dict:
                          f'{token.config.token_dim}-d token')
     token.set_statistics(torch.from_numpy(stats_frames), whiten=cfg.whiten)
     report = {
-        'config': asdict(cfg), 'command': 'python -m rlt_train.token ' + shlex.join(sys.argv[1:]),
+        'config': asdict(cfg), 'command': 'python -m rlt_train.train_rl_token ' + shlex.join(sys.argv[1:]),
         'train_frames': n_train, 'val_frames': len(val_frames['tasks']), 'train_minutes': (time.time() - start) / 60,
         'reconstruction': reconstruction,
         'probe_offset': probe_report(zr_train, train_priv['offset'], zr_val, val_priv['offset'],
@@ -297,7 +297,7 @@ def train(cfg: TokenTrainConfig) -> dict:
 
 
 def main(argv=None):
-    train(parse_config(TokenTrainConfig, argv, prog='python -m rlt_train.token'))
+    train(parse_config(TokenTrainConfig, argv, prog='python -m rlt_train.train_rl_token'))
 
 
 if __name__ == '__main__':

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlt_core.replay import SOURCE_HUMAN, Transition
+from rlt_core.rl.replay import SOURCE_HUMAN, Transition
 
 
 @dataclass

@@ -9,7 +9,7 @@
   chunk head       each query's output -> one action; de-normalised to robot units
 
 The final-layer outputs of the vision, language and proprio tokens are the embeddings
-z_1..z_M that the RL token reads. Trained by behaviour cloning (`rlt_train.vla`).
+z_1..z_M that the RL token reads. Trained by behaviour cloning (`rlt_train.train_vla`).
 """
 
 import json
@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from rlt_core.vla.backbone import Observation, VLABackbone, VLAOutput
+from rlt_core.models.vla.backbone import Observation, VLABackbone, VLAOutput
 
 
 @dataclass

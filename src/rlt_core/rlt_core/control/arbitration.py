@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA
-from rlt_core.safety import ActionLimits, clip_chunk, validate_chunk
+from rlt_core.control.safety import ActionLimits, clip_chunk, validate_chunk
+from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Behaviour cloning of the default VLA on recorded demonstrations.
 
-  python -m rlt_train.vla --demos data/demos --output runs/vla
+  python -m rlt_train.train_vla --demos data/demos --output runs/vla
 
 Reads a LeRobot dataset written by `rlt_record_demos`, trains `SmallVLA` to predict the next
 H actions from the three camera images, proprioception and the instruction, and writes
@@ -21,9 +21,9 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from rlt_core.models.vla.backbone import Observation
+from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
 from rlt_core.runtime import setup_torch
-from rlt_core.vla.backbone import Observation
-from rlt_core.vla.small_vla import SmallVLA, SmallVLAConfig
 from rlt_sim.dataset import IMAGE_KEYS, decode_png, load_demos
 from rlt_train.cli import parse_config
 from rlt_train.rollout import evaluate_vla
@@ -150,7 +150,7 @@ def train(cfg: VLATrainConfig) -> dict:
         proprio_mean=tuple(train_frames['proprio'].mean(0).tolist()),
         proprio_std=tuple((train_frames['proprio'].std(0) + 1e-6).tolist()),
         action_mean=tuple(targets.mean(0).tolist()), action_std=tuple((targets.std(0) + 1e-6).tolist()),
-        extra={'command': 'python -m rlt_train.vla ' + shlex.join(sys.argv[1:]), 'demos': str(cfg.demos)})
+        extra={'command': 'python -m rlt_train.train_vla ' + shlex.join(sys.argv[1:]), 'demos': str(cfg.demos)})
     model = SmallVLA(vla_cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = max(1, min(200, cfg.steps // 10))
@@ -194,7 +194,7 @@ def train(cfg: VLATrainConfig) -> dict:
 
 
 def main(argv=None):
-    train(parse_config(VLATrainConfig, argv, prog='python -m rlt_train.vla'))
+    train(parse_config(VLATrainConfig, argv, prog='python -m rlt_train.train_vla'))
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rlt_core.trajectory import InvalidCommandError, validate_trajectory
+from rlt_sim.trajectory import InvalidCommandError, validate_trajectory
 
 NAMES = ('x', 'y', 'z')
 LOW, HIGH = (-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)

@@ -1,6 +1,6 @@
 """Phase 2: RLT online in the simulated cell, in one process (no ROS).
 
-  python -m rlt_train.online --output runs/rlt --episodes 400
+  python -m rlt_train.train_rlt --output runs/rlt --episodes 400
 
 The frozen VLA drives outside the critical phase. Inside it, the actor pi(a | x, ref_chunk)
 with x = (z_rl, proprio) refines the VLA's chunk; a simulated human takes over some visibly
@@ -33,19 +33,19 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from rlt_core.actor import CHUNK_LEN, ActorConfig, load_actor, save_actor
-from rlt_core.arbitration import arbitrate
-from rlt_core.image_encoder import FrameStore, ImageEncoder, downsample
-from rlt_core.phase import CriticalPhase
-from rlt_core.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer
-from rlt_core.rl_state import ProprioNormalization, rl_state
+from rlt_core.control.arbitration import arbitrate
+from rlt_core.control.phase import CriticalPhase
+from rlt_core.control.safety import ActionLimits
+from rlt_core.models.image_encoder import FrameStore, ImageEncoder, downsample
+from rlt_core.models.rl_token import RLToken
+from rlt_core.models.vla.backbone import Observation
+from rlt_core.models.vla.small_vla import SmallVLA
+from rlt_core.rl.actor import CHUNK_LEN, ActorConfig, load_actor, save_actor
+from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer
+from rlt_core.rl.rl_state import ProprioNormalization, rl_state
+from rlt_core.rl.td3 import RLTLearner, TD3Config
+from rlt_core.rl.transitions import TransitionBuilder
 from rlt_core.runtime import default_models_dir, setup_torch
-from rlt_core.safety import ActionLimits
-from rlt_core.td3 import RLTLearner, TD3Config
-from rlt_core.token import RLToken
-from rlt_core.transitions import TransitionBuilder
-from rlt_core.vla.backbone import Observation
-from rlt_core.vla.small_vla import SmallVLA
 from rlt_sim import PegInsertionEnv, SimConfig
 from rlt_sim.human import SimulatedHuman
 from rlt_train.cli import parse_config
@@ -78,7 +78,7 @@ class RLTTrainConfig:
     warmup_episodes: int = 20
     """N_warm: episodes that execute the VLA's chunk to fill the replay buffer."""
     chunk_len: int = CHUNK_LEN
-    """C: actions per refined chunk (the default, `rlt_core.actor.CHUNK_LEN`, says why)."""
+    """C: actions per refined chunk (the default, `rlt_core.rl.actor.CHUNK_LEN`, says why)."""
     stride: int = 2
     """Transitions start at every stride-th step of the critical phase."""
     execute_steps: int = 0
@@ -409,7 +409,7 @@ def train(cfg: RLTTrainConfig) -> dict:
     env_steps = sum(e['steps'] for e in state['episodes'])
     successes = sum(e['success'] for e in state['episodes'])
     summary = {
-        'command': 'python -m rlt_train.online ' + shlex.join(sys.argv[1:]), 'config': asdict(cfg),
+        'command': 'python -m rlt_train.train_rlt ' + shlex.join(sys.argv[1:]), 'config': asdict(cfg),
         'base_vla': base, 'final_eval': final, 'history': state['history'],
         'online_episodes': state['episode'], 'interventions': sum(e['intervened'] for e in state['episodes']),
         'train_success_rate': successes / max(1, len(state['episodes'])),
@@ -429,7 +429,7 @@ def train(cfg: RLTTrainConfig) -> dict:
 
 
 def main(argv=None):
-    train(parse_config(RLTTrainConfig, argv, prog='python -m rlt_train.online'))
+    train(parse_config(RLTTrainConfig, argv, prog='python -m rlt_train.train_rlt'))
 
 
 if __name__ == '__main__':

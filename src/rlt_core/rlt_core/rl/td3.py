@@ -14,7 +14,7 @@ C = chunk_len actions, ref_chunk is the VLA's reference chunk.
   update          one function of tensors: the target, the losses' gradients (torch.func), Adam and the
                   Polyak targets; with `compile`, TorchInductor makes it one graph (random draws made outside)
 
-With an `encoder` (the no-RL-token ablation, `rlt_core.image_encoder`), x is the encoder's features
+With an `encoder` (the no-RL-token ablation, `rlt_core.models.image_encoder`), x is the encoder's features
 of the stored camera frames plus proprio: the critic loss trains the encoder, the actor reads
 its features without gradients, a Polyak copy of it encodes x'.
 
@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value
 
-from rlt_core.actor import Actor, ActorConfig
-from rlt_core.image_encoder import draw_shifts
+from rlt_core.models.image_encoder import draw_shifts
+from rlt_core.rl.actor import Actor, ActorConfig
 
 
 @dataclass
