@@ -13,6 +13,7 @@ setup(
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml')),
+        ('share/' + package_name + '/config/profiles', glob('config/profiles/*.yaml')),
         ('share/' + package_name + '/rviz', glob('rviz/*.rviz')),
         # The default models, when present (rlt_train writes them with SmallVLA.save / RLToken.save).
         ('share/' + package_name + '/models/vla', glob('models/vla/*')),

@@ -1,33 +1,38 @@
-"""What every process that runs the models shares: where the default models live, torch threads and seeds."""
+"""What every process shares: where rlt_bringup's profiles and default models live, torch threads and seeds."""
 
 import os
 import random
 from pathlib import Path
 
 import numpy as np
-import torch
 
 SOURCE_SRC = Path(__file__).resolve().parents[2]
 """The workspace's src/ folder when rlt_core runs from the source tree."""
 
 
-def default_models_dir() -> Path:
-    """rlt_bringup's `models/` (the committed default VLA and RL token): RLT_ROOT's source tree, this
-    source tree, else the installed share/rlt_bringup/models on AMENT_PREFIX_PATH."""
-    candidates = [Path(os.environ['RLT_ROOT']) / 'src/rlt_bringup/models'] if 'RLT_ROOT' in os.environ else []
-    candidates.append(SOURCE_SRC / 'rlt_bringup/models')
+def bringup_dir() -> Path:
+    """rlt_bringup's data (config/, models/): RLT_ROOT's source tree, this source tree, else the installed
+    share/rlt_bringup on AMENT_PREFIX_PATH."""
+    candidates = [Path(os.environ['RLT_ROOT']) / 'src/rlt_bringup'] if 'RLT_ROOT' in os.environ else []
+    candidates.append(SOURCE_SRC / 'rlt_bringup')
     for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
         if prefix:
-            candidates.append(Path(prefix) / 'share/rlt_bringup/models')
+            candidates.append(Path(prefix) / 'share/rlt_bringup')
     for path in candidates:
-        if path.is_dir():
+        if (path / 'config').is_dir():
             return path
     return candidates[0]
+
+
+def default_models_dir() -> Path:
+    """rlt_bringup's `models/`: the committed default VLA and RL token."""
+    return bringup_dir() / 'models'
 
 
 def setup_torch(threads: int, seed: int | None = None):
     """Set torch's thread count (one per process is usually fastest when several share a few cores)
     and, if given, seed Python, NumPy and torch; returns the torch module."""
+    import torch
     torch.set_num_threads(max(1, int(threads)))
     if seed is not None:
         random.seed(seed)
@@ -38,6 +43,7 @@ def setup_torch(threads: int, seed: int | None = None):
 
 def synchronize(device) -> None:
     """Wait for the device's queued work (a no-op on the CPU): call around timed GPU code."""
+    import torch
     device = torch.device(device)
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
