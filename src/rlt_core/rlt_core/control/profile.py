@@ -75,7 +75,8 @@ class RobotProfile:
         n = len(self.joint_names)
         check(n > 0 and len(set(self.joint_names)) == n, f'joint names must be distinct: {self.joint_names}')
         check(len(self.joint_lower) == n and len(self.joint_upper) == n, 'one lower and one upper limit per joint')
-        check(all(lo < hi for lo, hi in zip(self.joint_lower, self.joint_upper, strict=True)), 'joint limits need lower < upper')
+        check(all(lo < hi for lo, hi in zip(self.joint_lower, self.joint_upper, strict=True)),
+              'joint limits need lower < upper')
         check(self.action_space in ACTION_SPACES, f'action space must be one of {ACTION_SPACES}')
         check(len(self.max_delta) == self.action_dim and len(self.critical_max_delta) == self.action_dim,
               f'max_delta and critical_max_delta need {self.action_dim} entries')
