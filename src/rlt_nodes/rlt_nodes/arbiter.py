@@ -1,14 +1,15 @@
 """Teleop arbiter: decides who drives each chunk, commands the robot, records transitions.
 
-Priority human > warmup VLA > actor > VLA (`rlt_core.control.arbitration.arbitrate`, driven by
-`rlt_core.control.engine.ChunkArbiter` on the robot's own clock: one control step per joint state).
-At each chunk boundary the executed chunk goes to `/<controller_name>/joint_trajectory` as
-absolute joint positions, one point per control step, from the current command target, within
-the per-step limits (`max_delta`; `critical_max_delta` for a chunk decided in the critical phase,
-whoever drives) and the joint limits. Holding the joystick's dead-man button (sensor_msgs/Joy on
+The RLT episode protocol is `rlt_core.control.engine.EpisodeEngine` (priority human > warmup VLA >
+actor > VLA), driven here on the robot's own clock: one control step per joint state. The robot's
+facts (joints, limits, control rate, chunk length, stride, controller) come from the robot profile
+(`robot_profile`). At each chunk boundary the executed chunk goes to
+`/<controller_name>/joint_trajectory` as absolute joint positions, one point per control step,
+from the current command target, within the profile's per-step limits (its critical-phase limits
+for a chunk decided in the critical phase, whoever drives) and joint limits. Holding the joystick's dead-man button (sensor_msgs/Joy on
 `joy`) interrupts the current chunk at once and drives with the chosen axes.
 
-Chunk transitions (stride 2, C = chunk_len; during an intervention the human's chunk replaces the
+Chunk transitions (the profile's stride and C; during an intervention the human's chunk replaces the
 reference) go to rlt/transitions (RELIABLE, deep queue); while no subscriber has matched (the learner
 still starting, or restarting) they are held and sent once one has, so none is lost to discovery.
 Joystick buttons label the episode (LABEL_SUCCESS / LABEL_FAILURE) and toggle the critical phase
@@ -32,10 +33,9 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
-from rlt_core.control.engine import SOURCE_NAMES, ChunkArbiter
-from rlt_core.control.safety import ActionLimits
+from rlt_core.control.engine import SOURCE_NAMES, EpisodeEngine
+from rlt_core.control.profile import RobotProfile
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, joy_action
-from rlt_core.rl.actor import CHUNK_LEN
 from rlt_core.rl.rl_state import ProprioNormalization, rl_state
 from rlt_core.runtime import default_models_dir
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, Transition
@@ -45,25 +45,18 @@ from rlt_nodes.markers import chunk_markers
 from rlt_nodes.params import desc
 from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, STATS_QOS, TRANSITIONS_QOS
 from rlt_nodes.spin import spin_node
-from rlt_sim.cell import JOINT_NAMES, JOINT_RANGES_M
 
 
 class Arbiter(Node):
     def __init__(self):
         super().__init__('arbiter')
         p = self.declare_parameter
-        controller = p('controller_name', 'gantry_controller',
-                       desc('commands go to /<controller_name>/joint_trajectory')).value
-        self.joint_names = list(p('joint_names', list(JOINT_NAMES), desc('robot joints, in action order')).value)
-        low = p('joint_low', [lo for lo, _ in JOINT_RANGES_M], desc('lower joint limits (robot units)')).value
-        high = p('joint_high', [hi for _, hi in JOINT_RANGES_M], desc('upper joint limits (robot units)')).value
-        max_delta = p('max_delta', [0.005, 0.005, 0.005], desc('largest move per control step, per joint')).value
-        critical_max_delta = p('critical_max_delta', [0.001, 0.001, 0.005], desc(
-            'largest move per control step in the critical phase, per joint, whoever drives')).value
-        self.C = p('chunk_len', CHUNK_LEN, desc('C: control steps per executed chunk')).value
-        stride = p('stride', 2, desc('transitions start at every stride-th critical step')).value
+        profile_path = p('robot_profile', '', desc('robot profile: a YAML path or a name in the bringup\'s '
+                                                   'config/profiles (empty: the default)')).value
+        self.profile = profile = RobotProfile.load(profile_path)
+        self.joint_names = list(profile.joint_names)
+        self.C, self.dt = profile.actor_chunk_len, profile.dt
         warmup = p('warmup_episodes', 20, desc('N_warm: first episodes that execute the VLA chunk')).value
-        self.dt = 1.0 / p('control_hz', 20.0, desc('robot control rate: one trajectory point per step')).value
         vla_path = p('vla_path', '', desc('VLA checkpoint whose config.json holds the proprio normalisation')).value
         self.episode_source = p('episode_source', 'sim',
                                 desc("'sim': the simulator's episode/events drive episodes; "
@@ -83,16 +76,15 @@ class Arbiter(Node):
             phase_button=p('phase_button', 5, desc('Joy button toggling the critical phase (RB)')).value)
         self.edges = ButtonEdges(self.mapping)
         self.norm = ProprioNormalization.from_vla_checkpoint(vla_path or default_models_dir() / 'vla')
-        self.arb = ChunkArbiter(self.C, ActionLimits.symmetric(max_delta), low, high, stride=stride,
-                                warmup_episodes=warmup, max_target_lead=lead, actor_wait_s=actor_wait,
-                                human_timeout_s=human_timeout,
-                                critical_limits=ActionLimits.symmetric(critical_max_delta))
+        self.engine = EpisodeEngine(profile, warmup_episodes=warmup, max_target_lead=lead, actor_wait_s=actor_wait,
+                                    human_timeout_s=human_timeout)
         self.tokens, self.refs, self.joints = OrderedDict(), OrderedDict(), OrderedDict()
         self.human_held = False
         self.episode_counter = 0
         self.q = None
         self.held = deque()  # transitions recorded while no subscriber has matched rlt/transitions
 
+        controller = profile.controller_name
         self.traj_pub = self.create_publisher(JointTrajectory, f'{controller}/joint_trajectory', 10)
         self.transition_pub = self.create_publisher(Transition, 'rlt/transitions', TRANSITIONS_QOS)
         self.executed_pub = self.create_publisher(ActionChunk, 'rlt/executed_chunk', CHUNK_QOS)
@@ -107,8 +99,9 @@ class Arbiter(Node):
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
         self.create_subscription(String, 'rlt/learner_stats', self.on_learner_stats, 10)
         self.create_timer(0.01, self.on_timer)
-        self.get_logger().info(f'arbiter: commands on {controller}/joint_trajectory, C={self.C}, '
-                               f'warmup {warmup} episodes, episodes from {self.episode_source}')
+        self.get_logger().info(f'arbiter: robot profile {profile.name} ({profile.hash}), commands on '
+                               f'{controller}/joint_trajectory, C={self.C}, warmup {warmup} episodes, '
+                               f'episodes from {self.episode_source}')
 
     @staticmethod
     def now() -> float:
@@ -117,21 +110,29 @@ class Arbiter(Node):
     # --- robot clock ---
 
     def on_joint_state(self, msg: JointState):
-        if sorted(msg.name) != sorted(self.joint_names) or len(msg.velocity) != len(msg.name):
-            self.get_logger().warning(f'joint_states with joints {list(msg.name)} ignored', throttle_duration_sec=2.0)
+        names = list(msg.name)
+        if (not set(self.joint_names) <= set(names) or len(msg.position) != len(names)
+                or len(msg.velocity) != len(names)):
+            self.get_logger().warning(f'joint_states with joints {names}, {len(msg.position)} positions and '
+                                      f'{len(msg.velocity)} velocities ignored: the profile names '
+                                      f'{self.joint_names}', throttle_duration_sec=2.0)
             return
-        order = [list(msg.name).index(n) for n in self.joint_names]
+        order = [names.index(n) for n in self.joint_names]
         position = np.array([msg.position[i] for i in order])
+        velocity = np.array([msg.velocity[i] for i in order])
+        if not (np.all(np.isfinite(position)) and np.all(np.isfinite(velocity))):
+            self.get_logger().warning('joint_states with non-finite values ignored', throttle_duration_sec=2.0)
+            return
         stamp = stamp_ns(msg.header)
-        self._keep(self.joints, stamp, np.concatenate([position, [msg.velocity[i] for i in order]]))
-        if self.episode_source == 'operator' and not self.arb.active:
+        self._keep(self.joints, stamp, np.concatenate([position, velocity]))
+        if self.episode_source == 'operator' and not self.engine.active:
             self.start_operator_episode(stamp)
-        self.arb.observe(stamp, position, self.now())
+        self.engine.observe(stamp, position, self.now())
         self.try_inputs(stamp)
         self.drain()
 
     def on_timer(self):
-        self.arb.tick(self.now())
+        self.engine.tick(self.now())
         self.drain()
 
     # --- VLA and actor ---
@@ -161,16 +162,18 @@ class Arbiter(Node):
             except ValueError as err:
                 self.get_logger().warning(f'no RL state: {err}', throttle_duration_sec=2.0)
                 return
-            self.arb.add_inputs(stamp, x, ref, self.now())
+            try:
+                self.engine.add_inputs(stamp, x, ref, self.now())
+            except ValueError as err:
+                self.get_logger().warning(f'refused VLA inputs: {err}', throttle_duration_sec=2.0)
             self.drain()
 
     def on_actor_chunk(self, msg: ActionChunk):
         try:
-            chunk = msg_to_chunk(msg)
+            self.engine.add_actor_chunk(stamp_ns(msg.header), msg_to_chunk(msg), self.now())
         except ValueError as err:
             self.get_logger().warning(f'refused actor chunk: {err}', throttle_duration_sec=2.0)
             return
-        self.arb.add_actor_chunk(stamp_ns(msg.header), chunk, self.now())
         self.drain()
 
     # --- human ---
@@ -181,18 +184,18 @@ class Arbiter(Node):
         if held != self.human_held:
             self.human_held = held
             self.publish_event(EpisodeEvent.TAKEOVER_START if held else EpisodeEvent.TAKEOVER_END, detail='joy')
-        self.arb.set_human(action, self.now())
+        self.engine.set_human(action, self.now())
         for name in self.edges.update(msg.buttons):
             if name == 'phase':
-                self.arb.toggle_phase(self.now())
-                self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.arb.phase.active
+                self.engine.toggle_phase(self.now())
+                self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.engine.phase.active
                                    else EpisodeEvent.PHASE_EXIT_CRITICAL, detail='human')
             else:
                 success = name == 'success'
                 self.publish_event(EpisodeEvent.LABEL_SUCCESS if success else EpisodeEvent.LABEL_FAILURE,
                                    success=success, detail='human')
-                if self.episode_source == 'operator' and self.arb.active:
-                    self.arb.end_episode(success, now=self.now())
+                if self.episode_source == 'operator' and self.engine.active:
+                    self.engine.end_episode(success, now=self.now())
                     self.publish_event(EpisodeEvent.EPISODE_END, success=success, detail='operator label')
         self.drain()
 
@@ -202,20 +205,20 @@ class Arbiter(Node):
         now = self.now()
         if self.episode_source == 'sim':
             if msg.event == EpisodeEvent.EPISODE_START:
-                self.arb.start_episode(msg.episode_id, stamp_ns(msg.header))
+                self.engine.start_episode(msg.episode_id, stamp_ns(msg.header))
             elif msg.event == EpisodeEvent.EPISODE_END:
-                self.arb.end_episode(msg.success, final_step=msg.step_index, now=now)
+                self.engine.end_episode(msg.success, final_step=msg.step_index, now=now)
         if msg.event in (EpisodeEvent.PHASE_ENTER_CRITICAL, EpisodeEvent.PHASE_EXIT_CRITICAL) and msg.detail != 'human':
-            self.arb.set_phase_signal(msg.event == EpisodeEvent.PHASE_ENTER_CRITICAL, now)
+            self.engine.set_phase_signal(msg.event == EpisodeEvent.PHASE_ENTER_CRITICAL, now)
         self.drain()
 
     def start_operator_episode(self, stamp):
-        self.arb.start_episode(self.episode_counter, stamp - 1)
+        self.engine.start_episode(self.episode_counter, stamp - 1)
         self.publish_event(EpisodeEvent.EPISODE_START, detail='operator')
         self.episode_counter += 1
 
     def publish_event(self, event, success=False, detail=''):
-        msg = EpisodeEvent(episode_id=self.arb.episode_id, step_index=getattr(self.arb, 'n', 0), event=event,
+        msg = EpisodeEvent(episode_id=self.engine.episode_id, step_index=self.engine.n, event=event,
                            success=bool(success), detail=detail)
         msg.header.stamp = self.get_clock().now().to_msg()
         self.event_pub.publish(msg)
@@ -229,7 +232,7 @@ class Arbiter(Node):
     # --- outputs ---
 
     def drain(self):
-        commands, transitions, finished = self.arb.take()
+        commands, transitions, finished = self.engine.take()
         for cmd in commands:
             self.publish_command(cmd)
         self.send_transitions(transitions)

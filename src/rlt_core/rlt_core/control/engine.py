@@ -1,25 +1,31 @@
-"""The teleop arbiter's logic: chunks executed on a free-running robot clock, transitions recorded.
+"""The RLT episode protocol, implemented once: who drives each chunk, what the robot executes, what is recorded.
 
-The robot (or simulator) steps on its own clock and reports every control step as an
-observation o_1, o_2, ... (its joint state, with a stamp). The frozen VLA's reference chunk and
-the RL state x for an observation arrive a little later (`add_inputs`), the actor's refined chunk
-later still (`add_actor_chunk`). At each chunk boundary `ChunkArbiter` picks the chunk to execute
-with `rlt_core.control.arbitration.arbitrate` (human > warmup VLA > actor > VLA) from the newest inputs
-and turns it into absolute joint positions, one point per control step, from the current command
-target: each point moves by at most the per-step action limits (in a chunk decided in the critical
-phase, its own limits) and stays within the joint limits. A held dead-man button interrupts the
-current chunk at once; the human's chunk is re-issued at every step while it is held.
+The arbiter node (from its topics, as messages arrive) and the in-process trainer `train_rlt` (synchronously,
+stepping the simulator) both drive an `EpisodeEngine`; nothing else implements the protocol.
 
-The action a_n executed between o_n and o_{n+1} is the next point of the chunk in force when
-o_{n+1} arrives (zero while the robot holds between chunks). Steps go, in order, into a
-`TransitionBuilder` once their action, their reward (known when the next step's action or the
-episode's end is) and (on the stride, in the critical phase) their RL state are known; a state
-the VLA never computed (it drops observations when busy) is replaced by the next one it did.
-The episode ends with `end_episode(success, final_step)` (the simulator's EPISODE_END, or an
-operator's label): the reward of the last action is 1 on success, and the
-final observation's state closes the last windows.
+The robot steps on its own clock and reports every control step as an observation o_1, o_2, ...
+(`observe`: its joint positions, a stamp, optionally the task's phase signal and the operator's input at that
+moment). The frozen VLA's reference chunk and the RL state x for an observation arrive later (`add_inputs`),
+the actor's refined chunk later still (`add_actor_chunk`); in process they arrive at once. At each chunk
+boundary the engine picks the chunk to execute with `rlt_core.control.arbitration.arbitrate` (human > warmup
+VLA > actor > VLA) from the newest inputs and turns it into absolute joint positions, one point per control
+step, from the current command target: each point moves by at most the per-step limits of the robot profile
+(in a chunk decided in the critical phase, its own limits) and stays within the joint limits. When the
+critical phase begins in the middle of a VLA chunk, the rest of it is dropped and the next chunk is decided on
+that observation (the actor's hand-over). The operator's input (a held dead-man button) interrupts the current
+chunk at once and is re-issued at every step while held; on release the next chunk is decided on the newest
+observation.
 
-No ROS here: the arbiter node feeds this class from its topics and publishes what `take()` returns.
+The action a_n executed between o_n and o_{n+1} is the next point of the chunk in force when o_{n+1} arrives
+(zero while the robot holds between chunks). Steps go, in order, into a `TransitionBuilder` once their action,
+their reward (known when the next step's action or the episode's end is) and (on the stride, in the critical
+phase) their RL state are known; a state the VLA never computed (it drops observations when busy) is replaced
+by the next one it did. During an intervention the human's chunk replaces the stored reference. The episode
+ends with `end_episode(success, final_step)` (the simulator's EPISODE_END, or an operator's label): the reward
+of the last action is 1 on success, and the final observation's state closes the last windows. The first
+`warmup_episodes` episodes execute the VLA's chunk and their transitions are flagged as warmup.
+
+No ROS here. `take()` returns what the caller sends on: commands, transitions and finished episodes' statistics.
 """
 
 from collections import OrderedDict
@@ -29,11 +35,14 @@ import numpy as np
 
 from rlt_core.control.arbitration import arbitrate
 from rlt_core.control.phase import CriticalPhase, PhaseConfig
-from rlt_core.control.safety import ActionLimits
+from rlt_core.control.profile import RobotProfile
+from rlt_core.control.safety import InvalidChunkError, validate_chunk
 from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, Transition
 from rlt_core.rl.transitions import TransitionBuilder
 
 SOURCE_NAMES = {SOURCE_VLA: 'vla', SOURCE_ACTOR: 'actor', SOURCE_HUMAN: 'human'}
+KEEP = object()
+"""`observe(..., human=KEEP)`: the operator's input is not part of this observation (it arrives on its own)."""
 
 
 @dataclass
@@ -60,8 +69,11 @@ class Command:
 
 
 @dataclass
-class _Step:
+class PendingStep:
+    """A control step whose action, reward or state is not yet known."""
+
     n: int
+    """Its observation's index in the episode (1-based)."""
     stamp: int
     critical: bool
     action: np.ndarray | None = None
@@ -95,24 +107,23 @@ class EpisodeStats:
                 'unrecorded_transitions': self.unrecorded_transitions}
 
 
-class ChunkArbiter:
-    def __init__(self, chunk_len: int, limits: ActionLimits, joint_low, joint_high, stride: int = 2,
-                 warmup_episodes: int = 0, max_target_lead: float = 0.01, actor_wait_s: float = 0.05,
-                 actor_alive_s: float = 2.0, human_timeout_s: float = 0.25, final_wait_s: float = 1.0,
-                 phase_config: PhaseConfig | None = None, history: int = 400,
-                 critical_limits: ActionLimits | None = None):
-        self.C = chunk_len
-        self.limits, self.critical_limits = limits, critical_limits or limits
-        self.low = np.asarray(joint_low, np.float64)
-        self.high = np.asarray(joint_high, np.float64)
-        if self.low.shape != (limits.action_dim,):
-            raise ValueError('actions are joint-position moves: one action dimension per joint')
-        if self.critical_limits.action_dim != limits.action_dim:
-            raise ValueError('critical_limits and limits need the same action dimension')
+class EpisodeEngine:
+    def __init__(self, profile: RobotProfile, warmup_episodes: int = 0, max_target_lead: float = 0.01,
+                 actor_wait_s: float = 0.05, actor_alive_s: float = 2.0, human_timeout_s: float = 0.25,
+                 final_wait_s: float = 1.0, phase_config: PhaseConfig | None = None, history: int = 400,
+                 record: bool = True):
+        if profile.action_space != 'joint_delta':
+            raise ValueError(f'the engine executes joint_delta actions, not {profile.action_space!r}')
+        self.profile = profile
+        self.C = profile.actor_chunk_len
+        self.limits, self.critical_limits = profile.limits, profile.critical_limits
+        self.low = np.asarray(profile.joint_lower, np.float64)
+        self.high = np.asarray(profile.joint_upper, np.float64)
         self.warmup_episodes, self.max_target_lead = warmup_episodes, max_target_lead
         self.actor_wait_s, self.actor_alive_s = actor_wait_s, actor_alive_s
         self.human_timeout_s, self.final_wait_s = human_timeout_s, final_wait_s
-        self.builder = TransitionBuilder(chunk_len, stride)
+        self.record = record
+        self.builder = TransitionBuilder(self.C, profile.stride)
         self.phase = CriticalPhase(phase_config or PhaseConfig())
         self.history = history
         self.inputs: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -121,6 +132,7 @@ class ChunkArbiter:
         self.human_action, self.human_time = None, -np.inf
         self.episodes_started = 0
         self.active = False
+        self.warmup = False
         self.stats: EpisodeStats | None = None
         self.latest_stamp = None
         self._commands: list[Command] = []
@@ -128,8 +140,9 @@ class ChunkArbiter:
         self._finished: list[EpisodeStats] = []
         self.episode_id = 0
         self.start_stamp = -1
+        self.n = 0
 
-    # --- what the node publishes ---
+    # --- what the caller sends on ---
 
     def take(self) -> tuple[list[Command], list[Transition], list[EpisodeStats]]:
         out = self._commands, self._transitions, self._finished
@@ -137,26 +150,48 @@ class ChunkArbiter:
         return out
 
     @property
-    def warmup(self) -> bool:
-        return self.episodes_started <= self.warmup_episodes
-
-    @property
     def chunk_active(self) -> bool:
         return self.chunk is not None and self.k < self.C
 
+    def pending_action(self) -> np.ndarray:
+        """The action the robot executes after the latest observation: the next point's move, zero when holding."""
+        if self.active and self.end_step is None and self.chunk_active:
+            return self.chunk.executed[self.k].copy()
+        return np.zeros(self.limits.action_dim, np.float32)
+
+    def wants_inputs(self, now: float) -> bool:
+        """Whether the latest observation's RL state and reference are needed: a chunk is to be decided on it,
+        or (recording) it starts a transition window."""
+        if not self.active or self.final is not None or not self.steps:
+            return False
+        if self._deciding(now):
+            return True
+        step = self.steps[-1]
+        return self.record and step.critical and (step.n - 1) % self.builder.stride == 0
+
+    def wants_actor_chunk(self, now: float) -> bool:
+        """Whether a chunk is to be decided on the latest observation with the actor's refinement."""
+        return self.active and self.phase.active and not self.warmup and self._deciding(now)
+
+    def wants_final_state(self) -> bool:
+        """Whether the episode waits for its final observation's state (recording)."""
+        return self.active and self.final is not None and self.final.stamp not in self.inputs
+
     # --- episodes ---
 
-    def start_episode(self, episode_id: int, stamp_ns: int = -1):
-        """A new episode begins; its first observation is the next one stamped after `stamp_ns`."""
+    def start_episode(self, episode_id: int, stamp_ns: int = -1, warmup: bool | None = None):
+        """A new episode begins; its first observation is the next one stamped after `stamp_ns`. It is a warmup
+        episode while fewer than `warmup_episodes` have started, unless `warmup` says otherwise."""
         if self.active:
             self._close_unfinished()
         self.episode_id = episode_id
         self.start_stamp = int(stamp_ns)
         self.episodes_started += 1
+        self.warmup = self.episodes_started <= self.warmup_episodes if warmup is None else bool(warmup)
         self.active = True
         self.n = 0
-        self.steps: list[_Step] = []
-        self.final: _Step | None = None
+        self.steps: list[PendingStep] = []
+        self.final: PendingStep | None = None
         self.end_step = None
         self.end_time = None
         self.terminated = False
@@ -170,6 +205,7 @@ class ChunkArbiter:
         self.last_source = SOURCE_VLA
         self.decide_after = None
         self.wait_start = None
+        self.human_action, self.human_time = None, -np.inf
         self.stats = EpisodeStats(episode_id, warmup=self.warmup)
 
     def end_episode(self, success: bool, final_step: int | None = None, terminated: bool | None = None,
@@ -210,8 +246,9 @@ class ChunkArbiter:
 
     # --- the robot clock ---
 
-    def observe(self, stamp_ns: int, position, now: float):
-        """Observation o_{n+1}: the robot's joint positions at `stamp_ns`."""
+    def observe(self, stamp_ns: int, position, now: float, critical: bool | None = None, human=KEEP):
+        """Observation o_{n+1}: the robot's joint positions at `stamp_ns`. With it, where the caller has them at that
+        moment: the task's critical-phase signal, and the operator's input (an action while driving, None when not)."""
         if self.active and stamp_ns <= self.start_stamp:
             return  # from before the episode began
         self.latest_stamp = int(stamp_ns)
@@ -226,7 +263,15 @@ class ChunkArbiter:
         self.target = np.clip(self.target, position - lead, position + lead)
         if self.steps and self.steps[-1].action is None:
             self._consume(self.steps[-1])
-        step = _Step(self.n, int(stamp_ns), critical=self.phase.active)
+        if critical is not None:
+            before = self.phase.active
+            self.phase.update(signal=critical)
+            self._hand_over(before)
+        if human is None:
+            self.human_time = -np.inf  # released: the branch below hands back
+        elif human is not KEEP:
+            self.human_action, self.human_time = np.asarray(human, np.float32), now
+        step = PendingStep(self.n, int(stamp_ns), critical=self.phase.active)
         self.steps.append(step)
         if self.end_step is not None:
             self._settle_final()
@@ -239,7 +284,7 @@ class ChunkArbiter:
                 self.decide_after = int(stamp_ns)  # the next chunk is decided on this, the newest observation
         self._progress(now)
 
-    def _consume(self, step: _Step):
+    def _consume(self, step: PendingStep):
         """The robot executed one control step since `step`'s observation."""
         if self.chunk_active:
             step.action, step.source = self.chunk.executed[self.k].astype(np.float32), self.chunk.source
@@ -255,14 +300,22 @@ class ChunkArbiter:
     # --- inputs from the graph ---
 
     def add_inputs(self, stamp_ns: int, x, ref, now: float):
-        """The RL state x and the VLA's reference chunk (H >= C, A) for the observation at `stamp_ns`."""
-        self.inputs[int(stamp_ns)] = (np.asarray(x, np.float32), np.asarray(ref, np.float32)[:self.C])
+        """The RL state x and the VLA's reference chunk (H >= C, A) for the observation at `stamp_ns`.
+        Raises InvalidChunkError (a ValueError) for a reference of another shape or non-finite values."""
+        x = np.asarray(x, np.float32)
+        if x.ndim != 1 or not np.all(np.isfinite(x)):
+            raise InvalidChunkError(f'RL state of shape {x.shape} or with non-finite values')
+        ref = validate_chunk(ref, self.limits.action_dim)
+        if len(ref) < self.C:
+            raise InvalidChunkError(f'reference chunk of {len(ref)} steps, the actor chunk needs {self.C}')
+        self.inputs[int(stamp_ns)] = (x, ref[:self.C])
         while len(self.inputs) > self.history:
             self.inputs.popitem(last=False)
         self._progress(now)
 
     def add_actor_chunk(self, stamp_ns: int, chunk, now: float):
-        self.actor_chunks[int(stamp_ns)] = np.asarray(chunk, np.float32)
+        """The actor's refined chunk (C, A) for the observation at `stamp_ns`; InvalidChunkError if malformed."""
+        self.actor_chunks[int(stamp_ns)] = validate_chunk(chunk, self.limits.action_dim, self.C)
         while len(self.actor_chunks) > self.history:
             self.actor_chunks.popitem(last=False)
         self.last_actor_time = now
@@ -285,23 +338,24 @@ class ChunkArbiter:
         self._progress(now)
 
     def set_phase_signal(self, critical: bool, now: float):
-        """The task's own critical-phase signal (the simulator's)."""
+        """The task's own critical-phase signal (the simulator's), when it arrives apart from the observations."""
         before = self.phase.active
         self.phase.update(signal=critical)
-        self._phase_changed(before, now)
+        self._hand_over(before)
+        self._progress(now)
 
     def toggle_phase(self, now: float):
         """The human's phase button."""
         before = self.phase.active
         self.phase.human_toggle()
-        self._phase_changed(before, now)
+        self._hand_over(before)
+        self._progress(now)
 
-    def _phase_changed(self, before: bool, now: float):
+    def _hand_over(self, before: bool):
         if (self.active and self.phase.active and not before and not self.warmup
                 and self.chunk_active and self.chunk.source == SOURCE_VLA):
             self.chunk = None  # the critical phase began mid-chunk: hand over to the actor now
             self.decide_after = self.latest_stamp
-        self._progress(now)
 
     def tick(self, now: float):
         """Call periodically: time-outs (waiting for the actor, for the final state)."""
@@ -310,6 +364,11 @@ class ChunkArbiter:
         self._progress(now)
 
     # --- decisions ---
+
+    def _deciding(self, now: float) -> bool:
+        """Whether a chunk is waiting to be decided."""
+        return (self.end_step is None and not self.chunk_active and self.decide_after is not None
+                and not self._human_fresh(now))
 
     def _human_fresh(self, now: float) -> bool:
         return self.human_action is not None and now - self.human_time <= self.human_timeout_s
@@ -328,7 +387,7 @@ class ChunkArbiter:
         self._flush(now)
 
     def _try_decide(self, now: float):
-        if self.end_step is not None or self.chunk_active or self.decide_after is None or self._human_fresh(now):
+        if not self._deciding(now):
             return
         found = self._newest_inputs(self.decide_after)
         if found is None:
@@ -389,37 +448,43 @@ class ChunkArbiter:
         while self.steps and self.steps[0].action is not None:
             if self.end_step is None and (len(self.steps) < 2 or self.steps[1].action is None):
                 return  # its reward is known once the step after it, or the episode's end, is
-            step = self.steps[0]
-            critical, needs = step.critical, step.critical and self.builder.needs_observation()
-            x = ref = None
-            if needs:
-                found = self._state_for(step.stamp)
-                if found is None:
-                    if self.final is None or now - self.end_time < self.final_wait_s:
-                        return
-                    found = self._latest_state()
-                if found is None:  # the VLA has computed nothing yet: no window can start here
-                    critical = False
-                    self.stats.unrecorded_transitions += 1
-                else:
-                    x, ref, exact = found
-                    self.stats.approximated_states += int(not exact)
-            self._transitions += self._count(self.builder.record(step.action, step.reward, step.source,
-                                                                 critical, x=x, ref=ref))
+            if self.record and not self._record(self.steps[0], now):
+                return
             self.steps.pop(0)
         if self.final is None and self.end_step is not None and self.n >= self.end_step and not self.steps:
             self._finish_stats()  # the episode ended before its first observation
             return
         if self.final is not None and not self.steps:
-            found = self._state_for(self.final.stamp)
-            if found is None:
-                if now - self.end_time < self.final_wait_s:
-                    return
-                found = self._latest_state()
-            if found is not None:
-                x, ref, _ = found
-                self._transitions += self._count(self.builder.finish(x, ref, self.terminated))
+            if self.record:
+                found = self._state_for(self.final.stamp)
+                if found is None:
+                    if now - self.end_time < self.final_wait_s:
+                        return
+                    found = self._latest_state()
+                if found is not None:
+                    x, ref, _ = found
+                    self._transitions += self._count(self.builder.finish(x, ref, self.terminated))
             self._finish_stats()
+
+    def _record(self, step: PendingStep, now: float) -> bool:
+        """Record one step into the transition builder; False while its state is still awaited."""
+        critical, needs = step.critical, step.critical and self.builder.needs_observation()
+        x = ref = None
+        if needs:
+            found = self._state_for(step.stamp)
+            if found is None:
+                if self.final is None or now - self.end_time < self.final_wait_s:
+                    return False
+                found = self._latest_state()
+            if found is None:  # the VLA has computed nothing yet: no window can start here
+                critical = False
+                self.stats.unrecorded_transitions += 1
+            else:
+                x, ref, exact = found
+                self.stats.approximated_states += int(not exact)
+        self._transitions += self._count(self.builder.record(step.action, step.reward, step.source, critical,
+                                                             x=x, ref=ref))
+        return True
 
     def _finish_stats(self):
         self.stats.success = self.success
@@ -434,5 +499,5 @@ class ChunkArbiter:
     def _count(self, transitions):
         self.stats.transitions += len(transitions)
         for t in transitions:
-            t.warmup = self.stats.warmup
+            t.warmup = self.warmup
         return transitions

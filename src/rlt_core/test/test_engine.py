@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
 
-from rlt_core.control.engine import ChunkArbiter
+from dataclasses import replace
+
+from rlt_core.control.engine import EpisodeEngine
+from rlt_core.control.profile import RobotProfile
 from rlt_core.control.safety import ActionLimits
 from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA
 
@@ -40,9 +43,15 @@ class FakeRobot:
         self.finished = getattr(self, 'finished', []) + finished
 
 
+def profile(critical_limits=None):
+    """The gantry cell with chunk C, stride 2, limits D per step (critical: `critical_limits`, else the same)."""
+    critical = critical_limits.high if critical_limits is not None else (D,) * A
+    return replace(RobotProfile.load(), joint_lower=tuple(LOW), joint_upper=tuple(HIGH), max_delta=(D,) * A,
+                   critical_max_delta=tuple(critical), actor_chunk_len=C, stride=2)
+
+
 def make(warmup=0, critical_limits=None):
-    return ChunkArbiter(C, ActionLimits.symmetric([D] * A), LOW, HIGH, stride=2, warmup_episodes=warmup,
-                        critical_limits=critical_limits)
+    return EpisodeEngine(profile(critical_limits), warmup_episodes=warmup)
 
 
 def test_vla_chunks_are_limited_points_from_the_command_target():
