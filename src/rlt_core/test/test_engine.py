@@ -1,7 +1,7 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
-
-from dataclasses import replace
 
 from rlt_core.control.engine import EpisodeEngine
 from rlt_core.control.profile import RobotProfile

@@ -6,8 +6,9 @@ facts (joints, limits, control rate, chunk length, stride, controller) come from
 (`robot_profile`). At each chunk boundary the executed chunk goes to
 `/<controller_name>/joint_trajectory` as absolute joint positions, one point per control step,
 from the current command target, within the profile's per-step limits (its critical-phase limits
-for a chunk decided in the critical phase, whoever drives) and joint limits. Holding the joystick's dead-man button (sensor_msgs/Joy on
-`joy`) interrupts the current chunk at once and drives with the chosen axes.
+for a chunk decided in the critical phase, whoever drives) and joint limits. Holding the joystick's
+dead-man button (sensor_msgs/Joy on `joy`) interrupts the current chunk at once and drives with the
+chosen axes.
 
 Chunk transitions (the profile's stride and C; during an intervention the human's chunk replaces the
 reference) go to rlt/transitions (RELIABLE, deep queue); while no subscriber has matched (the learner
