@@ -210,7 +210,8 @@ class Arbiter(Node):
             elif msg.event == EpisodeEvent.EPISODE_END:
                 self.engine.end_episode(msg.success, final_step=msg.step_index, now=now)
         if msg.event in (EpisodeEvent.PHASE_ENTER_CRITICAL, EpisodeEvent.PHASE_EXIT_CRITICAL) and msg.detail != 'human':
-            self.engine.set_phase_signal(msg.event == EpisodeEvent.PHASE_ENTER_CRITICAL, now)
+            entering = msg.event == EpisodeEvent.PHASE_ENTER_CRITICAL
+            self.engine.set_phase_signal(entering, now, step=msg.step_index)  # for the observation of that step
         self.drain()
 
     def start_operator_episode(self, stamp):

@@ -4,8 +4,11 @@
 
 The frozen VLA drives outside the critical phase. Inside it, the actor pi(a | x, ref_chunk)
 with x = (z_rl, proprio) refines the VLA's chunk; a simulated human takes over some visibly
-failing episodes. Chunk transitions (sub-sampled at `stride`) go to a replay buffer persisted
-on disk, and the chunked TD3 learner makes `utd_ratio` updates per transition. Every
+failing episodes. Every episode runs through `rlt_core.control.engine.EpisodeEngine`, the protocol
+the arbiter node runs on a robot, here driven synchronously (the simulator waits for each decision).
+Chunk transitions (sub-sampled at the profile's stride) go to a replay buffer persisted on disk, and
+the chunked TD3 learner makes `utd_ratio` updates per transition. The robot's facts (chunk lengths,
+stride, limits, episode length, control rate) come from the robot profile (`--robot-profile`). Every
 `eval_every` episodes the actor is evaluated without noise on held-out seeds; the best actor is
 kept. The run resumes from `output/` after a crash (checkpoint + replay; no transition is lost).
 With `--demo-replay`, recorded demonstrations (made into transitions by `rlt_train.demo_replay`)
@@ -33,18 +36,16 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from rlt_core.control.arbitration import arbitrate
-from rlt_core.control.phase import CriticalPhase
-from rlt_core.control.safety import ActionLimits
+from rlt_core.control.engine import EpisodeEngine
+from rlt_core.control.profile import RobotProfile
 from rlt_core.models.image_encoder import FrameStore, ImageEncoder, downsample
 from rlt_core.models.rl_token import RLToken
 from rlt_core.models.vla.backbone import Observation
 from rlt_core.models.vla.small_vla import SmallVLA
-from rlt_core.rl.actor import CHUNK_LEN, ActorConfig, load_actor, save_actor
-from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer
+from rlt_core.rl.actor import ActorConfig, load_actor, save_actor
+from rlt_core.rl.replay import ReplayBuffer
 from rlt_core.rl.rl_state import ProprioNormalization, rl_state
 from rlt_core.rl.td3 import RLTLearner, TD3Config
-from rlt_core.rl.transitions import TransitionBuilder
 from rlt_core.runtime import default_models_dir, setup_torch
 from rlt_sim import PegInsertionEnv, SimConfig
 from rlt_sim.human import SimulatedHuman
@@ -75,15 +76,14 @@ class RLTTrainConfig:
     """Seed of the networks, the training episodes and the simulated human."""
     ablation: str = 'rlt'
     """One of rlt, beta0, no_reference, c1, no_dropout, residual, noise_only, image_encoder."""
+    robot_profile: str = ''
+    """Robot profile (a YAML path, or a name in rlt_bringup's config/profiles; empty: the default cell)."""
     warmup_episodes: int = 20
     """N_warm: episodes that execute the VLA's chunk to fill the replay buffer."""
-    chunk_len: int = CHUNK_LEN
-    """C: actions per refined chunk (the default, `rlt_core.rl.actor.CHUNK_LEN`, says why)."""
-    stride: int = 2
-    """Transitions start at every stride-th step of the critical phase."""
-    execute_steps: int = 0
-    """Actions of an actor chunk executed before the actor decides again on a fresh observation (0, or chunk_len
-    or more: the whole chunk, open loop). The VLA's chunks always run whole."""
+    chunk_len: int = 0
+    """C: actions per refined chunk (0: the profile's actor_chunk_len)."""
+    stride: int = 0
+    """Transitions start at every stride-th step of the critical phase (0: the profile's stride)."""
     utd_ratio: int = TD3Config.utd_ratio
     """G: learner updates per transition."""
     batch_size: int = TD3Config.batch_size
@@ -106,12 +106,6 @@ class RLTTrainConfig:
     """Hidden widths of actor and critics."""
     critic_layer_norm: bool = TD3Config.critic_layer_norm
     """LayerNorm after each hidden layer of the critics (RLPD; --no-critic-layer-norm: plain TD3 critics)."""
-    action_scale_m: float = 0.005
-    """Robot units (m) of one normalised action unit: the per-step move limit."""
-    critical_max_delta_m: tuple[float, ...] = (0.001, 0.001, 0.005)
-    """Per-step move limit of each axis (x, y, z; m) in the critical phase, whoever drives: the precision phase's
-    speed limit (20 mm/s sideways at 20 Hz), and the actor's output range. Without it an unregularised actor
-    (beta = 0) learns to shake the peg sideways at the general limit until it drops in."""
     residual_scale: float = 0.3
     """Residual bound (normalised units) of the residual ablation."""
     image_size: int = 48
@@ -124,8 +118,6 @@ class RLTTrainConfig:
     """Episodes per periodic evaluation."""
     final_eval_episodes: int = 100
     """Episodes of the final evaluation of the best actor."""
-    max_steps: int = 120
-    """Control steps per episode (a jammed peg stays jammed; 120 leaves ~80 steps at the hole)."""
     threads: int = 1
     """Torch threads."""
     compile: bool = True
@@ -143,14 +135,8 @@ class RLTTrainConfig:
     def __post_init__(self):
         if self.ablation not in ABLATIONS + DIAGNOSTICS:
             raise ValueError(f'ablation must be one of {ABLATIONS + DIAGNOSTICS}, got {self.ablation!r}')
-        if self.chunk_len % self.stride:
-            raise ValueError('chunk_len must be a multiple of stride')
-        if len(self.critical_max_delta_m) != 3 or not all(0 < d <= self.action_scale_m
-                                                          for d in self.critical_max_delta_m):
-            raise ValueError(f'critical_max_delta_m needs 3 entries in (0, action_scale_m], '
-                             f'got {self.critical_max_delta_m}')
-        if self.execute_steps < 0:
-            raise ValueError(f'execute_steps must be >= 0 (0: the whole chunk), got {self.execute_steps}')
+        if self.chunk_len < 0 or self.stride < 0:
+            raise ValueError('chunk_len and stride must be >= 0 (0: the robot profile\'s)')
         if not 0.0 <= self.demo_fraction <= 0.75 or self.pretrain_updates < 0:
             raise ValueError('demo_fraction must be in [0, 0.75] and pretrain_updates >= 0')
         if self.pretrain_updates and not self.demo_replay:
@@ -165,6 +151,14 @@ def apply_ablation(cfg: RLTTrainConfig) -> RLTTrainConfig:
     if cfg.ablation == 'c1':
         return replace(cfg, chunk_len=1, stride=1)
     return cfg
+
+
+def load_profile(cfg: RLTTrainConfig) -> RobotProfile:
+    """The robot profile, with the run's chunk length and stride where it sets them."""
+    profile = RobotProfile.load(cfg.robot_profile)
+    if cfg.chunk_len or cfg.stride:
+        profile = profile.with_chunks(cfg.chunk_len or profile.actor_chunk_len, cfg.stride or profile.stride)
+    return profile
 
 
 class FrozenPolicyInputs:
@@ -197,78 +191,61 @@ class FrozenPolicyInputs:
         return x, out.chunk[0].numpy()
 
 
-def run_episode(env, inputs, learner, cfg, seed, train, warmup, replay=None, human=None, episode_id=0,
+def run_episode(env, inputs, learner, cfg, profile, seed, train, warmup, replay=None, human=None, episode_id=0,
                 generator=None):
-    """One episode; returns its statistics. In training, transitions go to `replay` with updates."""
-    C = cfg.chunk_len
-    limits = ActionLimits.symmetric([cfg.action_scale_m] * 3)
-    critical_limits = ActionLimits.symmetric(cfg.critical_max_delta_m)
+    """One episode through the episode engine; returns its statistics. In training, transitions go to `replay`
+    with `utd_ratio` learner updates each."""
+    engine = EpisodeEngine(profile, record=replay is not None)
+    engine.start_episode(episode_id, warmup=warmup)
+    scale = np.asarray(profile.max_delta, np.float32)
     obs, info = env.reset(seed=seed)
-    phase = CriticalPhase()
-    builder = TransitionBuilder(C, cfg.stride)
-    builder.reset(episode_id)
     if human is not None:
         human.reset(info)
-    chunk, source, k = None, SOURCE_VLA, C
-    x = ref = None
-    stats = {'seed': seed, 'steps': 0, 'critical_steps': 0, 'human_steps': 0, 'actor_chunks': 0, 'updates': 0,
-             'lateral_mm': 0.0}
-    terminated = truncated = False
-    while not (terminated or truncated):
-        critical = phase.update(signal=info['critical_phase'])
-        if critical and chunk is not None and source == SOURCE_VLA and not warmup and stats['critical_steps'] == 0:
-            k = C  # the critical phase began mid-chunk: hand over to the actor now
-        decide = k >= C or (source == SOURCE_ACTOR and 0 < cfg.execute_steps <= k)
-        on_stride = replay is not None and critical and builder.needs_observation()
-        if decide or on_stride:
-            x, ref_full = inputs(obs, env.instruction, info)
-            ref = ref_full[:C]
-        if decide:
-            actor_chunk = None
-            if critical and cfg.ablation == 'noise_only':
-                noise = np.random.default_rng(seed * 1000 + stats['steps']).normal(0, cfg.actor_std, ref.shape)
-                actor_chunk = ref + (noise * cfg.action_scale_m if train else 0.0)
-            elif critical and learner is not None:
-                actor_chunk = learner.select_chunk(x, ref, explore=train, generator=generator).numpy()
-            decision = arbitrate(ref, limits, actor_chunk=actor_chunk, critical=critical, warmup=warmup,
-                                 critical_limits=critical_limits)
-            chunk, source, k = decision.executed, decision.source, 0
-            stats['actor_chunks'] += int(source == SOURCE_ACTOR)
-        # The human's takeover always wins, step by step.
-        if human is not None and human.wants_control(info):
-            decision = arbitrate(ref, limits, human_chunk=human.act(obs, info)[None], critical=critical,
-                                 critical_limits=critical_limits)
-            action, step_source = decision.executed[0], SOURCE_HUMAN
-            stats['human_steps'] += 1
-        else:
-            action, step_source = chunk[k], source
-        obs, reward, terminated, truncated, info = env.step(action)
-        k += 1
-        stats['steps'] += 1
-        stats['critical_steps'] += int(critical)
-        stats['lateral_mm'] += 1000.0 * float(np.hypot(action[0], action[1])) if critical else 0.0
-        if replay is not None:
-            new = builder.record(action, reward, step_source, critical, x=x if on_stride else None,
-                                 ref=ref if on_stride else None)
-            if terminated or truncated:
-                final_x, final_ref = inputs(obs, env.instruction, info)
-                new += builder.finish(final_x, final_ref[:C], terminated)
-            for transition in new:
-                replay.add(transition)
-                if learner is not None and not warmup and len(replay) >= cfg.batch_size:
-                    for _ in range(cfg.utd_ratio):
-                        learner.update(learner.prepare(replay.sample(cfg.batch_size, learner.generator)))
-                        stats['updates'] += 1
-    stats['success'] = bool(info['success'])
-    stats['intervened'] = stats['human_steps'] > 0
+    stats = {'seed': seed, 'updates': 0, 'lateral_mm': 0.0}
+    n, terminated, truncated = 0, False, False
+    while True:
+        n += 1
+        now = n * profile.dt  # the simulator's clock: the engine never waits on it
+        if terminated or truncated:
+            engine.end_episode(bool(info['success']), final_step=n, terminated=terminated, now=now)
+        driving = human is not None and not (terminated or truncated) and human.wants_control(info)
+        engine.observe(n, obs['proprio'][:profile.action_dim], now, critical=info['critical_phase'],
+                       human=human.act(obs, info) if driving else None)
+        if engine.wants_inputs(now) or engine.wants_final_state():
+            x, ref = inputs(obs, env.instruction, info)
+            if engine.wants_actor_chunk(now):
+                if cfg.ablation == 'noise_only':
+                    noise = np.random.default_rng(seed * 1000 + n - 1).normal(0, cfg.actor_std, (engine.C, scale.size))
+                    engine.add_actor_chunk(n, ref[:engine.C] + (noise * scale if train else 0.0), now)
+                elif learner is not None:
+                    chunk = learner.select_chunk(x, ref[:engine.C], explore=train, generator=generator).numpy()
+                    engine.add_actor_chunk(n, chunk, now)
+            engine.add_inputs(n, x, ref, now)
+        for transition in engine.take()[1]:
+            replay.add(transition)
+            if learner is not None and not warmup and len(replay) >= cfg.batch_size:
+                for _ in range(cfg.utd_ratio):
+                    learner.update(learner.prepare(replay.sample(cfg.batch_size, learner.generator)))
+                    stats['updates'] += 1
+        if terminated or truncated:
+            break
+        action = engine.pending_action()
+        if engine.phase.active:
+            stats['lateral_mm'] += 1000.0 * float(np.hypot(action[0], action[1]))
+        obs, _, terminated, truncated, info = env.step(action)
+    episode = engine.stats
+    stats.update(steps=episode.steps, critical_steps=episode.critical_steps,
+                 human_steps=episode.steps_by_source['human'], hold_steps=episode.steps_by_source['hold'],
+                 actor_chunks=episode.chunks_by_source['actor'], success=bool(info['success']),
+                 intervened=episode.intervention)
     return stats
 
 
-def evaluate(env, inputs, learner, cfg, episodes) -> dict:
+def evaluate(env, inputs, learner, cfg, profile, episodes) -> dict:
     """Noise-free episodes on the held-out seeds: success rate, mean (critical-phase) steps, and the mean
     horizontal move commanded per critical-phase step in mm (the base VLA's ~0.01 mm; a policy that shakes the
     peg against the rim at the per-step limit reads several mm)."""
-    results = [run_episode(env, inputs, learner, cfg, EVAL_SEED + i, train=False, warmup=False)
+    results = [run_episode(env, inputs, learner, cfg, profile, EVAL_SEED + i, train=False, warmup=False)
                for i in range(episodes)]
     return {'success_rate': float(np.mean([r['success'] for r in results])),
             'mean_critical_steps': float(np.mean([r['critical_steps'] for r in results])),
@@ -299,6 +276,7 @@ def plot_curve(history, base, path, title):
 
 def train(cfg: RLTTrainConfig) -> dict:
     cfg = apply_ablation(cfg)
+    profile = load_profile(cfg)
     setup_torch(cfg.threads, cfg.seed)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -313,13 +291,13 @@ def train(cfg: RLTTrainConfig) -> dict:
     inputs = FrozenPolicyInputs(vla, token, use_token=cfg.ablation not in ('residual', 'image_encoder'),
                                 oracle=cfg.ablation == 'oracle_offset', oracle_noise_mm=cfg.oracle_noise_mm,
                                 frames=frames)
-    env = PegInsertionEnv(SimConfig(max_steps=cfg.max_steps))
+    env = PegInsertionEnv(SimConfig(max_steps=profile.max_steps, control_hz=profile.control_hz))
 
     learner = None
     if cfg.ablation != 'noise_only':
         state_dim = inputs.state_dim if encoder is None else encoder.feature_dim + inputs.norm.dim
-        actor_cfg = ActorConfig(state_dim=state_dim, chunk_len=cfg.chunk_len, action_dim=3,
-                                action_scale=(cfg.action_scale_m,) * 3, action_limit=cfg.critical_max_delta_m,
+        actor_cfg = ActorConfig(state_dim=state_dim, chunk_len=profile.actor_chunk_len, action_dim=profile.action_dim,
+                                action_scale=profile.max_delta, action_limit=profile.critical_max_delta,
                                 hidden=cfg.hidden, std=cfg.actor_std,
                                 use_reference=cfg.ablation != 'no_reference',
                                 residual=cfg.residual_scale if cfg.ablation == 'residual' else 0.0)
@@ -330,10 +308,11 @@ def train(cfg: RLTTrainConfig) -> dict:
             batch_size=cfg.batch_size, utd_ratio=cfg.utd_ratio), seed=cfg.seed, encoder=encoder, frames=frames,
             compile=cfg.compile)
     # Flushed to the OS per transition (a crash of this process loses none); fsync'ed every 100.
-    replay = ReplayBuffer(inputs.state_dim, cfg.chunk_len, 3, path=out / 'replay', fsync_every=100,
+    replay = ReplayBuffer(inputs.state_dim, profile.actor_chunk_len, profile.action_dim, path=out / 'replay',
+                          fsync_every=100,
                           prior_fraction=cfg.demo_fraction)
     if cfg.demo_replay and learner is not None:
-        meta = check_demo_replay(cfg.demo_replay, vla_dir, token_dir, cfg.chunk_len, cfg.stride)
+        meta = check_demo_replay(cfg.demo_replay, vla_dir, token_dir, profile.actor_chunk_len, profile.stride)
         print(f'prior data: {replay.load_prior(cfg.demo_replay)} transitions from {meta["episodes"]} demonstrations')
     human = SimulatedHuman(rate=cfg.intervention_rate, seed=cfg.seed)
 
@@ -351,7 +330,7 @@ def train(cfg: RLTTrainConfig) -> dict:
     if base_file.exists():
         base = json.loads(base_file.read_text())
     else:
-        base = evaluate(env, inputs, None, replace(cfg, ablation='rlt'), cfg.eval_episodes)
+        base = evaluate(env, inputs, None, replace(cfg, ablation='rlt'), profile, cfg.eval_episodes)
         base_file.write_text(json.dumps(base))
     print(f'base VLA (noise-free, {cfg.eval_episodes} episodes): {base}')
 
@@ -369,7 +348,8 @@ def train(cfg: RLTTrainConfig) -> dict:
     for episode in bar:
         warmup = episode < cfg.warmup_episodes
         began = time.perf_counter()
-        stats = run_episode(env, inputs, learner, cfg, cfg.seed * 100_000 + episode, train=True, warmup=warmup,
+        stats = run_episode(env, inputs, learner, cfg, profile, cfg.seed * 100_000 + episode, train=True,
+                            warmup=warmup,
                             replay=replay, human=human, episode_id=episode, generator=learner.generator
                             if learner else None)
         stats['wall_s'] = time.perf_counter() - began
@@ -384,7 +364,7 @@ def train(cfg: RLTTrainConfig) -> dict:
         bar.set_postfix(success=f'{np.mean([e["success"] for e in recent]):.2f}', replay=len(replay),
                         human=sum(e['intervened'] for e in state['episodes']))
         if (episode + 1) % cfg.eval_every == 0 or episode + 1 == cfg.episodes:
-            result = evaluate(env, inputs, learner, cfg, cfg.eval_episodes)
+            result = evaluate(env, inputs, learner, cfg, profile, cfg.eval_episodes)
             state['history'].append({'episode': episode + 1, **result})
             writer.add_scalar('eval/success_rate', result['success_rate'], episode + 1)
             writer.add_scalar('eval/mean_critical_steps', result['mean_critical_steps'], episode + 1)
@@ -403,17 +383,18 @@ def train(cfg: RLTTrainConfig) -> dict:
         learner.actor = load_actor(out / 'best_actor.safetensors')
         if encoder is not None:
             encoder.load_state_dict(torch.load(out / 'best_encoder.pt'))
-    final = evaluate(env, inputs, learner, cfg, cfg.final_eval_episodes) if cfg.final_eval_episodes else None
+    final = evaluate(env, inputs, learner, cfg, profile, cfg.final_eval_episodes) if cfg.final_eval_episodes else None
     if frames is not None:
         frames.close()
     env_steps = sum(e['steps'] for e in state['episodes'])
     successes = sum(e['success'] for e in state['episodes'])
     summary = {
         'command': 'python -m rlt_train.train_rlt ' + shlex.join(sys.argv[1:]), 'config': asdict(cfg),
+        'robot_profile': {'name': profile.name, 'hash': profile.hash},
         'base_vla': base, 'final_eval': final, 'history': state['history'],
         'online_episodes': state['episode'], 'interventions': sum(e['intervened'] for e in state['episodes']),
         'train_success_rate': successes / max(1, len(state['episodes'])),
-        'successes_per_sim_minute': successes / max(1e-9, env_steps / SimConfig().control_hz / 60),
+        'successes_per_sim_minute': successes / max(1e-9, env_steps / profile.control_hz / 60),
         'episodes_to_90': next((h['episode'] for h in state['history'] if h['success_rate'] >= 0.9), None),
         'wall_minutes_this_run': (time.time() - start) / 60,
         'training_wall_minutes': sum(e.get('wall_s', 0.0) for e in state['episodes']) / 60,

@@ -14,11 +14,8 @@ from rlt_train.cli import parse_config
 
 from rlt_core.models.rl_token import RLToken
 from rlt_core.models.vla.small_vla import SmallVLA
-from rlt_core.rl.actor import ActorConfig
 from rlt_core.rl.replay import SOURCE_DEMO, record_dtype
-from rlt_core.rl.td3 import RLTLearner
 from rlt_core.runtime import default_models_dir
-from rlt_sim import PegInsertionEnv, SimConfig
 from rlt_sim.record import RecordConfig, record
 from rlt_train import demo_replay, readout, train_rl_token, train_rlt, train_vla
 
@@ -189,39 +186,3 @@ def test_bad_options_are_refused(models, tmp_path):
         train_rlt.main(['--ablation', 'nonsense'])
     with pytest.raises(SystemExit):
         train_vla.main(['--steps', '0'])
-
-
-def test_the_actor_decides_again_after_execute_steps():
-    """With execute_steps < C the actor re-plans on a fresh observation; the VLA's chunks still run whole."""
-    models = default_models_dir()
-    inputs = train_rlt.FrozenPolicyInputs(SmallVLA.load(models / 'vla').freeze(), RLToken.load(models / 'rl_token'))
-    learner = RLTLearner(ActorConfig(state_dim=inputs.state_dim, chunk_len=10, action_dim=3, hidden=(16,)), seed=0)
-    env = PegInsertionEnv(SimConfig(max_steps=40))
-    moves, in_phase = [], [False]  # the horizontal move of every step commanded in the (latched) critical phase, mm
-    reset, step = env.reset, env.step
-
-    def recording_reset(**kwargs):
-        obs, info = reset(**kwargs)
-        in_phase[0] = info['critical_phase']
-        return obs, info
-
-    def recording_step(action):
-        moves.append(1000 * np.hypot(action[0], action[1]) if in_phase[0] else 0.0)
-        out = step(action)
-        in_phase[0] = in_phase[0] or out[-1]['critical_phase']
-        return out
-
-    env.reset, env.step = recording_reset, recording_step
-    stats = {}
-    for steps in (10, 2):
-        cfg = train_rlt.RLTTrainConfig(chunk_len=10, execute_steps=steps, max_steps=40)
-        moves.clear()
-        stats[steps] = train_rlt.run_episode(env, inputs, learner, cfg, seed=3, train=False, warmup=False)
-        assert stats[steps]['lateral_mm'] == pytest.approx(sum(moves)) and sum(moves) > 0
-        assert max(moves) <= 1000 * np.hypot(*cfg.critical_max_delta_m[:2]) + 1e-6  # the critical phase's limits
-    critical = stats[10]['critical_steps']
-    assert critical >= 10 and stats[2]['critical_steps'] > 0
-    assert stats[10]['actor_chunks'] == -(-critical // 10)
-    assert stats[2]['actor_chunks'] == -(-stats[2]['critical_steps'] // 2)
-    with pytest.raises(ValueError, match='execute_steps'):
-        train_rlt.RLTTrainConfig(execute_steps=-1)

@@ -141,6 +141,7 @@ class EpisodeEngine:
         self.episode_id = 0
         self.start_stamp = -1
         self.n = 0
+        self.pending_phase = None
 
     # --- what the caller sends on ---
 
@@ -198,6 +199,7 @@ class EpisodeEngine:
         self.success = False
         self.builder.reset(episode_id)
         self.phase.reset()
+        self.pending_phase = None
         self.chunk: Command | None = None
         self.k = 0
         self.chunk_index = 0
@@ -263,6 +265,8 @@ class EpisodeEngine:
         self.target = np.clip(self.target, position - lead, position + lead)
         if self.steps and self.steps[-1].action is None:
             self._consume(self.steps[-1])
+        if critical is None and self.pending_phase is not None and self.pending_phase[0] <= self.n:
+            critical, self.pending_phase = self.pending_phase[1], None
         if critical is not None:
             before = self.phase.active
             self.phase.update(signal=critical)
@@ -337,8 +341,12 @@ class EpisodeEngine:
             self._issue_human(now)  # a takeover interrupts the current chunk at once
         self._progress(now)
 
-    def set_phase_signal(self, critical: bool, now: float):
-        """The task's own critical-phase signal (the simulator's), when it arrives apart from the observations."""
+    def set_phase_signal(self, critical: bool, now: float, step: int | None = None):
+        """The task's own critical-phase signal (the simulator's), when it arrives apart from the observations.
+        With `step`, the index of the observation it belongs to: one not yet observed takes it when it arrives."""
+        if step is not None and self.active and step > self.n:
+            self.pending_phase = (int(step), bool(critical))
+            return
         before = self.phase.active
         self.phase.update(signal=critical)
         self._hand_over(before)
