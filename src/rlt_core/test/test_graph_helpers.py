@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from rlt_core.control.sync import StampSync, check_age, check_image, check_joint_state
+from rlt_core.control.sync import StampSync, check_age, check_image, check_joint_state, joint_state_in_order
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, action_to_axes, joy_action
 from rlt_core.rl.rl_state import ProprioNormalization, rl_state
 from rlt_core.rl.schedule import updates_allowed
@@ -39,7 +39,13 @@ def test_input_checks():
     assert 'does not match' in check_image('rgb8', 4, 4, 12, 40)
     assert check_joint_state(['x', 'y'], [0, 0], [0, 0], ['y', 'x']) is None
     assert 'NaN' in check_joint_state(['x'], [float('nan')], [0], ['x'])
-    assert 'do not match' in check_joint_state(['x'], [0], [0], ['z'])
+    assert 'lack' in check_joint_state(['x'], [0], [0], ['z'])
+    assert 'positions' in check_joint_state(['x', 'y'], [0], [0, 0], ['x'])
+    # A joint_state_broadcaster's message: every joint, its own order, a gripper finger among them.
+    names, pos, vel = ['finger', 'y', 'x'], [0.04, 2.0, 1.0], [0.0, -2.0, -1.0]
+    assert joint_state_in_order(names, pos, vel, ['x', 'y']) == ([1.0, 2.0], [-1.0, -2.0])
+    with pytest.raises(ValueError, match='NaN'):
+        joint_state_in_order(names, [0.0, float('inf'), 1.0], vel, ['x', 'y'])
     assert check_age(0, int(0.1e9), 0.5) is None and 'old' in check_age(0, int(1e9), 0.5)
 
 

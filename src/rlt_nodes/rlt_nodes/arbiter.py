@@ -24,9 +24,8 @@ that join late).
 
 import json
 import time
-from collections import OrderedDict, deque
+from collections import deque
 
-import numpy as np
 from builtin_interfaces.msg import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, Joy
@@ -36,8 +35,9 @@ from visualization_msgs.msg import MarkerArray
 
 from rlt_core.control.engine import SOURCE_NAMES, EpisodeEngine
 from rlt_core.control.profile import RobotProfile
+from rlt_core.control.sync import joint_state_in_order
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, joy_action
-from rlt_core.rl.rl_state import ProprioNormalization, rl_state
+from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
 from rlt_core.runtime import default_models_dir
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, Transition
 from rlt_interfaces.msg import RLToken as RLTokenMsg
@@ -76,10 +76,9 @@ class Arbiter(Node):
             failure_button=p('failure_button', 1, desc('Joy button labelling failure (B)')).value,
             phase_button=p('phase_button', 5, desc('Joy button toggling the critical phase (RB)')).value)
         self.edges = ButtonEdges(self.mapping)
-        self.norm = ProprioNormalization.from_vla_checkpoint(vla_path or default_models_dir() / 'vla')
+        self.join = RLInputJoin(ProprioNormalization.from_vla_checkpoint(vla_path or default_models_dir() / 'vla'))
         self.engine = EpisodeEngine(profile, warmup_episodes=warmup, max_target_lead=lead, actor_wait_s=actor_wait,
                                     human_timeout_s=human_timeout)
-        self.tokens, self.refs, self.joints = OrderedDict(), OrderedDict(), OrderedDict()
         self.human_held = False
         self.episode_counter = 0
         self.q = None
@@ -111,25 +110,16 @@ class Arbiter(Node):
     # --- robot clock ---
 
     def on_joint_state(self, msg: JointState):
-        names = list(msg.name)
-        if (not set(self.joint_names) <= set(names) or len(msg.position) != len(names)
-                or len(msg.velocity) != len(names)):
-            self.get_logger().warning(f'joint_states with joints {names}, {len(msg.position)} positions and '
-                                      f'{len(msg.velocity)} velocities ignored: the profile names '
-                                      f'{self.joint_names}', throttle_duration_sec=2.0)
-            return
-        order = [names.index(n) for n in self.joint_names]
-        position = np.array([msg.position[i] for i in order])
-        velocity = np.array([msg.velocity[i] for i in order])
-        if not (np.all(np.isfinite(position)) and np.all(np.isfinite(velocity))):
-            self.get_logger().warning('joint_states with non-finite values ignored', throttle_duration_sec=2.0)
+        try:
+            position, velocity = joint_state_in_order(msg.name, msg.position, msg.velocity, self.joint_names)
+        except ValueError as err:
+            self.get_logger().warning(f'joint_states ignored: {err}', throttle_duration_sec=2.0)
             return
         stamp = stamp_ns(msg.header)
-        self._keep(self.joints, stamp, np.concatenate([position, velocity]))
         if self.episode_source == 'operator' and not self.engine.active:
             self.start_operator_episode(stamp)
         self.engine.observe(stamp, position, self.now())
-        self.try_inputs(stamp)
+        self.join_inputs(self.join.add_proprio, stamp, [*position, *velocity])
         self.drain()
 
     def on_timer(self):
@@ -138,36 +128,27 @@ class Arbiter(Node):
 
     # --- VLA and actor ---
 
-    def _keep(self, table, key, value):
-        table[key] = value
-        while len(table) > 100:
-            table.popitem(last=False)
-
     def on_token(self, msg: RLTokenMsg):
-        self._keep(self.tokens, stamp_ns(msg.header), as_numpy(msg.data).copy())
-        self.try_inputs(stamp_ns(msg.header))
+        self.join_inputs(self.join.add_token, stamp_ns(msg.header), as_numpy(msg.data))
 
     def on_reference(self, msg: ActionChunk):
         try:
-            self._keep(self.refs, stamp_ns(msg.header), msg_to_chunk(msg))
+            chunk = msg_to_chunk(msg)
         except ValueError as err:
             self.get_logger().warning(f'refused reference chunk: {err}', throttle_duration_sec=2.0)
             return
-        self.try_inputs(stamp_ns(msg.header))
+        self.join_inputs(self.join.add_reference, stamp_ns(msg.header), chunk)
 
-    def try_inputs(self, stamp):
-        if stamp in self.tokens and stamp in self.refs and stamp in self.joints:
-            z_rl, ref = self.tokens.pop(stamp), self.refs.pop(stamp)
-            try:
-                x = rl_state(z_rl, self.joints[stamp], self.norm)
-            except ValueError as err:
-                self.get_logger().warning(f'no RL state: {err}', throttle_duration_sec=2.0)
-                return
-            try:
+    def join_inputs(self, add, stamp, value):
+        """One input of an observation; its RL state and reference go to the engine once all three are in."""
+        try:
+            joined = add(stamp, value)
+            if joined is not None:
+                stamp, x, ref, _ = joined
                 self.engine.add_inputs(stamp, x, ref, self.now())
-            except ValueError as err:
-                self.get_logger().warning(f'refused VLA inputs: {err}', throttle_duration_sec=2.0)
-            self.drain()
+        except ValueError as err:
+            self.get_logger().warning(f'refused VLA inputs: {err}', throttle_duration_sec=2.0)
+        self.drain()
 
     def on_actor_chunk(self, msg: ActionChunk):
         try:

@@ -3,7 +3,8 @@
 `StampSync` pairs each joint state with one image per camera whose stamp lies within a
 tolerance of it (0: identical stamps, as the simulator publishes them). Observations come out in
 stamp order; nothing older than the last emitted one is ever emitted. The `check_*` functions
-say why an input must be dropped (None when it is fine).
+say why an input must be dropped (None when it is fine); `joint_state_in_order` reads a joint state
+in the robot profile's joint order, whatever order and extra joints the driver publishes.
 """
 
 import math
@@ -65,14 +66,25 @@ def check_image(encoding: str, height: int, width: int, step: int, data_len: int
 
 
 def check_joint_state(names, positions, velocities, expected_names):
-    """Why a joint state is unusable, or None."""
-    if sorted(names) != sorted(expected_names):
-        return f'joint names {list(names)} do not match {list(expected_names)}'
+    """Why a joint state is unusable, or None. It may name other joints too (a joint_state_broadcaster
+    publishes every joint of the robot, grippers included, in its own order)."""
+    missing = [n for n in expected_names if n not in names]
+    if missing or len(set(names)) != len(names):
+        return f'joint names {list(names)} lack {missing} or repeat a name'
     if len(positions) != len(names) or len(velocities) != len(names):
         return f'{len(positions)} positions and {len(velocities)} velocities for {len(names)} joints'
     if not all(math.isfinite(v) for v in [*positions, *velocities]):
         return 'joint state contains NaN or infinite values'
     return None
+
+
+def joint_state_in_order(names, positions, velocities, expected_names) -> tuple[list, list]:
+    """(positions, velocities) of `expected_names`, in that order; ValueError saying why the state is unusable."""
+    reason = check_joint_state(names, positions, velocities, expected_names)
+    if reason:
+        raise ValueError(reason)
+    index = {name: i for i, name in enumerate(names)}
+    return [positions[index[n]] for n in expected_names], [velocities[index[n]] for n in expected_names]
 
 
 def check_age(stamp_ns: int, now_ns: int, max_age_s: float):

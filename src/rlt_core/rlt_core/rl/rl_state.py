@@ -2,10 +2,13 @@
 
 The proprio normalisation is the frozen VLA's own (its checkpoint's `config.json` holds
 `proprio_mean` and `proprio_std`), so that the actor, the arbiter that stores transitions and
-the in-process trainer all see the same x for the same observation.
+the in-process trainer all see the same x for the same observation. `RLInputJoin` is how the
+graph's nodes (actor, arbiter) put the token, the reference chunk and the joint state of one
+observation together.
 """
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,3 +42,34 @@ def rl_state(z_rl, proprio, norm: ProprioNormalization) -> np.ndarray:
     if proprio.size != norm.dim:
         raise ValueError(f'proprio has {proprio.size} values, the VLA expects {norm.dim}')
     return np.concatenate([np.asarray(z_rl, np.float32).reshape(-1), (proprio - norm.mean) / norm.std])
+
+
+class RLInputJoin:
+    """The RL token, the VLA's reference chunk and the proprio of one observation, matched by stamp.
+
+    Each `add_*` returns (stamp, x, reference, reference_extra) once all three of a stamp have arrived
+    (and forgets them), else None. At most `keep` stamps of each kind wait; older ones are dropped.
+    """
+
+    def __init__(self, norm: ProprioNormalization, keep: int = 100):
+        self.norm, self.keep = norm, keep
+        self.tables = {'token': OrderedDict(), 'reference': OrderedDict(), 'proprio': OrderedDict()}
+
+    def add_token(self, stamp: int, z_rl):
+        return self._add('token', stamp, np.asarray(z_rl, np.float32).copy())
+
+    def add_reference(self, stamp: int, chunk, extra=None):
+        return self._add('reference', stamp, (chunk, extra))
+
+    def add_proprio(self, stamp: int, proprio):
+        return self._add('proprio', stamp, np.asarray(proprio, np.float32))
+
+    def _add(self, kind: str, stamp: int, value):
+        table = self.tables[kind]
+        table[int(stamp)] = value
+        while len(table) > self.keep:
+            table.popitem(last=False)
+        if not all(int(stamp) in t for t in self.tables.values()):
+            return None
+        z_rl, (chunk, extra), proprio = (t.pop(int(stamp)) for t in self.tables.values())
+        return int(stamp), rl_state(z_rl, proprio, self.norm), chunk, extra
