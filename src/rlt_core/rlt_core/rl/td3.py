@@ -1,5 +1,9 @@
 """Chunked TD3 for RLT, read top to bottom: config, critics, the learner's update.
 
+This is the fast learner. To read the math, start with `rlt_core.rl.td3_reference.ReferenceTD3`: the same
+update written the plain way (as CleanRL writes TD3), in the order it runs, each loss's formula in its
+docstring. `test_td3_reference.py` checks that both compute the same losses and weights.
+
 Names follow the RL Token paper: x = (z_rl, proprio) is the RL state, a is an action chunk of
 C = chunk_len actions, ref_chunk is the VLA's reference chunk.
 
