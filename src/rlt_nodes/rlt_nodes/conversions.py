@@ -1,7 +1,7 @@
 """Conversions between numpy arrays and rlt's messages.
 
 Float arrays are filled through `array.array('f', x.tobytes())`: assigning Python lists to
-message arrays is an order of magnitude slower at token and image sizes.
+message arrays converts element by element, slowly at token and image sizes.
 """
 
 import array

@@ -6,7 +6,7 @@ Every transition from rlt/transitions is appended, crash-safely, to a replay buf
 may while keeping updates <= utd_ratio * learning transitions: those recorded after the arbiter's
 warmup episodes (the in-process loop's schedule; a restarted learner also counts all it reloads,
 and catches up on them). The executor's thread only receives and reports, so transitions keep
-arriving while an update runs, the first one included (compiling it takes ~30 s; a blocked
+arriving while an update runs, the first one included (it waits for the compilation; a blocked
 executor would let the transitions topic's queue overflow). Every `publish_every` updates
 publishes the actor's weights on rlt/actor_weights (ActorWeights: safetensors + SHA-256,
 RELIABLE + TRANSIENT_LOCAL depth 1, version strictly increasing, also across restarts: it never
@@ -69,7 +69,7 @@ class LearnerNode(Node):
         self.seed = p('seed', 0, desc('seed of the networks and sampling')).value
         self.threads = p('threads', 1, desc('torch threads')).value
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
-        self.compile = p('compile', True, desc("compile the update with TorchInductor (first update ~30 s)")).value
+        self.compile = p('compile', True, desc("compile the update with TorchInductor (a slow first update)")).value
         setup_torch(self.threads, self.seed)
         self.learner = self.replay = None
         self.version, self.received, self.refused, self.learning = 0, 0, 0, 0

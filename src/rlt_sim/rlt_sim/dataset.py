@@ -121,7 +121,7 @@ def data_schema(features: dict) -> pa.Schema:
 
 
 def encode_png(image: np.ndarray, level: int = 1) -> bytes:
-    """Lossless PNG bytes of an (H, W, 3) uint8 image (zlib `level` 0-9: 1 is fast, ~6x smaller than raw)."""
+    """Lossless PNG bytes of an (H, W, 3) uint8 image (zlib `level` 0-9: 1 is the fastest that compresses)."""
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG", compress_level=level)
     return buffer.getvalue()

@@ -5,31 +5,29 @@
 Measures the device's float32 matmul peak (GFLOP/s, large square matmuls), records the matmuls
 that one critic:actor cycle of eager `RLTLearner.update` calls runs (their shapes and strides, from
 the dispatcher) and counts their FLOPs, and times real updates on batches sampled from a filled
-replay buffer (sampling on the CPU, as in the learner node). Each repeat measures the peak, the
-recorded matmuls alone replayed at their shapes (what any update made of these library matmuls
-costs at least), the updates/s of `NaiveTD3` (the same update written the plain way) and then the
-learner's updates/s, back to back, so that all see the same machine; prints the medians of the
-peak, the implied limit in updates/s, the matmuls-alone and naive rates, the measured updates/s
-and their ratio to the limit, with its range. On a GPU these tiny networks are
-bound by kernel launches, not by FLOPs, so the ratio is small there; updates/s is the figure to
-compare.
+replay buffer (sampling on the CPU, as in the learner node). Each repeat measures, back to back so
+that all see the same machine: the peak; the recorded matmuls alone, replayed at their shapes (what
+any update made of these library matmuls costs at least); the updates/s of `ReferenceTD3`
+(`rlt_core.rl.td3_reference`: the same update written the plain way, as CleanRL writes TD3); and
+the learner's updates/s. Prints the medians of the peak, the implied limit in updates/s, the
+matmuls-alone and plain-loop rates, the measured updates/s and their ratio to the limit, with its
+range. On a GPU these tiny networks are bound by kernel launches, not by FLOPs, so the ratio is
+small there; updates/s is the figure to compare.
 """
 
 import argparse
-import copy
 import json
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from rlt_core.rl.actor import ActorConfig, mlp
+from rlt_core.rl.actor import ActorConfig
 from rlt_core.rl.replay import ReplayBuffer, Transition
 from rlt_core.rl.rl_state import ProprioNormalization
 from rlt_core.rl.td3 import RLTLearner, TD3Config
+from rlt_core.rl.td3_reference import ReferenceTD3
 from rlt_core.runtime import default_models_dir, synchronize
 
 
@@ -97,65 +95,6 @@ def replay_matmuls(calls, device, repeats: int = 20) -> float:
     return float(np.median(times[3:]))
 
 
-class NaiveTD3:
-    """The learner's update written the plain way, as CleanRL's TD3 writes it: `nn.Sequential` networks,
-    two separate critics, autograd's `backward()`, `torch.optim.Adam`, a Polyak loop over parameters.
-    The same math as `RLTLearner.update` (target, losses, 2 critic : 1 actor), for comparison only."""
-
-    def __init__(self, cfg: ActorConfig, td3: TD3Config, device='cpu'):
-        def critic(in_dim):
-            layers, d = [], in_dim
-            for h in td3.critic_hidden:
-                layers += [nn.Linear(d, h), *([nn.LayerNorm(h)] if td3.critic_layer_norm else []), nn.ReLU()]
-                d = h
-            return nn.Sequential(*layers, nn.Linear(d, 1)).to(device)
-        self.td3 = td3
-        in_dim = cfg.state_dim + cfg.chunk_size
-        self.actor = mlp(in_dim, cfg.hidden, cfg.chunk_size).to(device)  # the layers of `Actor.net`
-        self.q1, self.q2 = critic(in_dim), critic(in_dim)
-        self.actor_t, self.q1_t, self.q2_t = (copy.deepcopy(m) for m in (self.actor, self.q1, self.q2))
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=td3.actor_lr)
-        self.q_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=td3.critic_lr)
-        self.bound = torch.tensor(cfg.bound, device=device).repeat(cfg.chunk_len)
-        self.num_updates = 0
-
-    def pi(self, actor, x, ref):
-        return self.bound * torch.tanh(actor(torch.cat([x, ref], 1)))
-
-    def critic_loss(self, b, noise):
-        td3 = self.td3
-        with torch.no_grad():
-            next_a = torch.clamp(self.pi(self.actor_t, b['x2'], b['ref2']) + noise, -self.bound, self.bound)
-            next_q = torch.min(self.q1_t(torch.cat([b['x2'], next_a], 1)),
-                               self.q2_t(torch.cat([b['x2'], next_a], 1))).squeeze(1)
-            discounts = td3.gamma ** torch.arange(b['r'].shape[1], device=noise.device)
-            q_hat = (b['r'] * discounts).sum(1) + (1 - b['done']) * td3.gamma ** b['n'] * next_q
-            q_hat = q_hat if td3.target_range is None else q_hat.clamp(*td3.target_range)
-        q_in = torch.cat([b['x'], b['a']], 1)
-        return F.mse_loss(self.q1(q_in).squeeze(1), q_hat) + F.mse_loss(self.q2(q_in).squeeze(1), q_hat)
-
-    def actor_loss(self, b, keep):
-        a = self.pi(self.actor, b['x'], b['ref'] * keep)
-        return (-self.q1(torch.cat([b['x'], a], 1)).squeeze(1) + self.td3.beta * ((a - b['ref']) ** 2).sum(1)).mean()
-
-    def update(self, b: dict):
-        td3 = self.td3
-        self.num_updates += 1
-        noise = (torch.randn_like(b['a']) * td3.target_noise).clamp(-td3.noise_clip, td3.noise_clip)
-        self.q_opt.zero_grad()
-        self.critic_loss(b, noise).backward()
-        self.q_opt.step()
-        if self.num_updates % td3.critic_updates_per_actor == 0:
-            keep = (torch.rand(len(b['x']), 1, device=noise.device) >= td3.ref_dropout).float()
-            self.actor_opt.zero_grad()
-            self.actor_loss(b, keep).backward()
-            self.actor_opt.step()
-            with torch.no_grad():
-                for net, target in ((self.q1, self.q1_t), (self.q2, self.q2_t), (self.actor, self.actor_t)):
-                    for p, tp in zip(net.parameters(), target.parameters(), strict=True):
-                        tp.data.copy_(td3.tau * p.data + (1 - td3.tau) * tp.data)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--threads', type=int, default=2)
@@ -204,25 +143,25 @@ def main(argv=None):
         synchronize(device)
         return n / (time.perf_counter() - t0)
 
-    naive = NaiveTD3(cfg, td3, device=args.device)
+    plain = ReferenceTD3(cfg, td3, seed=0, device=args.device)
     run(50)
-    run(20, naive.update)
+    run(20, plain.update)
     cycle = td3.critic_updates_per_actor  # updates from one actor step to the next
     eager = RLTLearner(cfg, td3, seed=0, device=args.device)
     calls = record_matmuls(eager, [replay.sample(args.batch_size, eager.generator) for _ in range(cycle)])
     flops = matmul_flops(calls) / cycle
-    peaks, alone, naive_rates, rates = [], [], [], []
+    peaks, alone, plain_rates, rates = [], [], [], []
     for _ in range(args.repeats):
         peaks.append(matmul_peak_gflops(n=4096 if device.type == 'cuda' else 1024, device=device))
         alone.append(cycle / replay_matmuls(calls, device))
-        naive_rates.append(timed(args.updates // 2, naive.update))
+        plain_rates.append(timed(args.updates // 2, plain.update))
         rates.append(timed(args.updates, learner.update))
     limits = [peak * 1e9 / flops for peak in peaks]  # updates/s, per repeat
 
     def of_limit(values):
         return [v / limit for v, limit in zip(values, limits, strict=True)]
     ratios = of_limit(rates)
-    peak, measured, naive_rate = (float(np.median(v)) for v in (peaks, rates, naive_rates))
+    peak, measured, plain_rate = (float(np.median(v)) for v in (peaks, rates, plain_rates))
     print(f'device {args.device}, threads {args.threads}, batch {args.batch_size}, state {args.state_dim}, '
           f'MLPs {td3.critic_hidden}{" with LayerNorm" if td3.critic_layer_norm else ""}, chunk {args.chunk_len}x3, '
           f'{"compiled" if args.compile else "eager"}')
@@ -232,10 +171,10 @@ def main(argv=None):
     print(f'limit                  {peak * 1e9 / flops:8.1f} updates/s')
     print(f'matmuls alone          {float(np.median(alone)):8.1f} updates/s (replayed at their shapes, '
           f'{float(np.median(of_limit(alone))):.2f} of the limit)')
-    print(f'naive PyTorch loop     {naive_rate:8.1f} updates/s (NaiveTD3, median of {args.repeats} x '
-          f'{args.updates // 2}; {float(np.median(of_limit(naive_rates))):.2f} of the limit)')
+    print(f'plain PyTorch loop     {plain_rate:8.1f} updates/s (ReferenceTD3, median of {args.repeats} x '
+          f'{args.updates // 2}; {float(np.median(of_limit(plain_rates))):.2f} of the limit)')
     print(f'measured               {measured:8.1f} updates/s (median of {args.repeats} x {args.updates}; '
-          f'{measured / naive_rate:.2f}x the naive loop)')
+          f'{measured / plain_rate:.2f}x the plain loop)')
     print(f'ratio                  {float(np.median(ratios)):8.2f} of the limit (median over repeats, '
           f'{min(ratios):.2f}-{max(ratios):.2f})')
 

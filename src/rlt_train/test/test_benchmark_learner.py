@@ -1,9 +1,8 @@
-"""benchmark_learner counts the FLOPs of the matmuls an update runs (checked against a hand count), and its
-naive loop computes the learner's losses."""
+"""benchmark_learner counts the FLOPs of the matmuls an update runs (checked against a hand count) and runs on a
+tiny budget. That its plain loop, ReferenceTD3, computes the learner's update is rlt_core's test_td3_reference."""
 
-import pytest
 import torch
-from rlt_train.benchmark_learner import NaiveTD3, matmul_flops, record_matmuls
+from rlt_train.benchmark_learner import main, matmul_flops, record_matmuls
 
 from rlt_core.rl.actor import ActorConfig
 from rlt_core.rl.td3 import RLTLearner, TD3Config
@@ -33,35 +32,9 @@ def test_recorded_matmuls_match_a_hand_count():
     assert matmul_flops(calls) == 2 * B * (2 * critic_step + actor_step)
 
 
-def copy_weights(learner: RLTLearner, naive: NaiveTD3):
-    """The learner's actor, twin critics and targets into the naive loop's nn.Sequential networks."""
-    naive.actor.load_state_dict(learner.actor.net.state_dict())
-    naive.actor_t.load_state_dict(learner.target_actor.net.state_dict())
-    for twin, nets in ((learner.qf, (naive.q1, naive.q2)), (learner.qf_target, (naive.q1_t, naive.q2_t))):
-        for i, net in enumerate(nets):
-            linears = [m for m in net if isinstance(m, torch.nn.Linear)]
-            norms = [m for m in net if isinstance(m, torch.nn.LayerNorm)]
-            with torch.no_grad():
-                for lin, layer in zip(linears, [*twin.hidden, twin.out], strict=True):
-                    lin.weight.copy_(layer.weight[i].T)
-                    lin.bias.copy_(layer.bias[i, 0])
-                for ln, norm in zip(norms, twin.norms, strict=True):
-                    ln.weight.copy_(norm.weight[i, 0])
-                    ln.bias.copy_(norm.bias[i, 0])
-
-
-@pytest.mark.parametrize('ref_dropout', [0.0, 1.0])
-def test_naive_loop_computes_the_learners_losses(ref_dropout):
-    cfg = ActorConfig(state_dim=S, chunk_len=C, action_dim=A, hidden=(H, H))
-    td3 = TD3Config(critic_hidden=(H, H), batch_size=B, target_noise=0.0, ref_dropout=ref_dropout)
-    learner = RLTLearner(cfg, td3)
-    for _ in range(4):  # move the weights off their initial values, targets included
-        learner.update(learner.prepare(batch()))
-    naive = NaiveTD3(cfg, td3)
-    copy_weights(learner, naive)
-    b = learner.prepare({**batch(), 'r': torch.tensor([[0.0, 1.0]] * B), 'n': torch.tensor([C, 1, C, 2])})
-    loss, _ = learner.critic_loss(b)
-    torch.testing.assert_close(naive.critic_loss(b, torch.zeros_like(b['a'])), loss)
-    actor_loss, _, _ = learner.actor_loss(b)
-    keep = torch.full((B, 1), 1.0 - ref_dropout)
-    torch.testing.assert_close(naive.actor_loss(b, keep), actor_loss)
+def test_benchmark_runs_on_a_tiny_budget(capsys):
+    """The real entry point, timing the plain ReferenceTD3 loop beside the learner (eager, for speed)."""
+    main(['--threads', '1', '--updates', '4', '--repeats', '1', '--state-dim', str(S), '--chunk-len', str(C),
+          '--batch-size', str(B), '--no-compile'])
+    out = capsys.readouterr().out
+    assert 'plain PyTorch loop' in out and '(ReferenceTD3,' in out and 'x the plain loop' in out

@@ -19,7 +19,7 @@ WEIGHTS_FORMAT = 'safetensors'
 
 CHUNK_LEN = 4
 """C, the default: 4 actions at the sim cell's 20 Hz are 0.2 s of motion, the span of the paper's C = 10 at
-50 Hz; against C = 10 it shortens the critical phase at the same success (docs/results.md)."""
+50 Hz (C = 4 against C = 10: docs/results.md)."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,7 @@ class ActorConfig:
     """Hidden layer widths of the MLP (the paper: 2x256; 3x512 for the hardest task)."""
     std: float = 0.2
     """Fixed std of the Gaussian, in normalised action units (0.2: 1 mm per step, the critical phase's sideways
-    limit). In the sim cell (C = 4, 5 seeds) it lifted RLT's median final success from 89 to 92 % against 0.1
-    and shortened its critical phase from 0.52x to 0.50x the base's (docs/results.md)."""
+    limit; 0.2 against 0.1: docs/results.md)."""
     use_reference: bool = True
     """Give the reference chunk to the actor (False: the no-reference ablation)."""
     residual: float = 0.0
