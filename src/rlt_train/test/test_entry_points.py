@@ -6,12 +6,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from rlt_train.cli import parse_config
 
+from rlt_core.control.profile import RobotProfile
 from rlt_core.models.rl_token import RLToken
 from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.rl.replay import SOURCE_DEMO, record_dtype
@@ -25,6 +27,11 @@ def demos(tmp_path_factory):
     path = tmp_path_factory.mktemp('demos')
     record(RecordConfig(output=str(path), episodes=6, sigma_mm=1.0, progress=False))
     return path
+
+
+def short_episodes(tmp_path, max_steps: int) -> str:
+    """The default robot profile with shorter episodes, as a profile file."""
+    return str(replace(RobotProfile.load(), max_steps=max_steps).save(tmp_path / f'short_{max_steps}.yaml'))
 
 
 @pytest.fixture(scope='module')
@@ -76,7 +83,8 @@ def test_token_statistics_are_refitted_from_a_saved_token(models, demos, tmp_pat
 def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path):
     args = ['--vla', str(models / 'vla'), '--token', str(models / 'rl_token'), '--output', str(tmp_path),
             '--warmup-episodes', '1', '--eval-every', '2', '--eval-episodes', '1', '--final-eval-episodes', '1',
-            '--max-steps', '30', '--batch-size', '4', '--intervention-rate', '1.0', '--hidden', '16', '16']
+            '--robot-profile', short_episodes(tmp_path, 30), '--batch-size', '4', '--intervention-rate', '1.0',
+            '--hidden', '16', '16']
     train_rlt.main(['--episodes', '2', *args])
     first = json.loads((tmp_path / 'summary.json').read_text())
     assert first['online_episodes'] == 2
@@ -91,7 +99,7 @@ def test_image_encoder_ablation_learns_from_stored_frames_and_resumes(tmp_path):
     # The default VLA (the test fixtures' tiny one never reaches the critical phase, where frames are used).
     args = ['--output', str(tmp_path), '--ablation', 'image_encoder', '--image-size', '24',
             '--warmup-episodes', '1', '--eval-every', '2', '--eval-episodes', '1', '--final-eval-episodes', '1',
-            '--max-steps', '60', '--batch-size', '4', '--hidden', '16', '16']
+            '--robot-profile', short_episodes(tmp_path, 60), '--batch-size', '4', '--hidden', '16', '16']
     first = train_rlt.train(parse_config(train_rlt.RLTTrainConfig, [*args, '--episodes', '2']))
     assert first['learner_updates'] > 0 and first['training_wall_minutes'] > 0
     frame_bytes = 2 * 24 * 24 * 3
@@ -109,7 +117,8 @@ def test_image_encoder_ablation_learns_from_stored_frames_and_resumes(tmp_path):
 def test_training_killed_mid_run_resumes_with_every_recorded_transition(tmp_path, capsys):
     # The default models (they reach the critical phase, where transitions are recorded); SIGKILL, no clean-up.
     args = ['--output', str(tmp_path), '--episodes', '6', '--warmup-episodes', '1', '--eval-every', '2',
-            '--eval-episodes', '1', '--final-eval-episodes', '1', '--max-steps', '60', '--batch-size', '4',
+            '--eval-episodes', '1', '--final-eval-episodes', '1', '--robot-profile', short_episodes(tmp_path, 60),
+            '--batch-size', '4',
             '--hidden', '16', '16', '--no-compile']
     proc = subprocess.Popen([sys.executable, '-m', 'rlt_train.train_rlt', *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
@@ -148,7 +157,8 @@ def test_demonstrations_become_prior_replay_data_for_the_online_loop(models, dem
     assert not (records['done'] & records['truncated']).any()
     args = ['--vla', str(models / 'vla'), '--token', str(models / 'rl_token'), '--output', str(tmp_path / 'run'),
             '--warmup-episodes', '1', '--eval-every', '2', '--eval-episodes', '1', '--final-eval-episodes', '0',
-            '--max-steps', '30', '--batch-size', '4', '--hidden', '16', '16', '--episodes', '2',
+            '--robot-profile', short_episodes(tmp_path, 30), '--batch-size', '4', '--hidden', '16', '16',
+            '--episodes', '2',
             '--demo-replay', str(prior), '--pretrain-updates', '7']
     summary = train_rlt.train(parse_config(train_rlt.RLTTrainConfig, args))
     assert summary['learner_updates'] >= 7
