@@ -241,3 +241,41 @@ def test_every_started_episode_is_reported_even_before_the_vla_answers():
     assert not second.warmup and not second.success and second.steps == 8 and second.transitions > 0
     ep1 = [t for t in robot.transitions if t.episode_id == 1]
     assert ep1[-1].truncated and not ep1[-1].done
+
+
+def test_a_robot_outside_its_joint_limits_holds_with_a_reason():
+    """Started outside the profile's joint box, no command jumps to its edge: the robot holds and the engine says
+    why; back inside, it moves again within the per-step limits."""
+    arb = make()
+    outside = HIGH + np.array([0.0, 0.0, 0.3])  # e.g. another robot's joints under the gantry's limits
+    robot = FakeRobot(arb, start=outside)
+    arb.start_episode(0)
+    for _ in range(6):
+        robot.tick()
+    assert robot.sent == [] and arb.stats.refused_commands >= 5
+    assert any('outside its joint limits' in w for w in arb.warnings)
+    robot.pos = np.zeros(A)  # moved back by hand
+    for _ in range(6):
+        robot.tick()
+    assert robot.sent and all(np.all(np.abs(np.diff(np.vstack([c.start, c.points]), axis=0)) <= D + 1e-12)
+                              for c in robot.sent)
+
+
+def test_non_finite_observations_and_malformed_chunks_never_reach_the_robot():
+    arb = make()
+    robot = FakeRobot(arb)
+    arb.start_episode(0)
+    robot.tick()
+    n = arb.n
+    arb.observe(10**9, [np.nan, 0.0, 0.0], now=1.0)
+    arb.observe(10**9 + 1, [0.0, 0.0], now=1.0)
+    assert arb.n == n and len(arb.warnings) == 2
+    with pytest.raises(ValueError, match='steps, expected'):
+        arb.add_actor_chunk(robot.t * 1000, np.zeros((C + 1, A)), now=1.0)  # weights of another chunk length
+    with pytest.raises(ValueError, match='NaN'):
+        arb.add_inputs(robot.t * 1000, np.zeros(5), np.full((C, A), np.inf), now=1.0)
+    with pytest.raises(ValueError, match='steps'):
+        arb.add_inputs(robot.t * 1000, np.zeros(5), np.zeros((C - 1, A)), now=1.0)
+    for _ in range(8):
+        robot.tick()
+    assert all(np.all(np.isfinite(c.points)) for c in robot.sent)

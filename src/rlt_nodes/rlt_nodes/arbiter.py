@@ -215,6 +215,9 @@ class Arbiter(Node):
     # --- outputs ---
 
     def drain(self):
+        for warning in self.engine.warnings:
+            self.get_logger().warning(warning, throttle_duration_sec=1.0)
+        self.engine.warnings.clear()
         commands, transitions, finished = self.engine.take()
         for cmd in commands:
             self.publish_command(cmd)

@@ -35,27 +35,33 @@ def human_of(n):
     return np.array([0.002, -0.0015, 0.004], np.float32) * (1 if n % 2 else -1)
 
 
+def follow(position, action):
+    """A joint-position robot: it moves by the action and stops at its joint limits."""
+    return np.clip(position + action, PROFILE.joint_lower, PROFILE.joint_upper)
+
+
 class ScriptedCell:
-    """A gym-like cell whose position integrates the actions; the phase, success and the operator follow the
+    """A gym-like cell whose joints follow the actions; the phase, success and the operator follow the
     script. Observation o_n is the n-th of the episode (the reset's is o_1)."""
 
     instruction = 'script'
 
     def __init__(self):
-        self.actions = []
+        self.actions, self.position = [], np.zeros(A)
 
     def _out(self):
         n = len(self.actions) + 1
-        position = np.sum(self.actions, axis=0) if self.actions else np.zeros(A)
+        position = self.position
         info = {'critical_phase': n >= CRITICAL_FROM, 'success': n > SUCCESS_AT, 'n': n}
         return {'proprio': np.concatenate([position, np.zeros(A)])}, info
 
     def reset(self, seed=None):
-        self.actions = []
+        self.actions, self.position = [], np.zeros(A)
         return self._out()
 
     def step(self, action):
         self.actions.append(np.asarray(action, np.float64))
+        self.position = follow(self.position, self.actions[-1])
         obs, info = self._out()
         return obs, float(info['success']), info['success'], False, info
 
@@ -115,7 +121,7 @@ def as_the_arbiter_node():
             action = np.zeros(A)
         if n > 1:
             actions.append(action)
-            position = position + action
+            position = follow(position, action)
         if n == CRITICAL_FROM:
             engine.set_phase_signal(True, now, step=n)
         if n == SUCCESS_AT + 1:

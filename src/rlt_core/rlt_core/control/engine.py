@@ -91,6 +91,8 @@ class EpisodeStats:
     steps_by_source: dict = field(default_factory=lambda: {'vla': 0, 'actor': 0, 'human': 0, 'hold': 0})
     chunks_by_source: dict = field(default_factory=lambda: {'vla': 0, 'actor': 0, 'human': 0})
     transitions: int = 0
+    refused_commands: int = 0
+    """Chunks that failed the last check before the controller (the robot held instead)."""
     approximated_states: int = 0
     unrecorded_transitions: int = 0
     """Critical-phase windows that could not be recorded: the VLA had not yet computed any state."""
@@ -103,8 +105,29 @@ class EpisodeStats:
         return {'episode_id': self.episode_id, 'warmup': self.warmup, 'success': self.success,
                 'steps': self.steps, 'critical_steps': self.critical_steps, 'intervention': self.intervention,
                 'steps_by_source': dict(self.steps_by_source), 'chunks_by_source': dict(self.chunks_by_source),
-                'transitions': self.transitions, 'approximated_states': self.approximated_states,
+                'transitions': self.transitions, 'refused_commands': self.refused_commands,
+                'approximated_states': self.approximated_states,
                 'unrecorded_transitions': self.unrecorded_transitions}
+
+
+def command_violation(start, points, measured, low, high, limits, max_lead: float, tol: float = 1e-9) -> str | None:
+    """Why joint-position points must not reach the controller, or None: each is finite, inside [low, high],
+    within the per-step limit of the one before (the first of `start`), and `start` within `max_lead` of the
+    measured position."""
+    if not (np.all(np.isfinite(points)) and np.all(np.isfinite(start))):
+        return 'non-finite command'
+    if measured is None:
+        return 'no measured position yet'
+    if np.any(measured < low - max_lead) or np.any(measured > high + max_lead):
+        return f'the robot is outside its joint limits (measured {np.round(measured, 4).tolist()})'
+    if np.any(points < low - tol) or np.any(points > high + tol):
+        return 'a point outside the joint limits'
+    if np.any(np.abs(start - measured) > max_lead + tol):
+        return f'the command would start {np.max(np.abs(start - measured)):.4f} from the measured position'
+    steps = np.abs(np.diff(np.vstack([start, points]), axis=0))
+    if np.any(steps > np.asarray(limits.high) + tol):
+        return 'a step beyond the per-step limit'
+    return None
 
 
 class EpisodeEngine:
@@ -142,6 +165,9 @@ class EpisodeEngine:
         self.start_stamp = -1
         self.n = 0
         self.pending_phase = None
+        self.position = None
+        self.warnings: list[str] = []
+        """Why the robot held or an input was ignored, for the caller to log (it empties the list)."""
 
     # --- what the caller sends on ---
 
@@ -258,6 +284,11 @@ class EpisodeEngine:
             self._progress(now)
             return
         position = np.asarray(position, np.float64)
+        if position.shape != self.low.shape or not np.all(np.isfinite(position)):
+            self.warnings.append(f'observation ignored: joint positions {position} are not {self.low.size} '
+                                 'finite values')
+            return
+        self.position = position
         self.n += 1
         if self.target is None:
             self.target = np.clip(position, self.low, self.high)
@@ -430,7 +461,15 @@ class EpisodeEngine:
         for delta in executed:
             p = np.clip(p + delta, self.low, self.high)
             points.append(p)
-        self.chunk = Command(points=np.array(points), executed=executed.astype(np.float32), reference=ref,
+        points = np.array(points)
+        unsafe = command_violation(start, points, self.position, self.low, self.high, limits, self.max_target_lead)
+        if unsafe:  # the last check before the controller: hold instead, say why, decide again next step
+            self.chunk, self.decide_after, self.wait_start = None, None, None
+            self.stats.refused_commands += 1
+            self.warnings.append(f'episode {self.episode_id}: robot holds, {SOURCE_NAMES[source]} chunk refused: '
+                                 f'{unsafe}')
+            return
+        self.chunk = Command(points=points, executed=executed.astype(np.float32), reference=ref,
                              source=source, stamp_ns=int(stamp), start=start, episode_id=self.episode_id,
                              chunk_index=self.chunk_index, critical=bool(critical))
         self.k = 0
