@@ -120,6 +120,28 @@ class RobotProfile:
         facts = {k: v for k, v in asdict(self).items() if k != 'description'}
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
+    def actor_config(self, state_dim: int, **kwargs):
+        """The `ActorConfig` of an actor for this robot: C, the action dimension, its scale (max_delta) and output
+        range (critical_max_delta) from the profile, stamped with its hash; `kwargs` set the rest (hidden, std...)."""
+        from rlt_core.rl.actor import ActorConfig
+        return ActorConfig(state_dim=state_dim, chunk_len=self.actor_chunk_len, action_dim=self.action_dim,
+                           action_scale=self.max_delta, action_limit=self.critical_max_delta,
+                           profile_hash=self.hash, **kwargs)
+
+    def check_actor(self, config) -> None:
+        """Raise ProfileError (a ValueError) unless actor weights of `config` (an ActorConfig) were made for this
+        robot: the same profile hash, chunk length and action dimension."""
+        problems = []
+        if config.profile_hash != self.hash:
+            problems.append(f"profile hash {config.profile_hash or '(none)'} != {self.hash} of this robot's profile")
+        if config.chunk_len != self.actor_chunk_len:
+            problems.append(f'chunk_len {config.chunk_len} != actor_chunk_len {self.actor_chunk_len}')
+        if config.action_dim != self.action_dim:
+            problems.append(f'action_dim {config.action_dim} != {self.action_dim} joints')
+        if problems:
+            raise ProfileError(f'actor weights are not for robot profile {self.name!r} ({self.hash}): '
+                               + '; '.join(problems))
+
     def with_chunks(self, actor_chunk_len: int, stride: int) -> 'RobotProfile':
         """The same robot with another actor chunk length and stride (the C = 1 ablation)."""
         return replace(self, actor_chunk_len=actor_chunk_len, stride=stride)
