@@ -63,14 +63,6 @@ def test_parameter_files_are_keyed_by_graph_nodes_and_declare_only_known_paramet
             assert not unknown, f'{f.name}: {node} does not declare {sorted(unknown)}'
 
 
-def test_the_graph_runs_the_libraries_default_chunk():
-    """The arbiter's C in the graph's config is the C that training and the actor default to."""
-    from rlt_core.rl.actor import CHUNK_LEN
-    for f in sorted(CONFIG.glob('*.yaml')):
-        arbiter = yaml.safe_load(f.read_text()).get('arbiter', {}).get('ros__parameters', {})
-        assert arbiter.get('chunk_len', CHUNK_LEN) == CHUNK_LEN, f'{f.name}: chunk_len {arbiter["chunk_len"]}'
-
-
 def test_the_graph_learns_with_the_libraries_defaults():
     """The learner's hyper-parameters in the graph's config are TD3Config's defaults, which train_rlt uses too."""
     from rlt_core.rl.td3 import TD3Config

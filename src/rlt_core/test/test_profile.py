@@ -1,6 +1,7 @@
 """The robot profile: loading, validation with clear messages, the hash, and the check of actor weights."""
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,16 @@ def test_every_profile_in_the_folder_loads_and_is_consistent():
         assert tuple(profile.critical_limits.high) == profile.critical_max_delta
         assert profile.dt == pytest.approx(1.0 / profile.control_hz)
         assert profile.camera_names == tuple(c.name for c in profile.cameras)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    default = RobotProfile.load()
+    assert RobotProfile.load(default.save(tmp_path / 'copy.yaml')) == default
+    shorter = replace(default, max_steps=40, cameras=tuple(replace(c, width=64, height=64) for c in default.cameras))
+    back = RobotProfile.load(shorter.save(tmp_path / 'short.yaml'))
+    assert back == shorter and back.max_steps == 40 and back.hash != default.hash
+    with pytest.raises(ProfileError, match='max_steps must be positive'):
+        replace(default, max_steps=0)
 
 
 def test_a_profile_states_its_facts(tmp_path, data):

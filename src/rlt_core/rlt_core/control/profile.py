@@ -176,6 +176,26 @@ class RobotProfile:
         except (KeyError, TypeError, ValueError) as err:
             raise ProfileError(f'{source}: missing or malformed entry ({type(err).__name__}: {err})') from None
 
+    def to_dict(self) -> dict:
+        """The profile as its YAML file states it (`from_dict`'s inverse)."""
+        return {'name': self.name, 'description': self.description,
+                'joints': {'names': list(self.joint_names), 'lower': list(self.joint_lower),
+                           'upper': list(self.joint_upper)},
+                'controller_name': self.controller_name, 'control_hz': self.control_hz,
+                'action': {'space': self.action_space, 'max_delta': list(self.max_delta),
+                           'critical_max_delta': list(self.critical_max_delta)},
+                'cameras': [asdict(c) for c in self.cameras],
+                'chunks': {'vla_chunk_len': self.vla_chunk_len, 'actor_chunk_len': self.actor_chunk_len,
+                           'stride': self.stride},
+                'episode': {'max_steps': self.max_steps}}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the profile as YAML (e.g. a variant made with `dataclasses.replace`, for a test or a run)."""
+        import yaml
+        path = Path(path)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
     @classmethod
     def load(cls, path: str | Path | None = None) -> 'RobotProfile':
         """A profile from a YAML file; a bare name (or nothing: the default) is looked up in the profiles folder."""
