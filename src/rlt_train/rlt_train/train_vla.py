@@ -150,7 +150,7 @@ def train(cfg: VLATrainConfig) -> dict:
     # Normalisation from the training data.
     targets = train_frames['targets'].flatten(0, 1)
     vla_cfg = SmallVLAConfig(
-        camera_names=tuple(IMAGE_KEYS), image_size=train_frames['images']['scene'].shape[1],
+        camera_names=tuple(IMAGE_KEYS), image_size=next(iter(train_frames['images'].values())).shape[1],
         proprio_dim=train_frames['proprio'].shape[1], action_dim=targets.shape[1], chunk_len=H,
         d_model=cfg.d_model, n_layers=cfg.n_layers, stem_channels=cfg.stem_channels,
         proprio_mean=tuple(train_frames['proprio'].mean(0).tolist()),
