@@ -25,6 +25,18 @@ def replay_records(replay_dir: Path) -> int:
     return (replay_dir / 'transitions.bin').stat().st_size // itemsize
 
 
+def write_profile(path: Path, image_size: int = 0, **changes) -> str:
+    """The default robot profile with some facts changed (RobotProfile fields; `image_size`: every camera's),
+    written to `path`: what a test passes as robot_profile for short episodes or small images."""
+    from dataclasses import replace
+
+    from rlt_core.control.profile import RobotProfile
+    profile = RobotProfile.load()
+    if image_size:
+        changes['cameras'] = tuple(replace(c, width=image_size, height=image_size) for c in profile.cameras)
+    return str(replace(profile, **changes).save(path))
+
+
 _domain_ids = itertools.count()
 
 

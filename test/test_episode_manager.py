@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import rclpy
+from conftest import write_profile
 from std_msgs.msg import UInt64
 
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent
@@ -12,7 +13,7 @@ from rlt_nodes.qos import EVENTS_QOS, LATCHED_QOS
 INSTALL = os.path.join(os.path.dirname(__file__), '..', 'install')
 
 
-def test_the_simulators_start_up_episode_does_not_count(processes, test_node):
+def test_the_simulators_start_up_episode_does_not_count(processes, test_node, tmp_path):
     """The sim runs an episode of its own from start-up; while the graph comes up (the sim refuses
     resets until `episode_follower` subscribes) it times out. The manager counts only what follows."""
     exe = os.path.join(INSTALL, 'rlt_sim_nodes', 'lib', 'rlt_sim_nodes')
@@ -21,9 +22,11 @@ def test_the_simulators_start_up_episode_does_not_count(processes, test_node):
     node.create_subscription(EpisodeEvent, 'episode/events', events.append, EVENTS_QOS)
     node.create_subscription(UInt64, 'rlt/episode_count', lambda m: counts.append(m.data), LATCHED_QOS)
     reference = node.create_publisher(ActionChunk, 'rlt/reference_chunk', 10)
-    sim = processes.spawn(os.path.join(exe, 'sim_robot'), '--ros-args', '-p', 'max_steps:=160', '-p', 'render:=false',
-                          '-p', 'wait_for_subscribers:=[episode_follower]')
-    manager = processes.spawn(os.path.join(exe, 'episode_manager'), '--ros-args', '-p', 'episodes:=1',
+    profile = write_profile(tmp_path / 'long_episodes.yaml', max_steps=160)
+    sim = processes.spawn(os.path.join(exe, 'sim_robot'), '--ros-args', '-p', f'robot_profile:={profile}',
+                          '-p', 'render:=false', '-p', 'wait_for_subscribers:=[episode_follower]')
+    manager = processes.spawn(os.path.join(exe, 'episode_manager'), '--ros-args', '-p', f'robot_profile:={profile}',
+                              '-p', 'episodes:=1',
                               '-p', 'wait_for_publishers:=[rlt/reference_chunk]', '-p', 'reset_delay_s:=0.1')
 
     def ends():

@@ -6,12 +6,14 @@ import numpy as np
 from conftest import HELPERS, replay_records
 from std_msgs.msg import String
 
+from rlt_core.control.profile import RobotProfile
 from rlt_core.rl.replay import Transition
 from rlt_interfaces.msg import Transition as TransitionMsg
 from rlt_nodes.conversions import transition_to_msg
 from rlt_nodes.qos import TRANSITIONS_QOS
 
-STATE, C, A = 8, 4, 3
+PROFILE = RobotProfile.load()  # the learner's robot: chunks of C actions of A joints
+STATE, C, A = 8, PROFILE.actor_chunk_len, PROFILE.action_dim
 
 
 def transition(i: int) -> TransitionMsg:

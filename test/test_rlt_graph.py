@@ -16,8 +16,7 @@ import time
 
 import numpy as np
 import pytest
-import yaml
-from conftest import replay_records
+from conftest import replay_records, write_profile
 from rclpy.qos import QoSCompatibility, QoSProfile, ReliabilityPolicy, qos_check_compatible
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String, UInt64
@@ -25,14 +24,16 @@ from trajectory_msgs.msg import JointTrajectory
 
 from rlt_bringup import embedded, graph
 from rlt_bringup.tiny_models import make_tiny_models
+from rlt_core.control.profile import RobotProfile
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, Transition
 from rlt_nodes.qos import EVENTS_QOS, LATCHED_QOS, STATS_QOS
 
-LOW, HIGH, MAX_DELTA = np.array([-0.06, -0.06, -0.07]), np.array([0.06, 0.06, 0.04]), 0.005
+PROFILE = RobotProfile.load()
+"""The graph's robot: the default profile (with shorter episodes in these tests)."""
+LOW, HIGH, MAX_DELTA = np.array(PROFILE.joint_lower), np.array(PROFILE.joint_upper), np.array(PROFILE.max_delta)
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 IGNORED_TOPICS = {'/parameter_events', '/rosout'}
-C = yaml.safe_load((graph.config_dir() / 'rlt.yaml').read_text())['arbiter']['ros__parameters']['chunk_len']
-"""The graph's chunk length, as config/rlt.yaml sets it."""
+C = PROFILE.actor_chunk_len
 
 
 def shm_files():
@@ -50,15 +51,15 @@ def left_by_unclosed_participants(files: set) -> set:
 @pytest.fixture
 def sim_graph(processes, tmp_path):
     vla, token = make_tiny_models(tmp_path / 'models')
-    overrides = {
+    short = write_profile(tmp_path / 'short.yaml', max_steps=40)
+    overrides = embedded.merge(graph.launch_overrides({'robot_profile': short}), {
         'vla_server': {'vla_path': vla, 'token_path': token},
         'actor': {'vla_path': vla},
         'arbiter': {'vla_path': vla, 'warmup_episodes': 1},
         'learner': {'replay_dir': str(tmp_path / 'replay'), 'batch_size': 16, 'min_transitions': 16,
                     'publish_every': 10, 'hidden': [32, 32]},
-        'sim_robot': {'max_steps': 40},
         'sim_human': {'rate': 0.0},  # the test is the human here
-    }
+    })
     specs = graph.nodes('sim', overrides)
     procs = {name: processes.spawn(*argv) for name, argv in
              embedded.commands(specs, tmp_path / 'overrides.yaml')}
@@ -192,7 +193,7 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
 
     # Every command of the run stayed within the joint limits and the per-step limits.
     for msg in traj:
-        assert list(msg.joint_names) == ['gantry_x', 'gantry_y', 'gantry_z']
+        assert tuple(msg.joint_names) == PROFILE.joint_names
         points = np.array([p.positions for p in msg.points])
         assert points.shape == (C, 3)
         assert np.all(points >= LOW - 1e-9) and np.all(points <= HIGH + 1e-9)
@@ -211,14 +212,14 @@ def test_transitions_recorded_before_the_learner_starts_are_stored(processes, te
     The episode reports, latched with history, reach a subscriber that joins after the episodes ended. The
     committed models drive (they reach the critical phase, where transitions are recorded; the tiny ones
     do not)."""
-    overrides = {
+    short = write_profile(tmp_path / 'short.yaml', max_steps=60)
+    overrides = embedded.merge(graph.launch_overrides({'robot_profile': short}), {
         'arbiter': {'warmup_episodes': 1},
         'learner': {'replay_dir': str(tmp_path / 'replay'), 'batch_size': 16, 'min_transitions': 16,
                     'publish_every': 10, 'hidden': [32, 32], 'compile': False},
-        'sim_robot': {'max_steps': 60},
         'sim_human': {'rate': 1.0},
         'episode_manager': {'episodes': 2},
-    }
+    })
     specs = graph.nodes('sim', overrides)
     graph_procs = [processes.spawn(*argv) for _, argv in
                    embedded.commands([s for s in specs if s.name != 'learner'], tmp_path / 'overrides.yaml')]
@@ -253,7 +254,8 @@ def test_runner_stops_cleanly_on_sigint(processes, tmp_path, how):
     shm_before = shm_files()
     runner = processes.spawn(sys.executable, '-m', 'rlt_bringup.embedded', '--episodes', '2', '--output',
                              str(tmp_path / 'run'), '--vla', vla, '--token', token,
-                             '--set', 'sim_robot.max_steps=20', '--set', 'arbiter.warmup_episodes=1',
+                             '--robot-profile', write_profile(tmp_path / 'short.yaml', max_steps=20),
+                             '--set', 'arbiter.warmup_episodes=1',
                              '--set', 'sim_human.rate=1.0')
     before = processes.read_until(runner, 'episode 1/2', timeout=240)
     assert 'episode 1/2' in before, before

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Duration
+from conftest import write_profile
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
@@ -14,7 +15,7 @@ from rlt_interfaces.msg import EpisodeEvent
 from rlt_nodes.qos import EVENTS_QOS
 
 INSTALL = os.path.join(os.path.dirname(__file__), '..', 'install')
-JOINTS = ['gantry_x', 'gantry_y', 'gantry_z']
+JOINTS = ['j_x', 'j_y', 'j_z']  # the test's robot profile: other joint names, controller and image size
 
 
 def _trajectory(names, points, dt=0.05):
@@ -27,10 +28,13 @@ def _trajectory(names, points, dt=0.05):
     return msg
 
 
-def test_sim_robot_follows_trajectories_publishes_images_and_refuses_bad_commands(processes, test_node):
+def test_sim_robot_follows_trajectories_publishes_images_and_refuses_bad_commands(processes, test_node, tmp_path):
+    profile = write_profile(tmp_path / 'cell.yaml', image_size=64, joint_names=tuple(JOINTS),
+                            controller_name='test_controller')
     sim = processes.spawn(
         os.path.join(INSTALL, 'rlt_sim_nodes', 'lib', 'rlt_sim_nodes', 'sim_robot'),
-        '--ros-args', '-p', 'seed:=3', '-p', 'image_size:=64', '-p', 'wait_for_subscribers:=[episode_follower]')
+        '--ros-args', '-p', f'robot_profile:={profile}', '-p', 'seed:=3',
+        '-p', 'wait_for_subscribers:=[episode_follower]')
     node = test_node.node
     joints, images, events = [], {}, []
     node.create_subscription(JointState, 'joint_states', joints.append, 10)
@@ -40,7 +44,7 @@ def test_sim_robot_follows_trajectories_publishes_images_and_refuses_bad_command
                                  qos_profile_sensor_data)
     node.create_subscription(EpisodeEvent, 'episode/events', events.append,
                              EVENTS_QOS)
-    cmd_pub = node.create_publisher(JointTrajectory, 'gantry_controller/joint_trajectory', 10)
+    cmd_pub = node.create_publisher(JointTrajectory, 'test_controller/joint_trajectory', 10)
 
     def ready():
         return len(joints) >= 5 and len(images) == 3 and cmd_pub.get_subscription_count()
@@ -68,7 +72,7 @@ def test_sim_robot_follows_trajectories_publishes_images_and_refuses_bad_command
 
     # A valid command: +10 mm in x and +5 mm up over 10 control steps (joint names reordered).
     goal = start + [0.010, 0.0, 0.005]
-    cmd_pub.publish(_trajectory(['gantry_z', 'gantry_x', 'gantry_y'],
+    cmd_pub.publish(_trajectory(['j_z', 'j_x', 'j_y'],
                                 [[start[2] + (goal[2] - start[2]) * k / 10,
                                   start[0] + (goal[0] - start[0]) * k / 10, start[1]] for k in range(1, 11)]))
     moved = settle(30)
@@ -76,7 +80,7 @@ def test_sim_robot_follows_trajectories_publishes_images_and_refuses_bad_command
 
     # Invalid commands are refused and never move the robot.
     bad = [
-        _trajectory(['gantry_x', 'gantry_y', 'elbow'], [goal + [0.01, 0, 0]]),           # wrong joints
+        _trajectory(['j_x', 'j_y', 'elbow'], [goal + [0.01, 0, 0]]),           # wrong joints
         _trajectory(JOINTS, [[float('nan'), goal[1], goal[2]]]),                       # NaN
         _trajectory(JOINTS, [[0.5, goal[1], goal[2]]]),                                 # outside limits
     ]
@@ -110,4 +114,4 @@ def test_sim_robot_follows_trajectories_publishes_images_and_refuses_bad_command
     assert sim.returncode == 0, out
     assert 'do not match the robot joints' in out
     assert 'NaN or infinite' in out
-    assert 'gantry_x=0.500000 outside' in out
+    assert 'j_x=0.500000 outside' in out

@@ -1,9 +1,12 @@
 """The RLT graph on a real robot: rlt.launch.py with the real-robot parameters (config/real_robot.yaml).
 
-  ros2 launch rlt_bringup real_robot.launch.py vla_path:=... device:=cuda [rviz:=true]
+  ros2 launch rlt_bringup real_robot.launch.py robot_profile:=/path/to/my_robot.yaml vla_path:=... device:=cuda
+      [rviz:=true]
 
-Start the robot's own driver (joint_states, cameras/<name>/image_raw, a JointTrajectoryController
-named gantry_controller or as set in the parameters) and `ros2 run joy joy_node` beside it.
+The robot profile states the robot's joints, limits, cameras, control rate, chunk lengths and
+controller name once (config/profiles/; empty: gantry_cell). Start the robot's own driver
+(joint_states, cameras/<name>/image_raw, the profile's JointTrajectoryController) and
+`ros2 run joy joy_node` beside it.
 """
 
 import os

@@ -1,6 +1,6 @@
 """The RLT graph on the simulated cell: rlt.launch.py (variant sim) + sim_robot, episode_manager, sim_human.
 
-  ros2 launch rlt_bringup sim.launch.py [rviz:=true] [warmup_episodes:=5]
+  ros2 launch rlt_bringup sim.launch.py [rviz:=true] [warmup_episodes:=5] [robot_profile:=/path/to/cell.yaml]
 """
 
 import os
@@ -18,7 +18,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _sim_nodes(context):
-    return launch_support.node_actions([s for s in graph.nodes('sim') if s.name in graph.SIM_ONLY])
+    values = {arg: LaunchConfiguration(arg).perform(context) for arg in graph.LAUNCH_ARGUMENTS}
+    specs = graph.nodes('sim', graph.launch_overrides(values))  # robot_profile reaches the sim nodes too
+    return launch_support.node_actions([s for s in specs if s.name in graph.SIM_ONLY])
 
 
 def generate_launch_description():

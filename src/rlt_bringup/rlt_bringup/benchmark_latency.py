@@ -1,13 +1,15 @@
 """Latency of the node graph: observation stamp -> JointTrajectory publication.
 
-  ./rlt exec python -m rlt_bringup.benchmark_latency [--chunks 200] [--vla DIR --token DIR]
+  ./rlt exec python -m rlt_bringup.benchmark_latency [--chunks 200] [--vla DIR --token DIR] [--robot-profile P]
 
 Starts the sim graph (same executables and parameter files as ./rlt run) and measures, for every
 executed chunk, the time from the stamp of the observation it was decided on (the camera /
 joint-state stamp) to the arbiter's publication of the JointTrajectory, through ingestion ->
 vla_server -> (actor) -> arbiter. The operator's phase button is pressed at each episode start so
 that, once the learner has published weights, chunks also go through the actor. Prints the
-median and p90 per source. Without --vla/--token it uses a tiny untrained VLA of the real shapes.
+median and p90 per source. Without --vla/--token it uses a tiny untrained VLA of the profile's shapes. Every
+node runs the robot profile with episodes of 60 steps (and --control-hz, where given): a copy of it in the
+run's temporary folder.
 """
 
 import argparse
@@ -15,6 +17,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +32,10 @@ def main(argv=None):
     parser.add_argument('--chunks', type=int, default=200, help='executed chunks to measure')
     parser.add_argument('--vla', default='', help='VLA checkpoint (default: a tiny untrained one)')
     parser.add_argument('--token', default='', help='RL token (default: a tiny untrained one)')
-    parser.add_argument('--control-hz', type=float, default=20.0,
-                        help='control rate of the sim and arbiter (1/control_hz a multiple of 2 ms)')
+    parser.add_argument('--robot-profile', default='',
+                        help='robot profile (a YAML path or a name; default: gantry_cell)')
+    parser.add_argument('--control-hz', type=float, default=0.0,
+                        help="control rate of the run (0: the profile's; for the sim 1/control_hz a multiple of 2 ms)")
     parser.add_argument('--timeout-s', type=float, default=300.0, help='give up after this long')
     args = parser.parse_args(argv)
 
@@ -40,18 +45,21 @@ def main(argv=None):
     from sensor_msgs.msg import Joy
     from trajectory_msgs.msg import JointTrajectory
 
+    from rlt_core.control.profile import RobotProfile
     from rlt_interfaces.msg import ActionChunk, EpisodeEvent
     from rlt_nodes.qos import EVENTS_QOS
-
     tmp = Path(tempfile.mkdtemp(prefix='rlt-latency-'))
-    vla, token = (args.vla, args.token) if args.vla and args.token else make_tiny_models(tmp / 'models')
-    overrides = {
+    profile = RobotProfile.load(args.robot_profile)
+    profile = replace(profile, max_steps=60, control_hz=args.control_hz or profile.control_hz)
+    profile_path = str(profile.save(tmp / f'{profile.name}.yaml'))
+    vla, token = (args.vla, args.token) if args.vla and args.token else make_tiny_models(tmp / 'models', profile_path)
+    overrides = embedded.merge(graph.launch_overrides({'robot_profile': profile_path}), {
         'vla_server': {'vla_path': vla, 'token_path': token}, 'actor': {'vla_path': vla},
-        'arbiter': {'vla_path': vla, 'warmup_episodes': 1, 'control_hz': args.control_hz},
+        'arbiter': {'vla_path': vla, 'warmup_episodes': 1},
         'learner': {'replay_dir': str(tmp / 'replay'), 'batch_size': 16, 'min_transitions': 16,
                     'publish_every': 10, 'hidden': [64, 64]},
-        'sim_robot': {'max_steps': 60, 'control_hz': args.control_hz}, 'sim_human': {'rate': 0.0},
-    }
+        'sim_human': {'rate': 0.0},
+    })
     env = embedded.ros_environment()
     procs = {}
     import os
@@ -68,7 +76,7 @@ def main(argv=None):
     executor.add_node(node)
     published, decided = [], []
     reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-    node.create_subscription(JointTrajectory, 'gantry_controller/joint_trajectory',
+    node.create_subscription(JointTrajectory, f'{profile.controller_name}/joint_trajectory',
                              lambda m: published.append(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec), 1000)
     node.create_subscription(ActionChunk, 'rlt/executed_chunk',
                              lambda m: decided.append((m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec, m.source)),
@@ -104,7 +112,8 @@ def main(argv=None):
             lat[names[source]].append(ms)
     result = {k: {'chunks': len(v), 'median_ms': float(np.median(v)), 'p90_ms': float(np.percentile(v, 90))}
               for k, v in lat.items() if v}
-    print(json.dumps({'vla': vla, 'control_hz': args.control_hz, 'latency_obs_to_trajectory': result}, indent=1))
+    print(json.dumps({'vla': vla, 'robot_profile': profile.name, 'control_hz': profile.control_hz,
+                      'latency_obs_to_trajectory': result}, indent=1))
     for k, r in result.items():
         print(f'{k:>5}: {r["chunks"]} chunks, median {r["median_ms"]:.1f} ms, p90 {r["p90_ms"]:.1f} ms')
     return 0 if result else 1

@@ -1,9 +1,10 @@
 """The embedded runner behind `./rlt run`: online RL with the whole sim graph, without `ros2 launch`.
 
-  ./rlt run --episodes 300 [--output runs/mine] [--set arbiter.warmup_episodes=5 ...]
+  ./rlt run --episodes 300 [--output runs/mine] [--robot-profile cell.yaml] [--set arbiter.warmup_episodes=5 ...]
 
 Starts every node of `rlt_bringup.graph.nodes('sim')` as its own process (the executables and
-parameter files the launch files use; per-run overrides in OUTPUT/params/overrides.yaml), follows
+parameter files the launch files use; per-run overrides in OUTPUT/params/overrides.yaml, the robot
+profile among them: `--robot-profile` reaches every node as the launch argument does), follows
 the episodes live (success rate, interventions, learner updates, weights version), and at the end
 writes OUTPUT/summary.json and OUTPUT/learning_curve.png. The learner's replay log is
 OUTPUT/replay; each node's log is OUTPUT/logs/<node>.log. Ctrl-C stops everything cleanly: SIGINT
@@ -75,6 +76,16 @@ def stop(procs: dict, timeout: float = 30.0):
                   f'in its log; its DDS files in /dev/shm stay behind)', file=sys.stderr)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def profile_overrides(robot_profile: str) -> dict:
+    """The overrides that give every node of the graph `robot_profile` (a path, made absolute, or a name)."""
+    if not robot_profile:
+        return {}
+    from rlt_core.control.profile import RobotProfile, resolve_profile_path
+    path = resolve_profile_path(robot_profile).resolve()
+    RobotProfile.load(path)  # a bad profile fails here, with its reason, before any node starts
+    return graph.launch_overrides({'robot_profile': str(path)})
 
 
 def parse_set(items) -> dict:
@@ -211,6 +222,9 @@ def main(argv=None):
     parser.add_argument('--output', default='', help='output folder (default: runs/<timestamp>)')
     parser.add_argument('--vla', default='', help='VLA checkpoint folder (default: rlt_bringup models/vla)')
     parser.add_argument('--token', default='', help='RL token folder (default: rlt_bringup models/rl_token)')
+    parser.add_argument('--robot-profile', default='',
+                        help='robot profile of every node: a YAML path, or a name in config/profiles (default: '
+                             'gantry_cell)')
     parser.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
                         help='override one node parameter (repeatable), e.g. arbiter.warmup_episodes=5')
     parser.add_argument('--timeout-min', type=float, default=0.0, help='stop after this many minutes (0: never)')
@@ -225,7 +239,10 @@ def main(argv=None):
             overrides.setdefault(node, {})['vla_path'] = str(Path(args.vla).resolve())
     if args.token:
         overrides.setdefault('vla_server', {})['token_path'] = str(Path(args.token).resolve())
-    overrides = merge(overrides, parse_set(args.set))
+    try:
+        overrides = merge(merge(overrides, profile_overrides(args.robot_profile)), parse_set(args.set))
+    except ValueError as err:  # a missing or invalid robot profile
+        raise SystemExit(f'rlt: {err}') from None
     specs = graph.nodes('sim', overrides)
     env = ros_environment()
     os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE',)})
@@ -283,6 +300,9 @@ def main(argv=None):
             log.close()
     summary = summarize(episodes, learner, args, time.monotonic() - start)
     summary['interrupted'] = interrupted
+    from rlt_core.control.profile import RobotProfile
+    profile = RobotProfile.load(args.robot_profile)
+    summary['robot_profile'] = {'name': profile.name, 'hash': profile.hash, 'path': args.robot_profile}
     (out / 'summary.json').write_text(json.dumps(summary, indent=1))
     if episodes:
         plot(episodes, out / 'learning_curve.png')

@@ -11,7 +11,9 @@ The launch files (`launch/*.launch.py`, for a full ROS 2 install) and the embedd
 
 Parameters come from `config/rlt.yaml` (every core node), then `config/sim.yaml` or
 `config/real_robot.yaml` (the variant's; sim_robot also `config/sim_robot.yaml`), then per-run overrides, each keyed
-`node_name: ros__parameters:`. No ROS imports here.
+`node_name: ros__parameters:`. Robot facts are in none of them: every node, core and sim, reads the robot
+profile named by its `robot_profile` parameter (the launch argument `robot_profile` sets it for all;
+empty: config/profiles/gantry_cell.yaml). No ROS imports here.
 """
 
 import os
@@ -39,6 +41,8 @@ SIM_ONLY = ('sim_robot', 'episode_manager', 'sim_human')
 
 LAUNCH_ARGUMENTS = {
     # launch argument: (default, description, [(node, parameter), ...])
+    'robot_profile': ('', 'robot profile of every node: a YAML path, or a name in config/profiles (empty: '
+                      'gantry_cell)', [(node, 'robot_profile') for node in CORE + SIM_ONLY]),
     'vla_path': ('', 'SmallVLA checkpoint folder (empty: the installed models/vla)',
                  [('vla_server', 'vla_path'), ('actor', 'vla_path'), ('arbiter', 'vla_path')]),
     'token_path': ('', 'RL token folder (empty: the installed models/rl_token)', [('vla_server', 'token_path')]),
@@ -49,6 +53,10 @@ LAUNCH_ARGUMENTS = {
     'replay_dir': ('', 'replay log folder of the learner (empty: ~/.ros/rlt/replay)', [('learner', 'replay_dir')]),
 }
 """Arguments of rlt.launch.py and where each goes; an empty value keeps the parameter files' value."""
+
+
+STRING_PARAMETERS = ('robot_profile', 'vla_path', 'token_path', 'replay_dir', 'device')
+"""Launch arguments passed on as strings, never parsed as YAML."""
 
 
 def config_dir() -> Path:
@@ -84,8 +92,7 @@ def launch_overrides(values: dict) -> dict:
         if value in ('', None):
             continue
         for node, param in LAUNCH_ARGUMENTS[arg][2]:
-            parsed = yaml.safe_load(value) if param not in ('vla_path', 'token_path', 'replay_dir', 'device') \
-                else value
+            parsed = value if param in STRING_PARAMETERS else yaml.safe_load(value)
             out.setdefault(node, {})[param] = parsed
     return out
 

@@ -5,7 +5,7 @@ from rlt_core.rl.actor import Actor, ActorConfig, load_actor, pack_weights, save
 
 
 def _actor(**kw):
-    return Actor(ActorConfig(state_dim=5, chunk_len=4, action_dim=3, **kw))
+    return Actor(ActorConfig(state_dim=5, chunk_len=4, action_dim=3, **{'action_scale': (0.005,) * 3, **kw}))
 
 
 def test_outputs_are_bounded_chunks_in_robot_units():
@@ -62,6 +62,20 @@ def test_pack_unpack_roundtrip_and_checks(tmp_path):
         unpack_weights('pickle', packed['sha256'], packed['config_json'], packed['payload'])
     save_actor(actor, tmp_path / 'actor.safetensors')
     torch.testing.assert_close(load_actor(tmp_path / 'actor.safetensors')(x, ref), actor(x, ref))
+
+
+def test_profile_hash_travels_with_the_weights(tmp_path):
+    actor = _actor(profile_hash='0123456789abcdef')
+    packed = pack_weights(actor)
+    assert unpack_weights(packed['format'], packed['sha256'], packed['config_json'],
+                          packed['payload']).config.profile_hash == '0123456789abcdef'
+    save_actor(actor, tmp_path / 'actor.safetensors')
+    assert load_actor(tmp_path / 'actor.safetensors').config.profile_hash == '0123456789abcdef'
+
+
+def test_generic_defaults_scale_by_one_unit():
+    assert ActorConfig(state_dim=5, action_dim=2).action_scale == (1.0, 1.0)
+    assert ActorConfig(state_dim=5).chunk_len == 1
 
 
 def test_bad_config_is_refused():

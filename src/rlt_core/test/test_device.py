@@ -54,7 +54,7 @@ def full_fp32():
 @cuda
 def test_learner_on_cuda_follows_the_cpu_learner(full_fp32):
     """The same seed and batches give the same weights on the GPU as on the CPU (sampling stays on the CPU)."""
-    config = ActorConfig(state_dim=134, chunk_len=10, action_dim=3)
+    config = ActorConfig(state_dim=134, chunk_len=10, action_dim=3, action_scale=(0.005,) * 3)
     learners = {dev: RLTLearner(config, seed=3, device=dev) for dev in ('cpu', 'cuda')}
     gen = torch.Generator().manual_seed(0)
     b = 256

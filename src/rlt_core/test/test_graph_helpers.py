@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from rlt_core.control.profile import Camera
 from rlt_core.control.sync import StampSync, check_age, check_image, check_joint_state, joint_state_in_order
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, action_to_axes, joy_action
 from rlt_core.rl.rl_state import ProprioNormalization, rl_state
@@ -37,6 +38,10 @@ def test_input_checks():
     assert 'rgb8' in check_image('bgr8', 4, 4, 12, 48)
     assert 'expected 8x8' in check_image('rgb8', 4, 4, 12, 48, 8)
     assert 'does not match' in check_image('rgb8', 4, 4, 12, 40)
+    camera = Camera('top', encoding='mono8', width=6, height=4)  # the robot profile's camera
+    assert check_image('mono8', 4, 6, 6, 24, camera=camera) is None
+    assert 'is not mono8' in check_image('rgb8', 4, 6, 18, 72, camera=camera)
+    assert 'expected 4x6 (robot profile)' in check_image('mono8', 6, 4, 4, 24, camera=camera)
     assert check_joint_state(['x', 'y'], [0, 0], [0, 0], ['y', 'x']) is None
     assert 'NaN' in check_joint_state(['x'], [float('nan')], [0], ['x'])
     assert 'lack' in check_joint_state(['x'], [0], [0], ['z'])

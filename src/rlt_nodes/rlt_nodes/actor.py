@@ -4,8 +4,10 @@ Matches rlt/rl_token and rlt/reference_chunk by stamp, builds x = (z_rl, normali
 (proprio from the joint state of the same stamp, normalised as the frozen VLA's checkpoint
 says: `rlt_core.rl.rl_state`) and, in the critical phase and once it has weights, publishes the
 refined chunk on rlt/actor_chunk (SOURCE_ACTOR, stamped like the observation). Weights arrive
-on rlt/actor_weights (latched); a message whose SHA-256 or shapes do not check out, or whose
-version is not newer than the current one, is refused with a logged reason; the version in use
+on rlt/actor_weights (latched); a message whose SHA-256 or shapes do not check out, whose robot profile
+hash, chunk length or action dimension are not those of this node's robot profile (`robot_profile`;
+`RobotProfile.check_actor`), or whose version is not newer than the current one, is refused with a
+logged reason; the version in use
 is latched on rlt/actor_version. When the learner stops, the actor keeps acting on its last weights.
 """
 
@@ -17,13 +19,14 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import UInt64
 
 from rlt_core.control.phase import CriticalPhase
+from rlt_core.control.profile import RobotProfile
 from rlt_core.rl.actor import unpack_weights
 from rlt_core.rl.rl_state import ProprioNormalization, rl_state
 from rlt_core.runtime import default_models_dir, setup_torch
 from rlt_interfaces.msg import ActionChunk, ActorWeights, EpisodeEvent
 from rlt_interfaces.msg import RLToken as RLTokenMsg
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns
-from rlt_nodes.params import desc
+from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, LATCHED_QOS
 from rlt_nodes.spin import spin_node
 
@@ -32,6 +35,7 @@ class ActorNode(Node):
     def __init__(self):
         super().__init__('actor')
         p = self.declare_parameter
+        self.profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
         vla_path = p('vla_path', '', desc('VLA checkpoint whose config.json holds the proprio normalisation')).value
         self.explore = p('explore', True, desc('add the actor Gaussian exploration noise (training)')).value
         self.always = p('publish_outside_critical', False,
@@ -52,8 +56,8 @@ class ActorNode(Node):
         self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
         self.create_subscription(ActorWeights, 'rlt/actor_weights', self.on_weights, LATCHED_QOS)
-        self.get_logger().info(f'actor: proprio normalisation from {vla_path}, '
-                               f'explore={self.explore}; waiting for weights')
+        self.get_logger().info(f'actor: robot profile {self.profile.name} ({self.profile.hash}), proprio '
+                               f'normalisation from {vla_path}, explore={self.explore}; waiting for weights')
 
     # --- weights ---
 
@@ -65,6 +69,11 @@ class ActorNode(Node):
             actor = unpack_weights(msg.format, msg.sha256, msg.config_json, bytes(msg.payload))
         except ValueError as err:
             self.get_logger().warning(f'refused weights version {msg.version}: {err}')
+            return
+        try:
+            self.profile.check_actor(actor.config)
+        except ValueError as err:
+            self.get_logger().error(f'refused weights version {msg.version}: {err}', throttle_duration_sec=10.0)
             return
         if self.tokens:
             state_dim = next(reversed(self.tokens.values())).size + self.norm.dim

@@ -3,8 +3,8 @@
 Subscribes `cameras/<name>/image_raw` (sensor_msgs/Image, sensor-data QoS) for every configured
 camera and `joint_states`, pairs each joint state with one image per camera stamped within
 `sync_tolerance_s` of it (0: identical stamps, as the simulator publishes them) and publishes an
-rlt_interfaces/Observation stamped like the joint state, with the joints in `joint_names` order.
-Invalid input (not rgb8, wrong size, NaN joint values, unknown joints, stale) is dropped with a
+rlt_interfaces/Observation stamped like the joint state, with the profile's joints in its order.
+Invalid input (not the camera's encoding or size, NaN joint values, unknown joints, stale) is dropped with a
 throttled, logged reason.
 """
 
@@ -12,10 +12,11 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
+from rlt_core.control.profile import RobotProfile
 from rlt_core.control.sync import StampSync, check_age, check_image, check_joint_state
 from rlt_interfaces.msg import Observation
 from rlt_nodes.conversions import stamp_ns
-from rlt_nodes.params import desc
+from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import OBSERVATION_QOS
 from rlt_nodes.spin import spin_node
 
@@ -24,11 +25,10 @@ class Ingestion(Node):
     def __init__(self):
         super().__init__('ingestion')
         p = self.declare_parameter
-        self.cameras = list(p('camera_names', ['scene', 'wrist_left', 'wrist_right'],
-                              desc('cameras, subscribed on cameras/<name>/image_raw')).value)
-        self.joint_names = list(p('joint_names', ['gantry_x', 'gantry_y', 'gantry_z'],
-                                  desc('joints of the observation, in this order')).value)
-        self.image_size = p('image_size', 96, desc('required image height and width, px (0: any)')).value
+        self.profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
+        self.cameras = list(self.profile.camera_names)  # subscribed on cameras/<name>/image_raw
+        self.camera_specs = {c.name: c for c in self.profile.cameras}
+        self.joint_names = list(self.profile.joint_names)  # the observation's joints, in this order
         tolerance = p('sync_tolerance_s', 0.0,
                       desc('largest stamp difference between a joint state and its images, s')).value
         self.max_age_s = p('max_age_s', 0.5, desc('drop observations older than this, s (0: never)')).value
@@ -41,14 +41,15 @@ class Ingestion(Node):
                                      lambda msg, name=name: self.on_image(name, msg), qos_profile_sensor_data)
         self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
         self.count = 0
-        self.get_logger().info(f'ingestion: cameras {self.cameras}, joints {self.joint_names}, '
-                               f'tolerance {tolerance:g} s')
+        self.get_logger().info(f'ingestion: robot profile {self.profile.name} ({self.profile.hash}), cameras '
+                               f'{self.cameras}, joints {self.joint_names}, tolerance {tolerance:g} s')
 
     def drop(self, reason):
         self.get_logger().warning(f'dropped input: {reason}', throttle_duration_sec=2.0)
 
     def on_image(self, name, msg: Image):
-        reason = check_image(msg.encoding, msg.height, msg.width, msg.step, len(msg.data), self.image_size)
+        reason = check_image(msg.encoding, msg.height, msg.width, msg.step, len(msg.data),
+                             camera=self.camera_specs[name])
         if reason:
             return self.drop(f'{name}: {reason}')
         self.emit(self.sync.add_image(name, stamp_ns(msg.header), msg))

@@ -7,7 +7,8 @@ Keys (each press holds the dead-man button and moves for `hold_s`):
   space  stop (dead-man released)     p  toggle the critical phase
   1  label success     0  label failure     q  quit
 Axes and buttons follow the arbiter's default mapping (LB = button 4 dead-man, axes 0/1/4 =
-x/y/z, A = 0 success, B = 1 failure, RB = 5 phase). `key_to_joy` is the pure mapping.
+x/y/z, A = 0 success, B = 1 failure, RB = 5 phase). Readings go out once per control step of the robot
+profile (`robot_profile`). `key_to_joy` is the pure mapping.
 """
 
 import select
@@ -18,7 +19,8 @@ import tty
 from rclpy.node import Node
 from sensor_msgs.msg import Joy
 
-from rlt_nodes.params import desc
+from rlt_core.control.profile import RobotProfile
+from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.spin import spin_node
 
 N_AXES, N_BUTTONS = 8, 12
@@ -48,13 +50,15 @@ def key_to_joy(key: str, speed: float = 0.5):
 class KeyboardTeleop(Node):
     def __init__(self):
         super().__init__('keyboard_teleop')
+        self.profile = RobotProfile.load(self.declare_parameter('robot_profile', '', ROBOT_PROFILE).value)
         self.speed = self.declare_parameter('speed', 0.5, desc('axis deflection of a key press, 0..1')).value
         self.hold_s = self.declare_parameter('hold_s', 0.15, desc('a key press keeps moving this long, s')).value
         self.pub = self.create_publisher(Joy, 'joy', 10)
         self.last = None
         self.last_time = 0.0
-        self.create_timer(0.05, self.on_timer)
+        self.create_timer(self.profile.dt, self.on_timer)  # one Joy reading per control step
         print(__doc__.split('\n\n')[1])
+        print(f'robot {self.profile.name}: axes 0/1/4 drive {", ".join(self.profile.joint_names[:3])}')
 
     def on_timer(self):
         now = self.get_clock().now().nanoseconds * 1e-9

@@ -12,7 +12,9 @@ publishes the actor's weights on rlt/actor_weights (ActorWeights: safetensors + 
 RELIABLE + TRANSIENT_LOCAL depth 1, version strictly increasing, also across restarts: it never
 falls below the wall-clock milliseconds of publication). Statistics (updates, transitions, losses,
 weights version) go to rlt/learner_stats as a JSON std_msgs/String. Hyper-parameters default to
-those of `rlt_train.train_rlt.RLTTrainConfig`.
+those of `rlt_train.train_rlt.RLTTrainConfig`. The actor's chunk length, action dimension, scale and output
+range come from the robot profile (`robot_profile`), and its weights carry the profile's hash; transitions
+of another shape are refused.
 """
 
 import array
@@ -25,13 +27,14 @@ from pathlib import Path
 from rclpy.node import Node
 from std_msgs.msg import String
 
+from rlt_core.control.profile import RobotProfile
 from rlt_core.rl.actor import ActorConfig, pack_weights
 from rlt_core.rl.schedule import updates_allowed
 from rlt_core.rl.td3 import RLTLearner, TD3Config
 from rlt_core.runtime import setup_torch
 from rlt_interfaces.msg import ActorWeights, Transition
 from rlt_nodes.conversions import msg_to_transition
-from rlt_nodes.params import desc
+from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import LATCHED_QOS, TRANSITIONS_QOS
 from rlt_nodes.spin import spin_node
 
@@ -40,6 +43,7 @@ class LearnerNode(Node):
     def __init__(self):
         super().__init__('learner')
         p = self.declare_parameter
+        self.profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
         ros_home = os.environ.get('ROS_HOME', os.path.expanduser('~/.ros'))
         self.replay_dir = p('replay_dir', '', desc(f'replay log folder (empty: {ros_home}/rlt/replay)')).value \
             or os.path.join(ros_home, 'rlt', 'replay')
@@ -63,9 +67,6 @@ class LearnerNode(Node):
             batch_size=self.batch_size, utd_ratio=self.utd_ratio)
         self.actor_std = p('actor_std', ActorConfig.std,
                            desc('fixed std of the actor Gaussian (normalised units)')).value
-        self.action_scale_m = p('action_scale_m', 0.005, desc('robot units of one normalised action unit')).value
-        self.critical_max_delta = tuple(p('critical_max_delta', [0.001, 0.001, 0.005], desc(
-            "the actor's output range per joint: the arbiter's critical_max_delta")).value)
         self.seed = p('seed', 0, desc('seed of the networks and sampling')).value
         self.threads = p('threads', 1, desc('torch threads')).value
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
@@ -81,18 +82,18 @@ class LearnerNode(Node):
         self.stats_pub = self.create_publisher(String, 'rlt/learner_stats', 10)
         self.create_subscription(Transition, 'rlt/transitions', self.on_transition, TRANSITIONS_QOS)
         self.create_timer(1.0, self.publish_stats)
-        self.get_logger().info(f'learner: replay in {self.replay_dir}, G={self.utd_ratio}, batch {self.batch_size}, '
+        self.get_logger().info(f'learner: robot profile {self.profile.name} ({self.profile.hash}), '
+                               f'replay in {self.replay_dir}, G={self.utd_ratio}, batch {self.batch_size}, '
                                f'min {self.min_transitions} transitions, on {self.device}')
         self.updater.start()
 
     def _setup(self, t):
         from rlt_core.rl.replay import ReplayBuffer
-        chunk_len, action_dim = t.executed_chunk.shape
+        chunk_len, action_dim = self.profile.actor_chunk_len, self.profile.action_dim
         self.replay = ReplayBuffer(t.state.size, chunk_len, action_dim, path=Path(self.replay_dir))
-        self.learner = RLTLearner(ActorConfig(state_dim=t.state.size, chunk_len=chunk_len, action_dim=action_dim,
-                                              action_scale=(self.action_scale_m,) * action_dim,
-                                              action_limit=self.critical_max_delta,
-                                              hidden=self.td3.critic_hidden, std=self.actor_std),
+        # C, the action dimension, scale (max_delta) and output range (critical_max_delta) and the hash: the profile's
+        self.learner = RLTLearner(self.profile.actor_config(t.state.size, hidden=self.td3.critic_hidden,
+                                                            std=self.actor_std),
                                   self.td3, seed=self.seed, device=self.device, compile=self.compile)
         self.learning = len(self.replay)
         self.get_logger().info(f'replay of state_dim {t.state.size}, C={chunk_len}, A={action_dim}: '
@@ -101,6 +102,9 @@ class LearnerNode(Node):
     def on_transition(self, msg: Transition):
         try:
             t = msg_to_transition(msg)
+            if t.executed_chunk.shape != (self.profile.actor_chunk_len, self.profile.action_dim):
+                raise ValueError(f'chunk of shape {t.executed_chunk.shape}; robot profile {self.profile.name} has '
+                                 f'C={self.profile.actor_chunk_len} and {self.profile.action_dim} joints')
             with self.lock:
                 if self.replay is None:
                     self._setup(t)

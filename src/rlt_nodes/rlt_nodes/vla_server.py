@@ -11,6 +11,7 @@ import time
 import numpy as np
 from rclpy.node import Node
 
+from rlt_core.control.profile import RobotProfile
 from rlt_core.models.rl_token import RLToken
 from rlt_core.models.vla.backbone import Observation as VLAObservation
 from rlt_core.models.vla.small_vla import SmallVLA
@@ -18,7 +19,7 @@ from rlt_core.runtime import default_models_dir, setup_torch
 from rlt_interfaces.msg import ActionChunk, Observation
 from rlt_interfaces.msg import RLToken as RLTokenMsg
 from rlt_nodes.conversions import chunk_to_msg, token_to_msg
-from rlt_nodes.params import desc
+from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import CHUNK_QOS, OBSERVATION_QOS
 from rlt_nodes.spin import spin_node
 
@@ -27,6 +28,7 @@ class VLAServer(Node):
     def __init__(self):
         super().__init__('vla_server')
         p = self.declare_parameter
+        self.profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
         vla_path = p('vla_path', '', desc('SmallVLA checkpoint folder (empty: rlt_bringup models/vla)')).value
         token_path = p('token_path', '', desc('RL token folder (empty: rlt_bringup models/rl_token)')).value
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
@@ -36,15 +38,19 @@ class VLAServer(Node):
         token_path = token_path or default_models_dir() / 'rl_token'
         self.vla = SmallVLA.load(vla_path).freeze().to(self.device)
         self.token = RLToken.load(token_path).to(self.device)
-        self.action_names = list(p('action_names', ['gantry_x', 'gantry_y', 'gantry_z'],
-                                   desc('name of each action dimension')).value)
+        self.action_names = list(self.profile.joint_names)  # joint_delta: one action dimension per joint
+        if self.vla.config.chunk_len < self.profile.vla_chunk_len or self.vla.action_dim != self.profile.action_dim:
+            raise ValueError(f'VLA {vla_path} predicts chunks of {self.vla.config.chunk_len}x{self.vla.action_dim}; '
+                             f'robot profile {self.profile.name} needs H={self.profile.vla_chunk_len} actions of '
+                             f'{self.profile.action_dim} joints')
         self.chunk_pub = self.create_publisher(ActionChunk, 'rlt/reference_chunk', CHUNK_QOS)
         self.token_pub = self.create_publisher(RLTokenMsg, 'rlt/rl_token', CHUNK_QOS)
         self.create_subscription(Observation, 'rlt/observation', self.on_observation,
                                  OBSERVATION_QOS)
         self.count, self.busy_s = 0, 0.0
         self.get_logger().info(f'VLA server: {vla_path} + {token_path} on {self.device}, '
-                               f'token_dim {self.token.config.token_dim}, H={self.vla.config.chunk_len}')
+                               f'token_dim {self.token.config.token_dim}, H={self.profile.vla_chunk_len}, '
+                               f'robot profile {self.profile.name} ({self.profile.hash})')
 
     def on_observation(self, msg: Observation):
         start = time.perf_counter()
@@ -59,7 +65,7 @@ class VLAServer(Node):
             with torch.no_grad():
                 out = self.vla(obs)
                 z_rl = self.token.extract(out.embeddings, out.mask)[0].cpu().numpy()
-            chunk = out.chunk[0].cpu().numpy()
+            chunk = out.chunk[0, :self.profile.vla_chunk_len].cpu().numpy()  # H actions
         except (KeyError, ValueError, RuntimeError) as err:
             self.get_logger().warning(f'observation refused: {err}', throttle_duration_sec=2.0)
             return

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from rlt_sim.cell import CAMERA_NAMES, SimConfig
+from rlt_sim.cell import SimConfig
 from rlt_sim.env import PegInsertionEnv
 from rlt_sim.expert import IMPERFECT_SIGMA_MM, ScriptedExpert, run_episode
 
@@ -23,7 +23,7 @@ def steps_per_second(config: SimConfig, steps: int, repeats: int) -> float:
     seed = 0
     for _ in range(repeats):
         obs, info = env.reset(seed=seed)
-        expert = ScriptedExpert()
+        expert = ScriptedExpert(max_delta_m=config.max_delta_m)
         expert.reset(info)
         start = time.perf_counter()
         for _ in range(steps):
@@ -62,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="comma-separated belief errors (mm, per axis) for the imperfect expert",
     )
     parser.add_argument("--clearance-mm", type=float, default=SimConfig.clearance_mm)
-    parser.add_argument("--image-size", type=int, default=SimConfig.image_size)
+    parser.add_argument("--robot-profile", default="", help="robot profile: a YAML path or a name (empty: default)")
     parser.add_argument("--speed-steps", type=int, default=400, help="steps per speed repeat")
     parser.add_argument("--repeats", type=int, default=3, help="speed repeats (median reported)")
     return parser.parse_args(argv)
@@ -70,8 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    config = SimConfig(clearance_mm=args.clearance_mm, image_size=args.image_size)
-    headless = SimConfig(clearance_mm=args.clearance_mm, render=False)
+    config = SimConfig.from_profile(args.robot_profile, clearance_mm=args.clearance_mm)
+    headless = SimConfig.from_profile(args.robot_profile, clearance_mm=args.clearance_mm, render=False)
     sigmas = [float(s) for s in args.sigmas.split(",") if s.strip()]
 
     print(
@@ -81,7 +81,7 @@ def main(argv=None) -> None:
     rate = steps_per_second(headless, 5 * args.speed_steps, args.repeats)
     print(f"env steps/s, no rendering: {rate:8.0f}")
     rate = steps_per_second(config, args.speed_steps, args.repeats)
-    print(f"env steps/s, {len(CAMERA_NAMES)} cameras at {config.image_size}px: {rate:8.0f}")
+    print(f"env steps/s, {len(config.camera_names)} cameras at {config.image_size}px: {rate:8.0f}")
 
     settings = [("perfect expert", 0.0)]
     settings += [(f"imperfect expert sigma {s:g} mm", s) for s in sigmas]

@@ -4,6 +4,11 @@ A Cartesian gantry (three prismatic joints driven by position actuators) carries
 gripper. A square peg hangs from the gripper on a compliant two-axis wrist, so a peg
 that lands on the rim tilts and jams rather than sliding in. A block with a square
 hole sits on the table; the environment moves it and the peg's grip offset per episode.
+
+The cell is the robot that a robot profile describes (`rlt_core.control.profile`, by default
+`gantry_cell`): its joint names and limits, cameras and image size, control rate, episode length and
+per-step limit come from the profile (`SimConfig.from_profile`; `SimConfig()`'s defaults are the default
+profile's). SimConfig adds only the cell's physics and randomisation.
 """
 
 from __future__ import annotations
@@ -13,14 +18,24 @@ import math
 
 import numpy as np
 
-JOINT_NAMES = ("gantry_x", "gantry_y", "gantry_z")
-"""The gantry's prismatic joints; the action and proprioception follow this order."""
+from rlt_core.control.profile import RobotProfile
+
+PROFILE = RobotProfile.load()
+"""The default robot profile (gantry_cell): the cell as the graph and the trainers see it."""
+
+JOINT_NAMES = PROFILE.joint_names
+"""The gantry's prismatic joints (x, y, z axes), from the default profile; action and proprioception follow
+this order."""
 
 WRIST_JOINT_NAMES = ("wrist_tilt_x", "wrist_tilt_y")
 """The compliant wrist's hinges (hidden from proprioception)."""
 
-CAMERA_NAMES = ("scene", "wrist_left", "wrist_right")
-"""Rendered cameras: a fixed scene view and two hand-mounted views at right angles."""
+CAMERA_NAMES = PROFILE.camera_names
+"""Rendered cameras, from the default profile."""
+
+CAMERA_MOUNTS = ("scene", "wrist_left", "wrist_right")
+"""Where the cell's cameras sit, in order: a fixed scene view and two hand-mounted views at right angles. The
+profile's cameras take the mounts in its order (at most three)."""
 
 PEG_HALF_WIDTH_M = 0.005
 """Half the side of the square peg (10 mm peg)."""
@@ -46,24 +61,43 @@ WRIST_HOME_Z_M = 0.12
 PEG_TOP_BELOW_WRIST_M = 0.002
 """Distance from the wrist pivot down to the top of the peg."""
 
-JOINT_RANGES_M = ((-0.06, 0.06), (-0.06, 0.06), (-0.07, 0.04))
-"""Workspace limits of the gantry joints (x, y, z), in metres."""
+JOINT_RANGES_M = tuple(zip(PROFILE.joint_lower, PROFILE.joint_upper, strict=True))
+"""Workspace limits of the gantry joints (x, y, z), in metres, from the default profile."""
+
+
+def _square_image_size(profile: RobotProfile) -> int:
+    sizes = {(c.width, c.height) for c in profile.cameras}
+    if len(sizes) != 1 or sizes.pop()[0] != profile.cameras[0].height:
+        raise ValueError(f"the sim renders square images of one size; profile {profile.name!r} has "
+                         f"{[(c.name, c.width, c.height) for c in profile.cameras]}")
+    return profile.cameras[0].width
 
 
 @dataclasses.dataclass(frozen=True)
 class SimConfig:
-    """Everything that can be changed about the cell and its episodes."""
+    """Everything that can be changed about the cell and its episodes.
 
+    The robot's facts (joints, limits, cameras, rate, episode length, per-step limit) default to the default
+    robot profile's; `from_profile` takes them from another. The rest is the cell's physics."""
+
+    joint_names: tuple[str, ...] = JOINT_NAMES
+    """Names of the gantry's x, y and z joints (the profile's joint names)."""
+    joint_ranges_m: tuple[tuple[float, float], ...] = JOINT_RANGES_M
+    """Workspace limits (lower, upper) of each gantry joint, in metres (the profile's joint limits)."""
+    camera_names: tuple[str, ...] = CAMERA_NAMES
+    """Rendered cameras, on CAMERA_MOUNTS in order (the profile's cameras)."""
+    control_hz: float = PROFILE.control_hz
+    """Control steps per second; physics substeps run in between (the profile's control_hz)."""
+    max_steps: int = PROFILE.max_steps
+    """Control steps before an episode is truncated (the profile's max_steps)."""
+    image_size: int = _square_image_size(PROFILE)
+    """Height and width of every camera image, in pixels (the profile's camera size)."""
+    max_delta_m: tuple[float, ...] = PROFILE.max_delta
+    """Largest commanded move per control step of each joint, in metres (the profile's max_delta)."""
     clearance_mm: float = 1.0
     """Gap between the peg and the hole wall on each side, in millimetres."""
-    control_hz: float = 20.0
-    """Control steps per second; physics substeps run in between."""
     timestep_s: float = 0.002
     """Physics timestep in seconds."""
-    max_steps: int = 200
-    """Control steps before an episode is truncated."""
-    image_size: int = 96
-    """Height and width of every camera image, in pixels."""
     render: bool = True
     """Render camera images into the observation (False: proprioception only, faster)."""
     hole_range_m: float = 0.025
@@ -76,8 +110,6 @@ class SimConfig:
     """The critical phase holds while the peg tip is this close to the hole entrance."""
     insert_depth_m: float = 0.01
     """Success once the peg tip is this far below the hole entrance."""
-    max_delta_m: float = 0.005
-    """Largest commanded move per control step on each axis, in metres."""
     max_target_lead_m: float = 0.01
     """The position target may lead the measured joint position by at most this much."""
     gantry_kp: float = 3000.0
@@ -93,7 +125,48 @@ class SimConfig:
     instruction: str = "insert the peg into the hole"
     """Language instruction given with every episode."""
 
+    @classmethod
+    def from_profile(cls, profile: RobotProfile | str | None = None, **physics) -> SimConfig:
+        """The cell as `profile` describes it (a RobotProfile, or a path or name for `RobotProfile.load`)."""
+        if not isinstance(profile, RobotProfile):
+            profile = RobotProfile.load(profile)
+        if profile.action_space != "joint_delta":
+            raise ValueError(f"the sim takes joint_delta actions, not {profile.action_space!r}")
+        if any(c.encoding != "rgb8" for c in profile.cameras):
+            raise ValueError(f"the sim renders rgb8 images; profile {profile.name!r} asks for "
+                             f"{[(c.name, c.encoding) for c in profile.cameras]}")
+        return cls(
+            joint_names=profile.joint_names,
+            joint_ranges_m=tuple(zip(profile.joint_lower, profile.joint_upper, strict=True)),
+            camera_names=profile.camera_names,
+            control_hz=profile.control_hz,
+            max_steps=profile.max_steps,
+            image_size=_square_image_size(profile),
+            max_delta_m=profile.max_delta,
+            **physics,
+        )
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "joint_names", tuple(self.joint_names))
+        object.__setattr__(self, "joint_ranges_m", tuple(tuple(r) for r in self.joint_ranges_m))
+        object.__setattr__(self, "camera_names", tuple(self.camera_names))
+        try:  # one number: the same limit on every axis
+            max_delta = tuple(float(d) for d in np.broadcast_to(np.asarray(self.max_delta_m, dtype=float), (3,)))
+        except (TypeError, ValueError):
+            raise ValueError(f"SimConfig.max_delta_m needs 3 numbers, got {self.max_delta_m!r}") from None
+        object.__setattr__(self, "max_delta_m", max_delta)
+        if len(self.joint_names) != 3 or len(set(self.joint_names)) != 3:
+            raise ValueError(f"SimConfig.joint_names: the gantry has 3 distinct joints, got {self.joint_names}")
+        if len(self.joint_ranges_m) != 3 or not all(len(r) == 2 and r[0] < r[1] for r in self.joint_ranges_m):
+            raise ValueError(f"SimConfig.joint_ranges_m needs 3 (lower, upper) pairs, got {self.joint_ranges_m}")
+        if not 1 <= len(self.camera_names) <= len(CAMERA_MOUNTS) or len(set(self.camera_names)) != len(
+            self.camera_names
+        ):
+            raise ValueError(
+                f"SimConfig.camera_names: 1 to {len(CAMERA_MOUNTS)} distinct cameras, got {self.camera_names}"
+            )
+        if len(self.max_delta_m) != 3 or not all(0 < d <= 0.02 for d in self.max_delta_m):
+            raise ValueError(f"SimConfig.max_delta_m needs 3 entries in (0, 0.02] m, got {self.max_delta_m}")
         positive = (
             "clearance_mm",
             "control_hz",
@@ -102,7 +175,6 @@ class SimConfig:
             "image_size",
             "critical_radius_m",
             "insert_depth_m",
-            "max_delta_m",
             "max_target_lead_m",
             "gantry_kp",
             "gantry_force_limit_n",
@@ -136,8 +208,6 @@ class SimConfig:
                 "SimConfig: the control period 1/control_hz must be a whole number of "
                 f"timesteps ({self.timestep_s} s), got control_hz={self.control_hz}"
             )
-        if self.max_delta_m > 0.02:
-            raise ValueError("SimConfig.max_delta_m must be <= 0.02 m")
 
     @property
     def substeps(self) -> int:
@@ -218,7 +288,10 @@ def build_mjcf(config: SimConfig) -> str:
     tip_len = 0.003
     finger_x, finger_z = PEG_HALF_WIDTH_M + 0.0015, peg_half_len - 0.003
     offscreen = max(640, config.image_size)
-    (xlo, xhi), (ylo, yhi), (zlo, zhi) = JOINT_RANGES_M
+    (xlo, xhi), (ylo, yhi), (zlo, zhi) = config.joint_ranges_m
+    jx, jy, jz = config.joint_names
+    names = (*config.camera_names, *(f"unused_{m}" for m in CAMERA_MOUNTS[len(config.camera_names) :]))
+    mounts = dict(zip(CAMERA_MOUNTS, names, strict=True))  # mount -> the camera's name
     look_at = (0.0, 0.0, -PEG_TOP_BELOW_WRIST_M - PEG_LENGTH_M - 0.006)
     # Two hand cameras 90 degrees apart about the vertical, looking down past the peg tip.
     r = 0.045 / math.sqrt(2)
@@ -257,29 +330,29 @@ def build_mjcf(config: SimConfig) -> str:
   <worldbody>
     <light name="top" pos="0 -0.2 0.6" dir="0 0.3 -1" castshadow="false" diffuse="0.6 0.6 0.6"/>
     <geom name="table" type="plane" size="0.3 0.3 0.01" rgba="0.45 0.5 0.55 1"/>
-    <camera name="scene" pos="{_fmt(*scene_pos)}" xyaxes="{_camera_axes(scene_pos, scene_target)}"
+    <camera name="{mounts['scene']}" pos="{_fmt(*scene_pos)}" xyaxes="{_camera_axes(scene_pos, scene_target)}"
             fovy="45"/>
     <body name="block" pos="0 0 0">
       {_block_geoms(hole_half)}
       <site name="hole_entrance" pos="{_fmt(0, 0, BLOCK_TOP_Z_M)}" size="0.001" group="5"/>
     </body>
     <body name="carriage_x" pos="0 0 0" gravcomp="1">
-      <joint name="gantry_x" type="slide" axis="1 0 0" range="{_fmt(xlo, xhi)}" damping="5"/>
+      <joint name="{jx}" type="slide" axis="1 0 0" range="{_fmt(xlo, xhi)}" damping="5"/>
       <inertial pos="0 0 0.3" mass="1.0" diaginertia="0.01 0.01 0.01"/>
       <geom class="visual" type="box" pos="0 0 0.32" size="0.02 0.3 0.01" rgba="0.3 0.3 0.35 1"/>
       <body name="carriage_y" pos="0 0 0" gravcomp="1">
-        <joint name="gantry_y" type="slide" axis="0 1 0" range="{_fmt(ylo, yhi)}" damping="5"/>
+        <joint name="{jy}" type="slide" axis="0 1 0" range="{_fmt(ylo, yhi)}" damping="5"/>
         <inertial pos="0 0 0.3" mass="0.5" diaginertia="0.005 0.005 0.005"/>
         <body name="gripper" pos="0 0 {WRIST_HOME_Z_M}" gravcomp="1">
-          <joint name="gantry_z" type="slide" axis="0 0 1" range="{_fmt(zlo, zhi)}" damping="5"/>
+          <joint name="{jz}" type="slide" axis="0 0 1" range="{_fmt(zlo, zhi)}" damping="5"/>
           <inertial pos="0 0 0.02" mass="0.3" diaginertia="0.001 0.001 0.001"/>
           <geom class="visual" type="cylinder" pos="0 0 0.1" size="0.006 0.09"
                 rgba="0.3 0.3 0.35 1"/>
           <geom class="visual" type="box" pos="0 0 0.005" size="0.008 0.008 0.003"
                 rgba="0.25 0.25 0.3 1"/>
-          <camera name="wrist_left" pos="{_fmt(*cam_left)}"
+          <camera name="{mounts['wrist_left']}" pos="{_fmt(*cam_left)}"
                   xyaxes="{_camera_axes(cam_left, look_at)}" fovy="45"/>
-          <camera name="wrist_right" pos="{_fmt(*cam_right)}"
+          <camera name="{mounts['wrist_right']}" pos="{_fmt(*cam_right)}"
                   xyaxes="{_camera_axes(cam_right, look_at)}" fovy="45"/>
           <body name="wrist" pos="0 0 0" gravcomp="1">
             <joint name="wrist_tilt_x" type="hinge" axis="1 0 0" stiffness="{stiff}"
@@ -309,9 +382,9 @@ def build_mjcf(config: SimConfig) -> str:
     </body>
   </worldbody>
   <actuator>
-    <position name="gantry_x" joint="gantry_x" {act} {force} ctrlrange="{_fmt(xlo, xhi)}"/>
-    <position name="gantry_y" joint="gantry_y" {act} {force} ctrlrange="{_fmt(ylo, yhi)}"/>
-    <position name="gantry_z" joint="gantry_z" {act} {force} ctrlrange="{_fmt(zlo, zhi)}"/>
+    <position name="{jx}" joint="{jx}" {act} {force} ctrlrange="{_fmt(xlo, xhi)}"/>
+    <position name="{jy}" joint="{jy}" {act} {force} ctrlrange="{_fmt(ylo, yhi)}"/>
+    <position name="{jz}" joint="{jz}" {act} {force} ctrlrange="{_fmt(zlo, zhi)}"/>
   </actuator>
 </mujoco>
 """

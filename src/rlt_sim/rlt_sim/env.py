@@ -11,14 +11,7 @@ import gymnasium as gym  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rlt_sim.cell import (  # noqa: E402
-    CAMERA_NAMES,
-    JOINT_NAMES,
-    JOINT_RANGES_M,
-    WRIST_JOINT_NAMES,
-    SimConfig,
-    build_mjcf,
-)
+from rlt_sim.cell import WRIST_JOINT_NAMES, SimConfig, build_mjcf  # noqa: E402
 
 PROPRIO_MAX_SPEED_M_S = 1.0
 """Joint speeds in the observation are clipped to +-this value (the space's bound)."""
@@ -27,6 +20,8 @@ PROPRIO_MAX_SPEED_M_S = 1.0
 class PegInsertionEnv(gym.Env):
     """Insert a peg held by a gantry robot into a hole with about 1 mm clearance.
 
+    The robot is the one `config` describes (`SimConfig.from_profile`; by default the default robot
+    profile's cell): joints `config.joint_names`, cameras `config.camera_names`.
     Action: gantry position deltas (x, y, z) in metres per control step, clipped to
     +-`max_delta_m` and the workspace. Observation: ``{"proprio": joint positions and
     velocities (6,), "images": {camera: uint8 (H, W, 3)}}`` (images only when
@@ -49,18 +44,19 @@ class PegInsertionEnv(gym.Env):
 
         self.model = mujoco.MjModel.from_xml_string(build_mjcf(config))
         self.data = mujoco.MjData(self.model)
-        self._joint_qpos = np.array([self.model.joint(name).qposadr[0] for name in JOINT_NAMES])
-        self._joint_qvel = np.array([self.model.joint(name).dofadr[0] for name in JOINT_NAMES])
+        self._joint_qpos = np.array([self.model.joint(name).qposadr[0] for name in config.joint_names])
+        self._joint_qvel = np.array([self.model.joint(name).dofadr[0] for name in config.joint_names])
         self._wrist_qpos = np.array([self.model.joint(n).qposadr[0] for n in WRIST_JOINT_NAMES])
         self._block_body = self.model.body("block").id
         self._peg_body = self.model.body("peg").id
         self._peg_body_home = self.model.body_pos[self._peg_body].copy()
         self._tip_site = self.model.site("peg_tip").id
         self._hole_site = self.model.site("hole_entrance").id
-        self._joint_low = np.array([lo for lo, _ in JOINT_RANGES_M])
-        self._joint_high = np.array([hi for _, hi in JOINT_RANGES_M])
+        self._joint_low = np.array([lo for lo, _ in config.joint_ranges_m])
+        self._joint_high = np.array([hi for _, hi in config.joint_ranges_m])
+        self._max_delta = np.asarray(config.max_delta_m, dtype=np.float64)
 
-        limit = np.float32(config.max_delta_m)
+        limit = self._max_delta.astype(np.float32)
         self.action_space = gym.spaces.Box(-limit, limit, shape=(3,), dtype=np.float32)
         margin, max_speed = 0.01, PROPRIO_MAX_SPEED_M_S
         self._proprio_low = np.concatenate([self._joint_low - margin, [-max_speed] * 3])
@@ -72,7 +68,7 @@ class PegInsertionEnv(gym.Env):
         if config.render:
             size = (config.image_size, config.image_size, 3)
             spaces["images"] = gym.spaces.Dict(
-                {name: gym.spaces.Box(0, 255, shape=size, dtype=np.uint8) for name in CAMERA_NAMES}
+                {name: gym.spaces.Box(0, 255, shape=size, dtype=np.uint8) for name in config.camera_names}
             )
         self.observation_space = gym.spaces.Dict(spaces)
 
@@ -112,7 +108,7 @@ class PegInsertionEnv(gym.Env):
         action = np.asarray(action, dtype=np.float64).reshape(3)
         if not np.all(np.isfinite(action)):
             raise ValueError(f"action must be finite, got {action}")
-        delta = np.clip(action, -cfg.max_delta_m, cfg.max_delta_m)
+        delta = np.clip(action, -self._max_delta, self._max_delta)
         joints = self.data.qpos[self._joint_qpos]
         target = np.clip(
             self._target + delta, joints - cfg.max_target_lead_m, joints + cfg.max_target_lead_m
@@ -130,7 +126,7 @@ class PegInsertionEnv(gym.Env):
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        return self._render_camera("scene")
+        return self._render_camera(self.config.camera_names[0])
 
     def close(self) -> None:
         if self._renderer is not None:
@@ -185,7 +181,7 @@ class PegInsertionEnv(gym.Env):
         proprio = np.clip(proprio, self._proprio_low, self._proprio_high).astype(np.float32)
         obs = {"proprio": proprio}
         if self.config.render:
-            obs["images"] = {name: self._render_camera(name) for name in CAMERA_NAMES}
+            obs["images"] = {name: self._render_camera(name) for name in self.config.camera_names}
         return obs
 
     def _render_camera(self, name: str) -> np.ndarray:

@@ -23,7 +23,7 @@ class ScriptedExpert:
         self,
         hole_error_sigma_mm: float = 0.0,
         rng: np.random.Generator | int | None = None,
-        max_delta_m: float = SimConfig.max_delta_m,
+        max_delta_m: float | tuple[float, ...] = SimConfig.max_delta_m,
         hover_height_m: float = 0.008,
         descend_speed_m: float = 0.002,
         align_tolerance_m: float = 0.0003,
@@ -33,9 +33,9 @@ class ScriptedExpert:
             raise ValueError("hole_error_sigma_mm must be >= 0")
         self.hole_error_sigma_mm = hole_error_sigma_mm
         self.rng = np.random.default_rng(rng)
-        self.max_delta_m = max_delta_m
+        self.max_delta_m = np.broadcast_to(np.asarray(max_delta_m, dtype=np.float64), (3,)).copy()
         self.hover_height_m = hover_height_m
-        self.descend_speed_m = min(descend_speed_m, max_delta_m)
+        self.descend_speed_m = min(descend_speed_m, float(self.max_delta_m[2]))
         self.align_tolerance_m = align_tolerance_m
         self.gain = gain
         self.hole_error = np.zeros(2)
@@ -52,7 +52,7 @@ class ScriptedExpert:
         self.descending = False
 
     def act(self, obs: dict, info: dict) -> np.ndarray:
-        """The next gantry delta (3,), within +-max_delta_m."""
+        """The next gantry delta (3,), within +-max_delta_m (per joint; the robot profile's max_delta)."""
         tip = np.asarray(info["peg_tip_pos"], dtype=np.float64)
         xy_error = self.believed_hole[:2] - tip[:2]
         if not self.descending:

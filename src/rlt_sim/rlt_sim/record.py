@@ -20,7 +20,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from rlt_sim.cell import CAMERA_NAMES, SimConfig
+from rlt_sim.cell import SimConfig
 from rlt_sim.dataset import DemoWriter, Episode, encode_png, episode_stats, load_demos
 from rlt_sim.env import PegInsertionEnv
 from rlt_sim.expert import IMPERFECT_SIGMA_MM, ScriptedExpert
@@ -37,8 +37,11 @@ class RecordConfig:
         default=IMPERFECT_SIGMA_MM,
         metadata={"help": "demonstrator's believed-hole error (mm per axis; 0 = perfect expert)"},
     )
+    robot_profile: str = dataclasses.field(
+        default="", metadata={"help": "robot profile: a YAML path or a profile name (empty: the default cell)"}
+    )
     image_size: int = dataclasses.field(
-        default=SimConfig.image_size, metadata={"help": "camera image height and width (px)"}
+        default=0, metadata={"help": "camera image height and width (px; 0: the robot profile's)"}
     )
     clearance_mm: float = dataclasses.field(
         default=SimConfig.clearance_mm, metadata={"help": "peg-hole clearance per side (mm)"}
@@ -51,7 +54,9 @@ class RecordConfig:
     progress: bool = dataclasses.field(default=True, metadata={"help": "show a progress bar"})
 
     def sim_config(self) -> SimConfig:
-        return SimConfig(image_size=self.image_size, clearance_mm=self.clearance_mm)
+        """The cell as the robot profile describes it (image size overridden where `image_size` is set)."""
+        config = SimConfig.from_profile(self.robot_profile, clearance_mm=self.clearance_mm)
+        return dataclasses.replace(config, image_size=self.image_size) if self.image_size else config
 
     def recording(self) -> dict:
         """The settings that determine the data; a resumed recording must match them."""
@@ -74,8 +79,8 @@ class RecordConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if not (math.isfinite(self.sigma_mm) and self.sigma_mm >= 0):
             raise ValueError(f"sigma_mm must be a finite number >= 0, got {self.sigma_mm}")
-        if not 16 <= self.image_size <= 1024:
-            raise ValueError(f"image_size must be in [16, 1024], got {self.image_size}")
+        if self.image_size and not 16 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be 0 or in [16, 1024], got {self.image_size}")
         if not (math.isfinite(self.clearance_mm) and self.clearance_mm > 0):
             raise ValueError(f"clearance_mm must be > 0, got {self.clearance_mm}")
         if not 1 <= self.workers <= 256:
@@ -95,11 +100,11 @@ def record_episode(env: PegInsertionEnv, expert: ScriptedExpert, seed: int, png_
     obs, info = env.reset(seed=seed)
     expert.reset(info, np.random.SeedSequence([seed, 1]))
     frames = collections.defaultdict(list)
-    raw_images = {camera: [] for camera in CAMERA_NAMES}
+    raw_images = {camera: [] for camera in env.config.camera_names}
     terminated = truncated = False
     while not (terminated or truncated):
         action = expert.act(obs, info)
-        for camera in CAMERA_NAMES:
+        for camera in env.config.camera_names:
             raw_images[camera].append(obs["images"][camera])
         frames["observation.state"].append(obs["proprio"])
         frames["critical_phase"].append(info["critical_phase"])
@@ -198,7 +203,7 @@ def record(config: RecordConfig) -> dict:
     start_time = time.perf_counter()
     sim_config = config.sim_config()
     fps = int(sim_config.control_hz)
-    writer = DemoWriter(config.output, fps=fps, image_size=config.image_size, recording=config.recording())
+    writer = DemoWriter(config.output, fps=fps, image_size=sim_config.image_size, recording=config.recording())
     existing = writer.num_episodes
     recorded = attempts = 0
     successes = sum(row["success"] for row in writer.episodes)

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlt_sim import PegInsertionEnv, ScriptedExpert
+from rlt_sim.cell import PROFILE
 from rlt_sim.dataset import IMAGE_KEYS, DemoWriter, decode_png, finalize_demos, load_demos
 from rlt_sim.record import RecordConfig, main, record, record_episode
 
@@ -92,7 +93,7 @@ def test_episode_boundaries_and_flags(demos):
         lengths.append(row["length"])
         outcomes.append(row["success"])
     assert outcomes == [True, False, False, True]  # failures are kept and flagged
-    assert lengths[1] == lengths[2] == 200  # failures run to the time limit
+    assert lengths[1] == lengths[2] == PROFILE.max_steps  # failures run to the time limit (the profile's)
     np.testing.assert_array_equal(data["next.reward"].to_numpy(), success.astype(np.float32))
     assert data["critical_phase"].to_numpy(zero_copy_only=False).any()
 
@@ -100,7 +101,7 @@ def test_episode_boundaries_and_flags(demos):
 def test_frames_match_a_replay_with_the_same_seed(demos):
     root, _ = demos
     dataset = load_demos(root)
-    recorded = dataset.episode(1)  # a failure: 200 frames
+    recorded = dataset.episode(1)  # a failure: max_steps frames
     env = PegInsertionEnv()
     expert = ScriptedExpert(hole_error_sigma_mm=1.0)
     obs, info = env.reset(seed=1)
@@ -128,7 +129,8 @@ def test_reader_api(demos):
     assert dataset.tasks == ["insert the peg into the hole"]
     assert dataset.episodes["success"].to_pylist() == [True, False, False, True]
     frame = dataset[dataset.episodes["dataset_from_index"][2].as_py() + 5]
-    assert frame["episode_index"] == 2 and frame["frame_index"] == 5 and frame["index"] == 223
+    assert frame["episode_index"] == 2 and frame["frame_index"] == 5
+    assert frame["index"] == 18 + PROFILE.max_steps + 5  # episode 0 has 18 frames, episode 1 runs to the limit
     assert frame["task"] == "insert the peg into the hole"
     assert frame[IMAGE_KEYS["wrist_left"]].shape == (96, 96, 3) and frame["observation.state"].shape == (6,)
     arrays = dataset.arrays(["observation.state", "action", IMAGE_KEYS["scene"]], episodes=[0, 3])

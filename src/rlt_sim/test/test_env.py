@@ -3,9 +3,11 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import yaml
 from gymnasium.utils.env_checker import check_env
 
 import rlt_sim
+from rlt_core.control.profile import RobotProfile, profiles_dir
 from rlt_sim import CAMERA_NAMES, JOINT_NAMES, PegInsertionEnv, SimConfig
 from rlt_sim.cell import JOINT_RANGES_M
 
@@ -49,12 +51,61 @@ def test_registered_with_gymnasium():
 
 
 def test_constants_match_the_model(headless_env):
-    assert JOINT_NAMES == ("gantry_x", "gantry_y", "gantry_z")
-    assert CAMERA_NAMES == ("scene", "wrist_left", "wrist_right")
+    profile = RobotProfile.load()
+    assert JOINT_NAMES == profile.joint_names
+    assert CAMERA_NAMES == profile.camera_names
+    assert JOINT_RANGES_M == tuple(zip(profile.joint_lower, profile.joint_upper, strict=True))
     for name in JOINT_NAMES:
         assert headless_env.model.joint(name).type == 2  # mjJNT_SLIDE
     for name in CAMERA_NAMES:
         headless_env.model.camera(name)
+
+
+def test_defaults_are_the_default_profile():
+    profile, cfg = RobotProfile.load(), SimConfig()
+    assert cfg == SimConfig.from_profile(profile) == SimConfig.from_profile("")
+    assert (cfg.joint_names, cfg.camera_names, cfg.control_hz, cfg.max_steps, cfg.max_delta_m) == (
+        profile.joint_names, profile.camera_names, profile.control_hz, profile.max_steps, profile.max_delta)
+    assert cfg.image_size == profile.cameras[0].width == profile.cameras[0].height
+
+
+def test_the_cell_is_the_robot_its_profile_describes(tmp_path):
+    data = yaml.safe_load((profiles_dir() / "gantry_cell.yaml").read_text())
+    data.update(name="other_cell", control_hz=25.0, episode={"max_steps": 9})
+    data["joints"] = {"names": ["ax", "ay", "az"], "lower": [-0.03, -0.04, -0.05], "upper": [0.02, 0.03, 0.01]}
+    data["action"].update(max_delta=[0.002, 0.003, 0.004], critical_max_delta=[0.001, 0.001, 0.001])
+    data["cameras"] = [{"name": "top", "width": 32, "height": 32}, {"name": "hand", "width": 32, "height": 32}]
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(data))
+    cfg = SimConfig.from_profile(str(tmp_path / "other.yaml"), clearance_mm=2.0)
+    assert cfg.clearance_mm == 2.0 and cfg.substeps == 20  # 25 Hz at 2 ms
+    env = PegInsertionEnv(cfg)
+    for name in ("ax", "ay", "az"):
+        assert env.model.joint(name).type == 2  # mjJNT_SLIDE
+    np.testing.assert_allclose(env.model.jnt_range[[env.model.joint(n).id for n in ("ax", "ay", "az")]],
+                               [[-0.03, 0.02], [-0.04, 0.03], [-0.05, 0.01]])
+    np.testing.assert_allclose(env.action_space.high, [0.002, 0.003, 0.004])
+    assert env.metadata["render_fps"] == 25.0
+    obs, _ = env.reset(seed=0)
+    assert set(obs["images"]) == {"top", "hand"} and obs["images"]["top"].shape == (32, 32, 3)
+    env.step(np.array([1.0, -1.0, 1.0]))
+    before = env.data.ctrl.copy()
+    env.step(np.array([1.0, -1.0, -1.0]))
+    np.testing.assert_allclose(env.data.ctrl - before, [0.002, -0.003, -0.004], atol=1e-9)
+    steps = 2
+    truncated = False
+    while not truncated:
+        truncated = env.step(np.zeros(3))[3]
+        steps += 1
+    assert steps == 9
+    env.close()
+
+
+def test_profiles_with_cameras_the_sim_cannot_render_are_refused(tmp_path):
+    data = yaml.safe_load((profiles_dir() / "gantry_cell.yaml").read_text())
+    data["cameras"][0].update(width=64)
+    (tmp_path / "odd.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match="square images of one size"):
+        SimConfig.from_profile(str(tmp_path / "odd.yaml"))
 
 
 def _rollout(env, seed, actions):
@@ -100,7 +151,7 @@ def test_actions_are_clipped_to_step_and_workspace_limits(headless_env):
     before = headless_env.data.ctrl.copy()
     headless_env.step(np.array([1.0, -1.0, 0.0]))
     np.testing.assert_allclose(
-        headless_env.data.ctrl - before, [cfg.max_delta_m, -cfg.max_delta_m, 0]
+        headless_env.data.ctrl - before, [cfg.max_delta_m[0], -cfg.max_delta_m[1], 0]
     )
     for _ in range(40):  # push far past the x and z limits
         headless_env.step(np.array([1.0, 0.0, 1.0]))
@@ -172,6 +223,11 @@ def test_grip_offset_is_hidden_from_proprio_but_seen_by_cameras():
         {"image_size": 0},
         {"image_size": 96.5},
         {"max_delta_m": 0.0},
+        {"max_delta_m": (0.005, 0.005)},
+        {"joint_names": ("a", "b")},
+        {"joint_ranges_m": ((0.1, -0.1), (-0.06, 0.06), (-0.07, 0.04))},
+        {"camera_names": ()},
+        {"camera_names": ("a", "b", "c", "d")},
         {"max_steps": 0},
         {"control_hz": 1000.0},
         {"hole_range_m": -0.01},

@@ -22,7 +22,7 @@ def run_with_belief_error(env, seed, error_xy_m):
     infos = [info]
     for _ in range(env.config.max_steps):
         action = expert.act(obs, info)
-        assert np.all(np.abs(action) <= env.config.max_delta_m + 1e-9)
+        assert np.all(np.abs(action) <= np.asarray(env.config.max_delta_m) + 1e-9)
         obs, _, terminated, truncated, info = env.step(action)
         infos.append(info)
         if terminated or truncated:

@@ -13,8 +13,9 @@ from rclpy.node import Node
 from std_msgs.msg import UInt64
 from std_srvs.srv import Trigger
 
+from rlt_core.control.profile import RobotProfile
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent
-from rlt_nodes.params import desc
+from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import EVENTS_QOS, LATCHED_QOS
 from rlt_nodes.spin import spin_node
 
@@ -23,6 +24,7 @@ class EpisodeManager(Node):
     def __init__(self):
         super().__init__('episode_manager')
         p = self.declare_parameter
+        self.profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
         self.episodes = p('episodes', 0, desc('episodes to run (0: no limit)')).value
         self.reset_delay_s = p('reset_delay_s', 0.5, desc('pause between an episode end and the reset, s')).value
         self.wait_for = list(p('wait_for_publishers', ['rlt/transitions', 'rlt/actor_chunk'],
@@ -35,7 +37,8 @@ class EpisodeManager(Node):
         self.ended = 0
         self.pending = None
         self.create_timer(0.1, self.on_timer)
-        self.get_logger().info(f'episode manager: {self.episodes or "unlimited"} episodes')
+        self.get_logger().info(f'episode manager: {self.episodes or "unlimited"} episodes of at most '
+                               f'{self.profile.max_steps} steps ({self.profile.name})')
 
     def on_reference(self, msg):
         self.ready = True

@@ -12,9 +12,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64MultiArray
 
+from rlt_core.control.profile import RobotProfile
 from rlt_core.control.teleop import JoyMapping, action_to_axes
 from rlt_interfaces.msg import EpisodeEvent
-from rlt_nodes.params import desc
+from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import EVENTS_QOS
 from rlt_nodes.spin import spin_node
 from rlt_sim.human import SimulatedHuman
@@ -24,7 +25,8 @@ class SimHuman(Node):
     def __init__(self):
         super().__init__('sim_human')
         p = self.declare_parameter
-        self.human = SimulatedHuman(
+        self.profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
+        self.human = SimulatedHuman(max_delta_m=self.profile.max_delta,  # moves within the robot's per-step limit
             rate=p('rate', 0.1, desc('fraction of episodes with an attentive operator')).value,
             patience=p('patience', 20, desc('stalled critical steps before taking over')).value,
             seed=p('seed', 0, desc('seed of who is attentive')).value)

@@ -1,9 +1,10 @@
 """The simulated robot: the MuJoCo peg-in-hole cell behind the interfaces of a real robot.
 
-Publishes `joint_states` and one `sensor_msgs/Image` stream per camera (same stamp per control
-step), accepts `trajectory_msgs/JointTrajectory` on `<controller_name>/joint_trajectory` as a
-ros2_control JointTrajectoryController does, and reports episodes on `episode/events`
-(start, critical-phase switches, end with success). `sim/reset` (std_srvs/Trigger) starts a
+The cell is the robot of the robot profile (`robot_profile`: joints and limits, cameras and image size,
+control rate, episode length, controller name). Publishes `joint_states` and one `sensor_msgs/Image`
+stream per camera (same stamp per control step), accepts `trajectory_msgs/JointTrajectory` on
+`<controller_name>/joint_trajectory` as a ros2_control JointTrajectoryController does, and reports
+episodes on `episode/events` (start, critical-phase switches, end with success). `sim/reset` (std_srvs/Trigger) starts a
 new episode once every node in `wait_for_subscribers` subscribes to episode/events as this node sees
 the graph (its own discovery, so the episode's start reaches them); until then it answers
 success=False and the caller retries. `sim/privileged` (std_msgs/Float64MultiArray, one per control step, layout in
@@ -26,11 +27,12 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from rlt_core.control.profile import RobotProfile
 from rlt_interfaces.msg import EpisodeEvent
+from rlt_nodes.params import ROBOT_PROFILE
 from rlt_nodes.qos import EVENTS_QOS
 from rlt_nodes.spin import spin_node
-from rlt_sim import CAMERA_NAMES, JOINT_NAMES, PegInsertionEnv, SimConfig
-from rlt_sim.cell import JOINT_RANGES_M
+from rlt_sim import PegInsertionEnv, SimConfig
 from rlt_sim.trajectory import InvalidCommandError, validate_trajectory
 
 PRIVILEGED_LAYOUT = ('tip_x', 'tip_y', 'tip_z', 'hole_x', 'hole_y', 'hole_z', 'critical', 'step', 'episode_id',
@@ -42,29 +44,28 @@ class SimRobot(Node):
     def __init__(self):
         super().__init__('sim_robot')
         p = self.declare_parameter
+        self.profile = profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
         seed = p('seed', 0, _desc('seed of the first episode; episode k uses seed + k')).value
-        controller = p('controller_name', 'gantry_controller',
-                       _desc('commands arrive on <controller_name>/joint_trajectory')).value
+        controller = profile.controller_name  # commands arrive on <controller_name>/joint_trajectory
         self.auto_reset = p('auto_reset', False,
                             _desc('start the next episode as soon as one ends')).value
         self.wait_for_subscribers = list(p('wait_for_subscribers', Parameter.Type.STRING_ARRAY, _desc(
             'nodes that must subscribe to episode/events before sim/reset starts an episode')).value or [])
-        config = SimConfig(
+        config = SimConfig.from_profile(
+            profile,
             clearance_mm=p('clearance_mm', 1.0, _desc('peg-hole clearance per side, mm')).value,
-            control_hz=p('control_hz', 20.0, _desc('control steps per second')).value,
-            max_steps=p('max_steps', 200, _desc('control steps before an episode is cut off')).value,
-            image_size=p('image_size', 96, _desc('camera image height and width, px')).value,
             render=p('render', True, _desc('render and publish camera images')).value,
         )
         self.env = PegInsertionEnv(config)
-        self.dt = 1.0 / config.control_hz
-        self.joint_low = np.array([lo for lo, _ in JOINT_RANGES_M])
-        self.joint_high = np.array([hi for _, hi in JOINT_RANGES_M])
+        self.joint_names = profile.joint_names
+        self.dt = profile.dt
+        self.joint_low = np.array(profile.joint_lower)
+        self.joint_high = np.array(profile.joint_upper)
 
         self.joint_pub = self.create_publisher(JointState, 'joint_states', 10)
         self.image_pubs = {name: self.create_publisher(Image, f'cameras/{name}/image_raw',
                                                        qos_profile_sensor_data)
-                           for name in (CAMERA_NAMES if config.render else ())}
+                           for name in (profile.camera_names if config.render else ())}
         self.event_pub = self.create_publisher(EpisodeEvent, 'episode/events', EVENTS_QOS)
         self.offset_pub = self.create_publisher(Vector3Stamped, 'sim/peg_hole_offset', 10)
         self.privileged_pub = self.create_publisher(Float64MultiArray, 'sim/privileged', 10)
@@ -76,8 +77,9 @@ class SimRobot(Node):
         self.start_episode()
         self.create_timer(self.dt, self.on_tick)
         self.get_logger().info(
-            f'sim robot ready: joints {list(JOINT_NAMES)}, cameras {list(self.image_pubs)}, '
-            f'{config.control_hz:g} Hz, commands on {controller}/joint_trajectory')
+            f'sim robot ready: robot profile {profile.name} ({profile.hash}), joints {list(self.joint_names)}, '
+            f'cameras {list(self.image_pubs)}, {profile.control_hz:g} Hz, {profile.max_steps} steps per episode, '
+            f'commands on {controller}/joint_trajectory')
 
     # --- episode ---
 
@@ -111,7 +113,7 @@ class SimRobot(Node):
             self.command = validate_trajectory(
                 msg.joint_names, [pt.positions for pt in msg.points],
                 [pt.time_from_start.sec + 1e-9 * pt.time_from_start.nanosec for pt in msg.points],
-                JOINT_NAMES, self.joint_low, self.joint_high)
+                self.joint_names, self.joint_low, self.joint_high)
         except InvalidCommandError as err:
             self.get_logger().warning(f'refused trajectory: {err}')
             return
@@ -142,14 +144,14 @@ class SimRobot(Node):
     def publish_observation(self):
         stamp = self.get_clock().now().to_msg()
         proprio = self.obs['proprio'].astype(np.float64)
-        joints = JointState(name=list(JOINT_NAMES), position=proprio[:3].tolist(),
+        joints = JointState(name=list(self.joint_names), position=proprio[:3].tolist(),
                             velocity=proprio[3:].tolist())
         joints.header.stamp = stamp
         joints.header.frame_id = 'base_link'
         self.joint_pub.publish(joints)
         for name, pub in self.image_pubs.items():
             img = self.obs['images'][name]
-            msg = Image(height=img.shape[0], width=img.shape[1], encoding='rgb8', is_bigendian=0,
+            msg = Image(height=img.shape[0], width=img.shape[1], encoding='rgb8', is_bigendian=0,  # rendered rgb
                         step=img.shape[1] * 3)
             msg.header.stamp = stamp
             msg.header.frame_id = f'{name}_optical_frame'

@@ -1,9 +1,10 @@
 """RLT against its ablations and baselines, side by side, same loop and seeds.
 
-  python -m rlt_train.ablations --output runs/ablations --seeds 0 1 2 --episodes 300 --jobs 2
+  python -m rlt_train.ablations --output runs/ablations --seeds 0 1 2 --episodes 300 --jobs 2 [--robot-profile P]
 
 Runs `rlt_train.train_rlt` once per (variant, seed) as separate processes (`--jobs` at a time,
-each resumable), then prints a table of medians over seeds: final noise-free success rate,
+each resumable; every run gets `--robot-profile`, made absolute: the robot's chunk lengths, stride, limits,
+control rate and episode length come from it), then prints a table of medians over seeds: final noise-free success rate,
 mean critical-phase steps, the mean horizontal move per critical-phase step in that evaluation
 (how hard a policy shakes the peg), successes per simulated minute during training, online
 episodes until a periodic evaluation first reached 90 %, and online episodes per wall-clock
@@ -20,7 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
+from rlt_core.control.profile import RobotProfile, resolve_profile_path
 from rlt_train.train_rlt import ABLATIONS
+
+
+def profile_args(robot_profile: str) -> list[str]:
+    """train_rlt's options for `robot_profile` (a path, made absolute, or a name; '' adds none: the default)."""
+    if not robot_profile:
+        return []
+    path = resolve_profile_path(robot_profile).resolve()
+    RobotProfile.load(path)  # a bad profile fails here, before any run starts
+    return ['--robot-profile', str(path)]
 
 
 def run_all(args, extra):
@@ -36,7 +47,7 @@ def run_all(args, extra):
                 continue
             log = open(out / 'log.txt', 'a')  # noqa: SIM115 - closed when the job ends
             cmd = [sys.executable, '-m', 'rlt_train.train_rlt', '--ablation', variant, '--seed', str(seed),
-                   '--episodes', str(args.episodes), '--output', str(out), *extra]
+                   '--episodes', str(args.episodes), '--output', str(out), *profile_args(args.robot_profile), *extra]
             print('started', ' '.join(cmd[2:]), flush=True)
             running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log, variant, seed))
         for job in list(running):
@@ -94,6 +105,8 @@ def main(argv=None):
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     p.add_argument('--episodes', type=int, default=300)
     p.add_argument('--jobs', type=int, default=2, help='runs at a time (one torch thread each)')
+    p.add_argument('--robot-profile', default='',
+                   help='robot profile of every run (a YAML path or a name; default: gantry_cell)')
     p.add_argument('--table-only', action='store_true', help='only print the table of finished runs')
     args, extra = p.parse_known_args(argv)
     if not args.table_only:

@@ -1,6 +1,6 @@
 """Learner throughput against the matmul peak of its device (the CPU, or a GPU).
 
-  python -m rlt_train.benchmark_learner [--threads 2] [--updates 1000] [--device cuda]
+  python -m rlt_train.benchmark_learner [--threads 2] [--updates 1000] [--device cuda] [--robot-profile P]
 
 Measures the device's float32 matmul peak (GFLOP/s, large square matmuls), records the matmuls
 that one critic:actor cycle of eager `RLTLearner.update` calls runs (their shapes and strides, from
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from rlt_core.control.profile import RobotProfile
 from rlt_core.rl.actor import ActorConfig
 from rlt_core.rl.replay import ReplayBuffer, Transition
 from rlt_core.rl.rl_state import ProprioNormalization
@@ -102,7 +103,8 @@ def main(argv=None):
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--state-dim', type=int, default=0,
                    help="dimension of x (0: the committed models' token_dim + proprio_dim)")
-    p.add_argument('--chunk-len', type=int, default=10)
+    p.add_argument('--robot-profile', default='',
+                   help='robot profile (a YAML path or a name; default: gantry_cell): C, action dimension and limits')
     p.add_argument('--batch-size', type=int, default=256)
     p.add_argument('--device', default='cpu', help="torch device of the learner: 'cpu' or 'cuda'")
     p.add_argument('--critic-layer-norm', action=argparse.BooleanOptionalAction, default=TD3Config.critic_layer_norm,
@@ -117,19 +119,22 @@ def main(argv=None):
         args.state_dim = (json.loads((models / 'rl_token' / 'rl_token.json').read_text())['token_dim']
                           + ProprioNormalization.from_vla_checkpoint(models / 'vla').dim)
 
-    cfg = ActorConfig(state_dim=args.state_dim, chunk_len=args.chunk_len, action_dim=3)
+    profile = RobotProfile.load(args.robot_profile)
+    C, A = profile.actor_chunk_len, profile.action_dim
+    cfg = profile.actor_config(args.state_dim)
     td3 = TD3Config(batch_size=args.batch_size, critic_layer_norm=args.critic_layer_norm)
     learner = RLTLearner(cfg, td3, seed=0, device=args.device, compile=args.compile)
-    replay = ReplayBuffer(args.state_dim, args.chunk_len, 3, capacity=20_000)
+    replay = ReplayBuffer(args.state_dim, C, A, capacity=20_000)
     rng = np.random.default_rng(0)
+    high = np.asarray(profile.max_delta, np.float32)  # chunks within the robot's per-step limits
+
+    def chunk():
+        return rng.uniform(-high, high, (C, A)).astype(np.float32)
     for i in range(10_000):
         replay.add(Transition(
-            state=rng.standard_normal(args.state_dim).astype(np.float32),
-            executed_chunk=rng.uniform(-0.005, 0.005, (args.chunk_len, 3)).astype(np.float32),
-            reference_chunk=rng.uniform(-0.005, 0.005, (args.chunk_len, 3)).astype(np.float32),
-            rewards=(rng.random(args.chunk_len) < 0.01).astype(np.float32),
-            next_state=rng.standard_normal(args.state_dim).astype(np.float32),
-            next_reference_chunk=rng.uniform(-0.005, 0.005, (args.chunk_len, 3)).astype(np.float32),
+            state=rng.standard_normal(args.state_dim).astype(np.float32), executed_chunk=chunk(),
+            reference_chunk=chunk(), rewards=(rng.random(C) < 0.01).astype(np.float32),
+            next_state=rng.standard_normal(args.state_dim).astype(np.float32), next_reference_chunk=chunk(),
             done=bool(rng.random() < 0.05), source=1, episode_id=i // 50))
 
     def run(n, update=learner.update):  # batches sampled and normalised as the learner does, for both
@@ -163,7 +168,8 @@ def main(argv=None):
     ratios = of_limit(rates)
     peak, measured, plain_rate = (float(np.median(v)) for v in (peaks, rates, plain_rates))
     print(f'device {args.device}, threads {args.threads}, batch {args.batch_size}, state {args.state_dim}, '
-          f'MLPs {td3.critic_hidden}{" with LayerNorm" if td3.critic_layer_norm else ""}, chunk {args.chunk_len}x3, '
+          f'MLPs {td3.critic_hidden}{" with LayerNorm" if td3.critic_layer_norm else ""}, '
+          f'chunk {C}x{A} ({profile.name}), '
           f'{"compiled" if args.compile else "eager"}')
     print(f'matmul peak            {peak:8.1f} GFLOP/s (float32, median of {args.repeats})')
     print(f'FLOPs per update       {flops / 1e9:8.3f} GFLOP (the {len(calls) / cycle:.1f} matmuls it runs; '

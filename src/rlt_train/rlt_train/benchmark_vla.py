@@ -1,6 +1,6 @@
 """Latency of the frozen VLA and the RL token at batch 1, and behaviour-cloning throughput.
 
-  python -m rlt_train.benchmark_vla [--vla DIR] [--token DIR] [--threads 1] [--device cuda]
+  python -m rlt_train.benchmark_vla [--vla DIR] [--token DIR] [--threads 1] [--device cuda] [--robot-profile P]
 
 Uses the committed default models unless told otherwise. Prints medians and p90 in ms over
 `--repeats` calls on real simulator observations (`--observation blank`: black images, for a
@@ -41,6 +41,8 @@ def main(argv=None):
     p.add_argument('--repeats', type=int, default=200)
     p.add_argument('--train-steps', type=int, default=10)
     p.add_argument('--device', default='cpu', help="torch device: 'cpu' or 'cuda'")
+    p.add_argument('--robot-profile', default='',
+                   help='robot profile of the simulated observation (a YAML path or a name; default: gantry_cell)')
     p.add_argument('--observation', choices=('sim', 'blank'), default='sim',
                    help='a simulator observation, or black images (no simulator needed)')
     args = p.parse_args(argv)
@@ -49,8 +51,8 @@ def main(argv=None):
     vla = SmallVLA.load(args.vla).freeze().to(device)
     token = RLToken.load(args.token).to(device)
     if args.observation == 'sim':
-        from rlt_sim import PegInsertionEnv
-        env = PegInsertionEnv()
+        from rlt_sim import PegInsertionEnv, SimConfig
+        env = PegInsertionEnv(SimConfig.from_profile(args.robot_profile))
         obs, _ = env.reset(seed=0)
         batch = Observation.from_env(obs, env.instruction)
     else:

@@ -3,16 +3,18 @@
   rlt_demo_replay --demos data/demos --output data/demo_replay   (python -m rlt_train.demo_replay)
 
 Every demonstration is replayed through the frozen VLA and RL-token encoder exactly as an online
-episode would be: the critical phase latches on the recorded flag, every `stride`-th step in it
+episode would be: the critical phase latches on the recorded flag, every stride-th step in it
 gets x = (z_rl, proprio) and the VLA's reference chunk, and `TransitionBuilder` cuts the executed
-actions into C-step transitions with the recorded sparse reward. The executed chunk is the
+actions into C-step transitions with the recorded sparse reward (C, the stride and the episode length:
+the robot profile's, `--robot-profile`). The executed chunk is the
 demonstrator's; the reference stays the VLA's, so the actor's beta term still pulls towards the
-VLA (the demonstrator is as imperfect as the VLA that imitates it). Episodes are cut at
-`max_steps`, the online episode length, and bootstrap from the frame there.
+VLA (the demonstrator is as imperfect as the VLA that imitates it). Episodes are cut at the
+profile's max_steps, the online episode length, and bootstrap from the frame there.
 
 The output is a replay folder (`rlt_core.rl.replay` format, source `SOURCE_DEMO`) plus
-`demo_replay.json`: which demonstrations, and the SHA-256 of the VLA and token that made the
-states; `train_rlt --demo-replay` refuses a folder made with another VLA or token. It is written
+`demo_replay.json`: which demonstrations, the SHA-256 of the VLA and token that made the
+states, and the robot profile (name, hash, C, stride); `train_rlt --demo-replay` refuses a folder made with
+another VLA, token, chunk length or stride. It is written
 to a temporary folder and renamed when complete.
 """
 
@@ -27,10 +29,10 @@ import torch
 from tqdm import tqdm
 
 from rlt_core.control.phase import CriticalPhase
+from rlt_core.control.profile import RobotProfile
 from rlt_core.models.rl_token import RLToken
 from rlt_core.models.vla.backbone import Observation
 from rlt_core.models.vla.small_vla import SmallVLA
-from rlt_core.rl.actor import CHUNK_LEN
 from rlt_core.rl.replay import SOURCE_DEMO, ReplayBuffer
 from rlt_core.rl.rl_state import ProprioNormalization, rl_state
 from rlt_core.rl.transitions import TransitionBuilder
@@ -54,20 +56,19 @@ class DemoReplayConfig:
     """Folder of the RL-token encoder (default: rlt_bringup/models/rl_token)."""
     episodes: int = 0
     """Demonstrations to convert, from the first (0: all)."""
-    chunk_len: int = CHUNK_LEN
-    """C: actions per transition, as in train_rlt."""
-    stride: int = 2
-    """Transitions start at every stride-th step of the critical phase, as in train_rlt."""
-    max_steps: int = 120
-    """Cut episodes here (train_rlt's episode length); the cut bootstraps from the frame there."""
+    robot_profile: str = ''
+    """Robot profile (a YAML path or a name; empty: the default cell): C (actor_chunk_len), the stride and the
+    episode length (max_steps: episodes are cut there) of the transitions, as in train_rlt."""
     threads: int = 1
     """Torch threads."""
 
     def __post_init__(self):
-        if self.episodes < 0 or self.max_steps <= 0:
-            raise ValueError('episodes must be >= 0 and max_steps > 0')
-        if self.chunk_len <= 0 or self.stride <= 0 or self.chunk_len % self.stride:
-            raise ValueError('chunk_len must be a positive multiple of stride')
+        if self.episodes < 0:
+            raise ValueError('episodes must be >= 0')
+        self.profile()  # a missing or invalid profile fails here
+
+    def profile(self) -> RobotProfile:
+        return RobotProfile.load(self.robot_profile)
 
 
 def model_digest(directory) -> str:
@@ -90,22 +91,24 @@ def check_demo_replay(path, vla_dir, token_dir, chunk_len: int, stride: int) -> 
         if meta[f'{name}_sha256'] != model_digest(directory):
             raise ValueError(f'{path} was made with another {name} than {directory}; '
                              f'rerun python -m rlt_train.demo_replay with this one')
-    made = (meta['config']['chunk_len'], meta['config']['stride'])
+    made = meta['robot_profile'] if 'robot_profile' in meta else meta['config']  # (older folders: in the config)
+    made = (made.get('actor_chunk_len', made.get('chunk_len')), made['stride'])
     if made != (chunk_len, stride):
         raise ValueError(f'{path} has chunk_len/stride {made[0]}/{made[1]}, this run {chunk_len}/{stride}')
     return meta
 
 
 @torch.no_grad()
-def episode_transitions(data: dict, instruction: str, vla: SmallVLA, token: RLToken, norm, cfg, episode_id: int):
+def episode_transitions(data: dict, instruction: str, vla: SmallVLA, token: RLToken, norm, profile: RobotProfile,
+                        episode_id: int):
     """The transitions of one recorded episode (columns as `DemoDataset.episode(..., decode_images=False)`
-    returns them: only the frames that need a state are decoded)."""
+    returns them: only the frames that need a state are decoded), cut as the robot profile says."""
     length = len(data['action'])
-    T = min(length, cfg.max_steps)
+    T = min(length, profile.max_steps)
     terminated = bool(data['next.success'][T - 1])
     phase = CriticalPhase()
     critical = [phase.update(signal=bool(flag)) for flag in data['critical_phase'][:T]]
-    builder = TransitionBuilder(cfg.chunk_len, cfg.stride)
+    builder = TransitionBuilder(profile.actor_chunk_len, profile.stride)
     builder.reset(episode_id)
     frames = [t for t in range(T) if critical[t] and builder.needs_observation(t)]
     final = T if T < length else None  # the frame after the cut, when the recording has it
@@ -119,7 +122,7 @@ def episode_transitions(data: dict, instruction: str, vla: SmallVLA, token: RLTo
     out = vla(obs)
     z_rl = token.extract(out.embeddings, out.mask).numpy()
     x = {t: rl_state(z_rl[i], data['observation.state'][t], norm) for i, t in enumerate(needed)}
-    ref = {t: out.chunk[i, :cfg.chunk_len].numpy() for i, t in enumerate(needed)}
+    ref = {t: out.chunk[i, :profile.actor_chunk_len].numpy() for i, t in enumerate(needed)}
     transitions = []
     for t in range(T):
         transitions += builder.record(data['action'][t], float(data['next.reward'][t]), SOURCE_DEMO, critical[t],
@@ -133,6 +136,7 @@ def episode_transitions(data: dict, instruction: str, vla: SmallVLA, token: RLTo
 
 def convert(cfg: DemoReplayConfig) -> dict:
     setup_torch(cfg.threads, 0)
+    profile = cfg.profile()
     models = default_models_dir()
     vla_dir, token_dir = Path(cfg.vla or models / 'vla'), Path(cfg.token or models / 'rl_token')
     vla = SmallVLA.load(vla_dir).freeze()
@@ -142,20 +146,23 @@ def convert(cfg: DemoReplayConfig) -> dict:
     n = demos.num_episodes if cfg.episodes == 0 else min(cfg.episodes, demos.num_episodes)
     out, tmp = Path(cfg.output), Path(cfg.output + '.tmp')
     shutil.rmtree(tmp, ignore_errors=True)
-    replay = ReplayBuffer(token.config.token_dim + norm.dim, cfg.chunk_len, 3, capacity=1, intervention_capacity=1,
-                          path=tmp, fsync_every=10**9)
+    replay = ReplayBuffer(token.config.token_dim + norm.dim, profile.actor_chunk_len, profile.action_dim, capacity=1,
+                          intervention_capacity=1, path=tmp, fsync_every=10**9)
     columns = [*IMAGE_KEYS.values(), 'observation.state', 'action', 'next.reward', 'next.success',
                'critical_phase', 'task_index']
     count = successes = 0
     for ep in tqdm(range(n), desc='demos -> transitions'):
         data = demos.episode(ep, columns, decode_images=False)
-        new = episode_transitions(data, demos.tasks[int(data['task_index'][0])], vla, token, norm, cfg, ep)
+        new = episode_transitions(data, demos.tasks[int(data['task_index'][0])], vla, token, norm, profile, ep)
         for transition in new:
             replay.add(transition)
         count += len(new)
-        successes += int(bool(data['next.success'][min(len(data['action']), cfg.max_steps) - 1]))
+        successes += int(bool(data['next.success'][min(len(data['action']), profile.max_steps) - 1]))
     replay.close()
-    meta = {'config': asdict(cfg), 'demos': str(Path(cfg.demos).resolve()), 'episodes': n,
+    meta = {'config': asdict(cfg), 'robot_profile': {'name': profile.name, 'hash': profile.hash,
+                                                     'actor_chunk_len': profile.actor_chunk_len,
+                                                     'stride': profile.stride, 'max_steps': profile.max_steps},
+            'demos': str(Path(cfg.demos).resolve()), 'episodes': n,
             'successful_episodes': successes, 'transitions': count,
             'vla_sha256': model_digest(vla_dir), 'token_sha256': model_digest(token_dir)}
     (tmp / META_FILE).write_text(json.dumps(meta, indent=1))

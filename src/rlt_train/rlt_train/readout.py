@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rlt_core.control.profile import RobotProfile
 from rlt_core.models.rl_token import RLToken
 from rlt_core.models.vla.backbone import Observation
 from rlt_core.models.vla.small_vla import SmallVLA
@@ -55,6 +56,9 @@ class ReadoutConfig:
     """Std of the exploration noise added to each critical-phase action, mm (0.1 normalised units)."""
     probe_steps: int = 3000
     """Adam steps of each MLP probe (2x256)."""
+    robot_profile: str = ''
+    """Robot profile (a YAML path or a name; empty: the default cell): the cell, H (the VLA's chunks run whole),
+    the stride of the kept states and the episode length."""
     seed: int = 0
     """Seed of the episodes (seed, seed + 1, ...), the noise and the probes."""
     threads: int = 1
@@ -69,9 +73,11 @@ class ReadoutConfig:
 
 
 @torch.no_grad()
-def collect(vla: SmallVLA, cfg: ReadoutConfig, chunk_len: int = 10, stride: int = 2) -> dict:
+def collect(vla: SmallVLA, cfg: ReadoutConfig) -> dict:
     """Critical-phase states on the stride: VLA embeddings (float16), masks, proprio, offsets (mm), episodes."""
-    env = PegInsertionEnv(SimConfig(max_steps=120))
+    profile = RobotProfile.load(cfg.robot_profile)
+    chunk_len, stride = profile.vla_chunk_len, profile.stride
+    env = PegInsertionEnv(SimConfig.from_profile(profile))
     rng = np.random.default_rng(cfg.seed)
     rec = {k: [] for k in ('embeddings', 'mask', 'proprio', 'offset', 'episode')}
     for episode in tqdm(range(cfg.episodes), desc='episodes'):

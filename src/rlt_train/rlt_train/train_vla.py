@@ -3,7 +3,7 @@
   python -m rlt_train.train_vla --demos data/demos --output runs/vla
 
 Reads a LeRobot dataset written by `rlt_record_demos`, trains `SmallVLA` to predict the next
-H actions from the three camera images, proprioception and the instruction, and writes
+H actions (the robot profile's vla_chunk_len) from the camera images, proprioception and the instruction, and writes
 `model.safetensors` + `config.json`, TensorBoard scalars and `report.json` (validation loss and
 closed-loop success in the simulator) to the output folder.
 """
@@ -21,9 +21,11 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from rlt_core.control.profile import RobotProfile
 from rlt_core.models.vla.backbone import Observation
 from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
 from rlt_core.runtime import setup_torch
+from rlt_sim import SimConfig
 from rlt_sim.dataset import IMAGE_KEYS, decode_png, load_demos
 from rlt_train.cli import parse_config
 from rlt_train.rollout import evaluate_vla
@@ -51,8 +53,9 @@ class VLATrainConfig:
     """At most this many training frames are loaded (uint8, about 83 kB each)."""
     val_episodes: int = 50
     """Episodes held out for the validation loss."""
-    chunk_len: int = 10
-    """H: actions per predicted chunk."""
+    robot_profile: str = ''
+    """Robot profile (a YAML path or a name; empty: the default cell): H (vla_chunk_len), the closed-loop
+    evaluation's cell."""
     d_model: int = 128
     """Transformer width."""
     n_layers: int = 3
@@ -67,16 +70,18 @@ class VLATrainConfig:
     """Closed-loop episodes in the simulator after training (0: skip)."""
     eval_seed: int = 100_000
     """Seed of the first evaluation episode (kept apart from the demonstrations' seeds)."""
-    execute_steps: int = 10
-    """Actions of each chunk executed before the VLA is queried again."""
+    execute_steps: int = 0
+    """Actions of each chunk executed before the VLA is queried again (0: the whole chunk, H)."""
 
     def __post_init__(self):
-        for name in ('steps', 'batch_size', 'frame_stride', 'max_frames', 'chunk_len', 'threads',
-                     'execute_steps'):
+        for name in ('steps', 'batch_size', 'frame_stride', 'max_frames', 'threads'):
             if getattr(self, name) <= 0:
                 raise ValueError(f'{name} must be positive')
-        if self.execute_steps > self.chunk_len:
-            raise ValueError('execute_steps cannot exceed chunk_len')
+        if not 0 <= self.execute_steps <= self.profile().vla_chunk_len:
+            raise ValueError('execute_steps must be in [0, H], the profile\'s vla_chunk_len')
+
+    def profile(self) -> RobotProfile:
+        return RobotProfile.load(self.robot_profile)
 
 
 def chunk_targets(actions: np.ndarray, chunk_len: int) -> np.ndarray:
@@ -130,22 +135,23 @@ def validation_loss(model: SmallVLA, frames, batch_size=256) -> float:
 
 def train(cfg: VLATrainConfig) -> dict:
     setup_torch(cfg.threads, cfg.seed)
+    profile = cfg.profile()
+    H = profile.vla_chunk_len
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     demos = load_demos(cfg.demos)
     n_val = min(cfg.val_episodes, demos.num_episodes // 5)
     order = np.random.default_rng(cfg.seed).permutation(demos.num_episodes)
-    train_frames = load_frames(demos, order[n_val:], cfg.frame_stride, cfg.chunk_len, cfg.max_frames,
-                               'loading train frames')
-    val_frames = load_frames(demos, order[:n_val], cfg.frame_stride, cfg.chunk_len, 10**9, 'loading val frames')
+    train_frames = load_frames(demos, order[n_val:], cfg.frame_stride, H, cfg.max_frames, 'loading train frames')
+    val_frames = load_frames(demos, order[:n_val], cfg.frame_stride, H, 10**9, 'loading val frames')
     n_train = len(train_frames['tasks'])
     print(f'{demos.num_episodes} episodes; {n_train} train frames, {len(val_frames["tasks"])} val frames')
 
     # Normalisation from the training data.
     targets = train_frames['targets'].flatten(0, 1)
     vla_cfg = SmallVLAConfig(
-        camera_names=tuple(IMAGE_KEYS), image_size=train_frames['images']['scene'].shape[1],
-        proprio_dim=train_frames['proprio'].shape[1], action_dim=targets.shape[1], chunk_len=cfg.chunk_len,
+        camera_names=tuple(IMAGE_KEYS), image_size=next(iter(train_frames['images'].values())).shape[1],
+        proprio_dim=train_frames['proprio'].shape[1], action_dim=targets.shape[1], chunk_len=H,
         d_model=cfg.d_model, n_layers=cfg.n_layers, stem_channels=cfg.stem_channels,
         proprio_mean=tuple(train_frames['proprio'].mean(0).tolist()),
         proprio_std=tuple((train_frames['proprio'].std(0) + 1e-6).tolist()),
@@ -177,13 +183,14 @@ def train(cfg: VLATrainConfig) -> dict:
             val = validation_loss(model, val_frames)
             writer.add_scalar('losses/bc_val', val, step)
             model.save(out)
-    report = {'config': asdict(cfg), 'train_frames': n_train, 'val_loss': validation_loss(model, val_frames),
+    report = {'config': asdict(cfg), 'robot_profile': {'name': profile.name, 'hash': profile.hash},
+              'train_frames': n_train, 'val_loss': validation_loss(model, val_frames),
               'train_minutes': (time.time() - start) / 60}
     if cfg.eval_episodes:
         model.freeze()
         bar = tqdm(total=cfg.eval_episodes, desc='closed-loop evaluation')
-        report['closed_loop'] = evaluate_vla(model, cfg.eval_episodes, cfg.eval_seed, cfg.execute_steps,
-                                             progress=lambda r: bar.update(1))
+        report['closed_loop'] = evaluate_vla(model, cfg.eval_episodes, cfg.eval_seed, cfg.execute_steps or H,
+                                             SimConfig.from_profile(profile), progress=lambda r: bar.update(1))
         bar.close()
         for k, v in report['closed_loop'].items():
             writer.add_scalar(f'eval/{k}', v, cfg.steps)

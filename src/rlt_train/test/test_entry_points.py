@@ -148,10 +148,13 @@ def test_training_killed_mid_run_resumes_with_every_recorded_transition(tmp_path
 
 def test_demonstrations_become_prior_replay_data_for_the_online_loop(models, demos, tmp_path):
     prior = tmp_path / 'demo_replay'
+    profile = replace(RobotProfile.load(), max_steps=40)  # episodes cut at 40 steps
     meta = demo_replay.convert(demo_replay.DemoReplayConfig(
-        demos=str(demos), output=str(prior), vla=str(models / 'vla'), token=str(models / 'rl_token'), max_steps=40))
+        demos=str(demos), output=str(prior), vla=str(models / 'vla'), token=str(models / 'rl_token'),
+        robot_profile=str(profile.save(tmp_path / 'short.yaml'))))
     assert meta['episodes'] == 6 and meta['transitions'] > 0
-    records = np.fromfile(prior / 'transitions.bin', record_dtype(8 + 6, demo_replay.DemoReplayConfig.chunk_len, 3))
+    assert meta['robot_profile']['hash'] == profile.hash and meta['robot_profile']['max_steps'] == 40
+    records = np.fromfile(prior / 'transitions.bin', record_dtype(8 + 6, profile.actor_chunk_len, profile.action_dim))
     assert len(records) == meta['transitions'] and (records['source'] == SOURCE_DEMO).all()
     assert records['rewards'].sum() == records['done'].sum() > 0  # +1 on success, which ends the episode
     assert not (records['done'] & records['truncated']).any()

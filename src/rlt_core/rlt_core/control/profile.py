@@ -120,6 +120,28 @@ class RobotProfile:
         facts = {k: v for k, v in asdict(self).items() if k != 'description'}
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
+    def actor_config(self, state_dim: int, **kwargs):
+        """The `ActorConfig` of an actor for this robot: C, the action dimension, its scale (max_delta) and output
+        range (critical_max_delta) from the profile, stamped with its hash; `kwargs` set the rest (hidden, std...)."""
+        from rlt_core.rl.actor import ActorConfig
+        return ActorConfig(state_dim=state_dim, chunk_len=self.actor_chunk_len, action_dim=self.action_dim,
+                           action_scale=self.max_delta, action_limit=self.critical_max_delta,
+                           profile_hash=self.hash, **kwargs)
+
+    def check_actor(self, config) -> None:
+        """Raise ProfileError (a ValueError) unless actor weights of `config` (an ActorConfig) were made for this
+        robot: the same profile hash, chunk length and action dimension."""
+        problems = []
+        if config.profile_hash != self.hash:
+            problems.append(f"profile hash {config.profile_hash or '(none)'} != {self.hash} of this robot's profile")
+        if config.chunk_len != self.actor_chunk_len:
+            problems.append(f'chunk_len {config.chunk_len} != actor_chunk_len {self.actor_chunk_len}')
+        if config.action_dim != self.action_dim:
+            problems.append(f'action_dim {config.action_dim} != {self.action_dim} joints')
+        if problems:
+            raise ProfileError(f'actor weights are not for robot profile {self.name!r} ({self.hash}): '
+                               + '; '.join(problems))
+
     def with_chunks(self, actor_chunk_len: int, stride: int) -> 'RobotProfile':
         """The same robot with another actor chunk length and stride (the C = 1 ablation)."""
         return replace(self, actor_chunk_len=actor_chunk_len, stride=stride)
@@ -155,7 +177,7 @@ class RobotProfile:
             raise ProfileError(f'{source}: missing or malformed entry ({type(err).__name__}: {err})') from None
 
     def to_dict(self) -> dict:
-        """The YAML layout that `from_dict` reads."""
+        """The profile as its YAML file states it (`from_dict`'s inverse)."""
         return {'name': self.name, 'description': self.description,
                 'joints': {'names': list(self.joint_names), 'lower': list(self.joint_lower),
                            'upper': list(self.joint_upper)},
@@ -168,7 +190,7 @@ class RobotProfile:
                 'episode': {'max_steps': self.max_steps}}
 
     def save(self, path: str | Path) -> Path:
-        """Write the profile as YAML (a variant of a robot for an experiment or a test)."""
+        """Write the profile as YAML (e.g. a variant made with `dataclasses.replace`, for a test or a run)."""
         import yaml
         path = Path(path)
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
