@@ -1,27 +1,25 @@
 """Actor: the RL actor pi(a | x, ref_chunk) refining the VLA's chunk in the critical phase.
 
-Matches rlt/rl_token and rlt/reference_chunk by stamp, builds x = (z_rl, normalised proprio)
-(proprio from the joint state of the same stamp, normalised as the frozen VLA's checkpoint
-says: `rlt_core.rl.rl_state`) and, in the critical phase and once it has weights, publishes the
-refined chunk on rlt/actor_chunk (SOURCE_ACTOR, stamped like the observation). Weights arrive
-on rlt/actor_weights (latched); a message whose SHA-256 or shapes do not check out, whose robot profile
-hash, chunk length or action dimension are not those of this node's robot profile (`robot_profile`;
-`RobotProfile.check_actor`), or whose version is not newer than the current one, is refused with a
-logged reason; the version in use
-is latched on rlt/actor_version. When the learner stops, the actor keeps acting on its last weights.
+Matches rlt/rl_token, rlt/reference_chunk and joint_states by stamp and builds x = (z_rl, normalised
+proprio) as the arbiter does (`rlt_core.rl.rl_state.RLInputJoin`: the joints in the robot profile's
+order, normalised as the frozen VLA's checkpoint says); in the critical phase and once it has
+weights, it publishes the refined chunk on rlt/actor_chunk (SOURCE_ACTOR, stamped like the
+observation). Weights arrive on rlt/actor_weights (latched); a message whose SHA-256 or shapes do
+not check out, whose robot profile hash, chunk length or action dimension are not those of this
+node's robot profile (`robot_profile`; `RobotProfile.check_actor`), or whose version is not newer
+than the current one, is refused with a logged reason; the version in use is latched on
+rlt/actor_version. When the learner stops, the actor keeps acting on its last weights.
 """
 
-from collections import OrderedDict
-
-import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import UInt64
 
 from rlt_core.control.phase import CriticalPhase
 from rlt_core.control.profile import RobotProfile
+from rlt_core.control.sync import joint_state_in_order
 from rlt_core.rl.actor import unpack_weights
-from rlt_core.rl.rl_state import ProprioNormalization, rl_state
+from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
 from rlt_core.runtime import default_models_dir, setup_torch
 from rlt_interfaces.msg import ActionChunk, ActorWeights, EpisodeEvent
 from rlt_interfaces.msg import RLToken as RLTokenMsg
@@ -45,10 +43,9 @@ class ActorNode(Node):
         self.torch = setup_torch(threads, seed)
         self.generator = self.torch.Generator().manual_seed(seed)
         vla_path = vla_path or str(default_models_dir() / 'vla')
-        self.norm = ProprioNormalization.from_vla_checkpoint(vla_path)
+        self.join = RLInputJoin(ProprioNormalization.from_vla_checkpoint(vla_path), keep=50)
         self.phase = CriticalPhase()
-        self.actor, self.version = None, 0
-        self.tokens, self.refs, self.joints = OrderedDict(), OrderedDict(), OrderedDict()
+        self.actor, self.version, self.token_dim = None, 0, None
         self.pub = self.create_publisher(ActionChunk, 'rlt/actor_chunk', CHUNK_QOS)
         self.version_pub = self.create_publisher(UInt64, 'rlt/actor_version', LATCHED_QOS)
         self.create_subscription(RLTokenMsg, 'rlt/rl_token', self.on_token, CHUNK_QOS)
@@ -75,8 +72,8 @@ class ActorNode(Node):
         except ValueError as err:
             self.get_logger().error(f'refused weights version {msg.version}: {err}', throttle_duration_sec=10.0)
             return
-        if self.tokens:
-            state_dim = next(reversed(self.tokens.values())).size + self.norm.dim
+        if self.token_dim is not None:
+            state_dim = self.token_dim + self.join.norm.dim
             if actor.config.state_dim != state_dim:
                 self.get_logger().warning(f'refused weights version {msg.version}: state_dim '
                                           f'{actor.config.state_dim} != token + proprio {state_dim}')
@@ -102,41 +99,40 @@ class ActorNode(Node):
 
     # --- inputs, matched by stamp ---
 
-    def _keep(self, table, key, value):
-        table[key] = value
-        while len(table) > 50:
-            table.popitem(last=False)
-
     def on_joint_state(self, msg: JointState):
-        self._keep(self.joints, stamp_ns(msg.header), np.concatenate([msg.position, msg.velocity]))
+        try:  # in the profile's joint order, as the arbiter and the learner see it
+            position, velocity = joint_state_in_order(msg.name, msg.position, msg.velocity, self.profile.joint_names)
+        except ValueError as err:
+            self.get_logger().warning(f'joint_states ignored: {err}', throttle_duration_sec=2.0)
+            return
+        self.act(self.join.add_proprio, stamp_ns(msg.header), [*position, *velocity])
 
     def on_token(self, msg: RLTokenMsg):
-        self._keep(self.tokens, stamp_ns(msg.header), as_numpy(msg.data).copy())
-        self.try_act(stamp_ns(msg.header), msg.header)
+        self.token_dim = len(msg.data)
+        self.act(self.join.add_token, stamp_ns(msg.header), as_numpy(msg.data))
 
     def on_reference(self, msg: ActionChunk):
         try:
-            self._keep(self.refs, stamp_ns(msg.header), (msg_to_chunk(msg), msg))
+            chunk = msg_to_chunk(msg)
         except ValueError as err:
             self.get_logger().warning(f'refused reference chunk: {err}', throttle_duration_sec=2.0)
             return
-        self.try_act(stamp_ns(msg.header), msg.header)
+        self.act(self.join.add_reference, stamp_ns(msg.header), chunk, msg)
 
-    def try_act(self, stamp, header):
-        if self.actor is None or not (self.phase.active or self.always):
-            return
-        if stamp not in self.tokens or stamp not in self.refs or stamp not in self.joints:
-            return
-        z_rl, (ref, ref_msg) = self.tokens.pop(stamp), self.refs.pop(stamp)
-        C = self.actor.config.chunk_len
+    def act(self, add, stamp, *value):
+        """One input of an observation; once its token, reference and joint state are in, the refined chunk."""
         try:
-            x = rl_state(z_rl, self.joints[stamp], self.norm)
+            joined = add(stamp, *value)
+            if joined is None or self.actor is None or not (self.phase.active or self.always):
+                return
+            _, x, ref, ref_msg = joined
+            C = self.actor.config.chunk_len
             chunk = self.actor.select_chunk(x, ref[:C], explore=self.explore, generator=self.generator).numpy()
         except (ValueError, RuntimeError) as err:
             self.get_logger().warning(f'cannot refine chunk: {err}', throttle_duration_sec=2.0)
             return
-        self.pub.publish(chunk_to_msg(chunk, ActionChunk.SOURCE_ACTOR, header=header, step_index=ref_msg.step_index,
-                                      action_names=ref_msg.action_names))
+        self.pub.publish(chunk_to_msg(chunk, ActionChunk.SOURCE_ACTOR, header=ref_msg.header,
+                                      step_index=ref_msg.step_index, action_names=ref_msg.action_names))
 
 
 def main(args=None):

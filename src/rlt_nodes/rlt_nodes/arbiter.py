@@ -43,7 +43,7 @@ from rlt_interfaces.msg import ActionChunk, EpisodeEvent, Transition
 from rlt_interfaces.msg import RLToken as RLTokenMsg
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns, transition_to_msg
 from rlt_nodes.markers import chunk_markers
-from rlt_nodes.params import desc
+from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, STATS_QOS, TRANSITIONS_QOS
 from rlt_nodes.spin import spin_node
 
@@ -52,8 +52,7 @@ class Arbiter(Node):
     def __init__(self):
         super().__init__('arbiter')
         p = self.declare_parameter
-        profile_path = p('robot_profile', '', desc('robot profile: a YAML path or a name in the bringup\'s '
-                                                   'config/profiles (empty: the default)')).value
+        profile_path = p('robot_profile', '', ROBOT_PROFILE).value
         self.profile = profile = RobotProfile.load(profile_path)
         self.joint_names = list(profile.joint_names)
         self.C, self.dt = profile.actor_chunk_len, profile.dt

@@ -24,7 +24,6 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rlt_core.control.profile import RobotProfile
-from rlt_core.rl.actor import ActorConfig
 from rlt_core.rl.replay import ReplayBuffer, Transition
 from rlt_core.rl.rl_state import ProprioNormalization
 from rlt_core.rl.td3 import RLTLearner, TD3Config

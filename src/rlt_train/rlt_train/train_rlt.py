@@ -296,11 +296,9 @@ def train(cfg: RLTTrainConfig) -> dict:
     learner = None
     if cfg.ablation != 'noise_only':
         state_dim = inputs.state_dim if encoder is None else encoder.feature_dim + inputs.norm.dim
-        actor_cfg = ActorConfig(state_dim=state_dim, chunk_len=profile.actor_chunk_len, action_dim=profile.action_dim,
-                                action_scale=profile.max_delta, action_limit=profile.critical_max_delta,
-                                hidden=cfg.hidden, std=cfg.actor_std,
-                                use_reference=cfg.ablation != 'no_reference',
-                                residual=cfg.residual_scale if cfg.ablation == 'residual' else 0.0)
+        actor_cfg = profile.actor_config(state_dim, hidden=cfg.hidden, std=cfg.actor_std,
+                                         use_reference=cfg.ablation != 'no_reference',
+                                         residual=cfg.residual_scale if cfg.ablation == 'residual' else 0.0)
         learner = RLTLearner(actor_cfg, TD3Config(
             gamma=cfg.gamma, beta=cfg.beta, ref_dropout=cfg.ref_dropout, actor_lr=cfg.actor_lr,
             target_noise=cfg.target_noise, noise_clip=2.5 * cfg.target_noise,
