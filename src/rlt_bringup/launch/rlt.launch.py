@@ -1,9 +1,10 @@
 """The core RLT graph: ingestion, vla_server, actor, arbiter, learner (nodes from rlt_bringup.graph).
 
-  ros2 launch rlt_bringup rlt.launch.py variant:=real vla_path:=/path/to/vla device:=cuda
+  ros2 launch rlt_bringup rlt.launch.py variant:=real robot_profile:=/path/to/robot.yaml vla_path:=/path/to/vla
 
 Included by real_robot.launch.py and sim.launch.py; every node, parameter file and override
-comes from rlt_bringup.graph, which the embedded runner (./rlt run) uses too.
+comes from rlt_bringup.graph, which the embedded runner (./rlt run) uses too. `robot_profile`
+reaches every node (core and sim): the one place the robot's facts come from.
 """
 
 from launch import LaunchDescription
