@@ -212,10 +212,10 @@ def _weights(profile: RobotProfile, state_dim: int):
 
 
 def _transition(profile: RobotProfile, chunk_len: int, state_dim: int = 5):
-    from rlt_core.rl.replay import Transition
+    from rlt_core.rl.replay import ChunkTransition
     from rlt_nodes.conversions import transition_to_msg
     chunk = np.zeros((chunk_len, profile.action_dim), np.float32)
-    return transition_to_msg(Transition(
+    return transition_to_msg(ChunkTransition(
         state=np.zeros(state_dim, np.float32), executed_chunk=chunk, reference_chunk=chunk,
         rewards=np.zeros(chunk_len, np.float32), next_state=np.zeros(state_dim, np.float32),
         next_reference_chunk=chunk, done=False, source=1, episode_id=0))
@@ -233,13 +233,13 @@ def test_each_node_takes_the_robot_from_its_profile(node_name, ros_env, tmp_path
     path = other_profile(tmp_path / 'other_cell.yaml')
     profile, default = RobotProfile.load(path), RobotProfile.load()
     package, module = all_node_scripts()[node_name]
-    cls = {'ingestion': 'Ingestion', 'vla_server': 'VLAServer', 'actor': 'ActorNode', 'learner': 'LearnerNode',
-           'keyboard_teleop': 'KeyboardTeleop', 'sim_robot': 'SimRobot', 'sim_human': 'SimHuman',
-           'episode_manager': 'EpisodeManager', 'arbiter': 'Arbiter'}[node_name]
     rclpy.init(args=['--ros-args', '-p', f'robot_profile:={path}', '-p', 'compile:=false'])
     node = None
     try:
-        node = getattr(importlib.import_module(f'{package}.{module}'), cls)()
+        loaded = importlib.import_module(f'{package}.{module}')
+        node_class, = (c for c in vars(loaded).values() if isinstance(c, type) and c.__module__ == loaded.__name__
+                       and c.__name__.endswith('Node'))
+        node = node_class()
         assert node.get_parameter('robot_profile').value == path
         assert node.profile == profile
         topics = {s.topic_name for s in node.subscriptions}

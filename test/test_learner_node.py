@@ -7,8 +7,8 @@ from conftest import HELPERS, replay_records
 from std_msgs.msg import String
 
 from rlt_core.control.profile import RobotProfile
-from rlt_core.rl.replay import Transition
-from rlt_interfaces.msg import Transition as TransitionMsg
+from rlt_core.rl.replay import ChunkTransition
+from rlt_interfaces.msg import Transition
 from rlt_nodes.conversions import transition_to_msg
 from rlt_nodes.qos import TRANSITIONS_QOS
 
@@ -16,10 +16,10 @@ PROFILE = RobotProfile.load()  # the learner's robot: chunks of C actions of A j
 STATE, C, A = 8, PROFILE.actor_chunk_len, PROFILE.action_dim
 
 
-def transition(i: int) -> TransitionMsg:
+def transition(i: int) -> Transition:
     rng = np.random.default_rng(i)
     chunk = lambda: rng.uniform(-0.001, 0.001, (C, A)).astype(np.float32)  # noqa: E731
-    return transition_to_msg(Transition(
+    return transition_to_msg(ChunkTransition(
         state=rng.standard_normal(STATE).astype(np.float32), executed_chunk=chunk(), reference_chunk=chunk(),
         rewards=np.zeros(C, np.float32), next_state=rng.standard_normal(STATE).astype(np.float32),
         next_reference_chunk=chunk(), done=False, source=1, episode_id=i // 10, chunk_index=i % 10))
@@ -34,7 +34,7 @@ def test_learner_receives_stores_and_reports_while_an_update_runs(processes, tes
     node = test_node.node
     stats = []
     node.create_subscription(String, 'rlt/learner_stats', lambda m: stats.append(json.loads(m.data)), 10)
-    pub = node.create_publisher(TransitionMsg, 'rlt/transitions', TRANSITIONS_QOS)
+    pub = node.create_publisher(Transition, 'rlt/transitions', TRANSITIONS_QOS)
     assert test_node.spin_until(lambda: pub.get_subscription_count() > 0 and stats, timeout=30), \
         processes.stop(learner)
     for i in range(8):

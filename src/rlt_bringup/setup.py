@@ -15,7 +15,7 @@ setup(
         ('share/' + package_name + '/config', glob('config/*.yaml')),
         ('share/' + package_name + '/config/profiles', glob('config/profiles/*.yaml')),
         ('share/' + package_name + '/rviz', glob('rviz/*.rviz')),
-        # The default models, when present (rlt_train writes them with SmallVLA.save / RLToken.save).
+        # The default models, when present (rlt_train writes them with SmallVLA.save / RLTokenModel.save).
         ('share/' + package_name + '/models/vla', glob('models/vla/*')),
         ('share/' + package_name + '/models/rl_token', glob('models/rl_token/*')),
     ],

@@ -13,7 +13,7 @@ def make_tiny_models(directory, robot_profile: str = '') -> tuple[str, str]:
     import torch
 
     from rlt_core.control.profile import RobotProfile
-    from rlt_core.models.rl_token import RLToken, RLTokenConfig
+    from rlt_core.models.rl_token import RLTokenConfig, RLTokenModel
     from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
     torch.manual_seed(0)
     profile = RobotProfile.load(robot_profile)
@@ -29,7 +29,7 @@ def make_tiny_models(directory, robot_profile: str = '') -> tuple[str, str]:
     vla = SmallVLA(config)
     vla.save(directory / 'vla')
     m = len(config.camera_names) * config.grid ** 2 + config.max_words + 1
-    RLToken(RLTokenConfig(embed_dim=32, max_tokens=m, token_dim=16, d_model=32, encoder_layers=1,
+    RLTokenModel(RLTokenConfig(embed_dim=32, max_tokens=m, token_dim=16, d_model=32, encoder_layers=1,
                           decoder_layers=1)).save(directory / 'rl_token')
     return str(directory / 'vla'), str(directory / 'rl_token')
 

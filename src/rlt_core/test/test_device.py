@@ -8,8 +8,8 @@ last two tests also check that the GPU computes what the CPU does.
 import pytest
 import torch
 
-from rlt_core.models.rl_token import RLToken, RLTokenConfig
-from rlt_core.models.vla.backbone import Observation
+from rlt_core.models.rl_token import RLTokenConfig, RLTokenModel
+from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
 from rlt_core.rl.actor import ActorConfig
 from rlt_core.rl.td3 import RLTLearner
@@ -19,9 +19,9 @@ from rlt_core.runtime import default_models_dir
 def test_vla_and_token_keep_every_tensor_on_the_models_device():
     vla = SmallVLA(SmallVLAConfig(d_model=32, n_layers=1, stem_channels=(8, 16, 32, 64))).to('meta')
     images = {name: torch.zeros(2, 96, 96, 3, dtype=torch.uint8, device='meta') for name in vla.config.camera_names}
-    out = vla(Observation(images=images, proprio=torch.zeros(2, 6, device='meta'), instruction=['insert the peg'] * 2))
+    out = vla(VLAInput(images=images, proprio=torch.zeros(2, 6, device='meta'), instruction=['insert the peg'] * 2))
     assert out.embeddings.device.type == 'meta' and out.chunk.shape == (2, 10, 3)
-    token = RLToken(RLTokenConfig(embed_dim=32, max_tokens=out.embeddings.shape[1], token_dim=8, d_model=16))
+    token = RLTokenModel(RLTokenConfig(embed_dim=32, max_tokens=out.embeddings.shape[1], token_dim=8, d_model=16))
     token = token.to('meta')
     assert token.extract(out.embeddings, out.mask).shape == (2, 8)
     assert token.reconstruction_loss(out.embeddings, out.mask).device.type == 'meta'
@@ -91,8 +91,8 @@ def test_committed_vla_and_token_on_cuda_match_the_cpu(full_fp32):
     proprio = torch.randn(2, 6, generator=gen)
     for dev in ('cpu', 'cuda'):
         vla = SmallVLA.load(models / 'vla').freeze().to(dev)
-        token = RLToken.load(models / 'rl_token').to(dev)
-        obs = Observation(images={k: v.to(dev) for k, v in images.items()}, proprio=proprio.to(dev),
+        token = RLTokenModel.load(models / 'rl_token').to(dev)
+        obs = VLAInput(images={k: v.to(dev) for k, v in images.items()}, proprio=proprio.to(dev),
                           instruction=['insert the peg into the hole'] * 2)
         with torch.no_grad():
             out = vla(obs)

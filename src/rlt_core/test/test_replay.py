@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_DEMO, SOURCE_HUMAN, SOURCE_VLA, ReplayBuffer, Transition
+from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_DEMO, SOURCE_HUMAN, SOURCE_VLA, ChunkTransition, ReplayBuffer
 from rlt_core.rl.transitions import TransitionBuilder
 
 
 def _t(i, source=SOURCE_ACTOR, n=2):
-    return Transition(state=np.full(3, i, np.float32), executed_chunk=np.full((2, 1), i + 0.5, np.float32),
+    return ChunkTransition(state=np.full(3, i, np.float32), executed_chunk=np.full((2, 1), i + 0.5, np.float32),
                       reference_chunk=np.full((2, 1), -1.0, np.float32), rewards=np.ones(n, np.float32),
                       next_state=np.full(3, i + 1, np.float32),
                       next_reference_chunk=np.zeros((2, 1), np.float32), done=False, source=source,

@@ -6,7 +6,7 @@ import torch
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 pytest.importorskip('transformers')
 
-from rlt_core.models.vla.backbone import Observation  # noqa: E402
+from rlt_core.models.vla.backbone import VLAInput  # noqa: E402
 from rlt_core.models.vla.pi0 import Pi0Backbone  # noqa: E402
 
 CAMERAS = ('front', 'wrist', 'side')
@@ -18,7 +18,7 @@ def _obs(batch=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     images = {c: torch.randint(0, 256, (batch, 96, 96, 3), dtype=torch.uint8, generator=g) for c in CAMERAS}
     instructions = ['insert the peg into the hole', 'pick up the red block'][:batch]
-    return Observation(images, torch.randn(batch, 6, generator=g), instructions)
+    return VLAInput(images, torch.randn(batch, 6, generator=g), instructions)
 
 
 @pytest.fixture(scope='module')

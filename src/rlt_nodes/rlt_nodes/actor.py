@@ -21,8 +21,7 @@ from rlt_core.control.sync import joint_state_in_order
 from rlt_core.rl.actor import unpack_weights
 from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
 from rlt_core.runtime import default_models_dir, setup_torch
-from rlt_interfaces.msg import ActionChunk, ActorWeights, EpisodeEvent
-from rlt_interfaces.msg import RLToken as RLTokenMsg
+from rlt_interfaces.msg import ActionChunk, ActorWeights, EpisodeEvent, RLToken
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns
 from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, LATCHED_QOS
@@ -48,7 +47,7 @@ class ActorNode(Node):
         self.actor, self.version, self.token_dim = None, 0, None
         self.pub = self.create_publisher(ActionChunk, 'rlt/actor_chunk', CHUNK_QOS)
         self.version_pub = self.create_publisher(UInt64, 'rlt/actor_version', LATCHED_QOS)
-        self.create_subscription(RLTokenMsg, 'rlt/rl_token', self.on_token, CHUNK_QOS)
+        self.create_subscription(RLToken, 'rlt/rl_token', self.on_token, CHUNK_QOS)
         self.create_subscription(ActionChunk, 'rlt/reference_chunk', self.on_reference, CHUNK_QOS)
         self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
@@ -107,7 +106,7 @@ class ActorNode(Node):
             return
         self.act(self.join.add_proprio, stamp_ns(msg.header), [*position, *velocity])
 
-    def on_token(self, msg: RLTokenMsg):
+    def on_token(self, msg: RLToken):
         self.token_dim = len(msg.data)
         self.act(self.join.add_token, stamp_ns(msg.header), as_numpy(msg.data))
 

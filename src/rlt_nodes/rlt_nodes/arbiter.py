@@ -39,8 +39,7 @@ from rlt_core.control.sync import joint_state_in_order
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, joy_action
 from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
 from rlt_core.runtime import default_models_dir
-from rlt_interfaces.msg import ActionChunk, EpisodeEvent, Transition
-from rlt_interfaces.msg import RLToken as RLTokenMsg
+from rlt_interfaces.msg import ActionChunk, EpisodeEvent, RLToken, Transition
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns, transition_to_msg
 from rlt_nodes.markers import chunk_markers
 from rlt_nodes.params import ROBOT_PROFILE, desc
@@ -48,7 +47,7 @@ from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, STATS_QOS, TRANSITIONS_QOS
 from rlt_nodes.spin import spin_node
 
 
-class Arbiter(Node):
+class ArbiterNode(Node):
     def __init__(self):
         super().__init__('arbiter')
         p = self.declare_parameter
@@ -91,7 +90,7 @@ class Arbiter(Node):
         self.event_pub = self.create_publisher(EpisodeEvent, 'episode/events', EVENTS_QOS)
         self.stats_pub = self.create_publisher(String, 'rlt/episode_stats', STATS_QOS)
         self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
-        self.create_subscription(RLTokenMsg, 'rlt/rl_token', self.on_token, CHUNK_QOS)
+        self.create_subscription(RLToken, 'rlt/rl_token', self.on_token, CHUNK_QOS)
         self.create_subscription(ActionChunk, 'rlt/reference_chunk', self.on_reference, CHUNK_QOS)
         self.create_subscription(ActionChunk, 'rlt/actor_chunk', self.on_actor_chunk, CHUNK_QOS)
         self.create_subscription(Joy, 'joy', self.on_joy, 10)
@@ -127,7 +126,7 @@ class Arbiter(Node):
 
     # --- VLA and actor ---
 
-    def on_token(self, msg: RLTokenMsg):
+    def on_token(self, msg: RLToken):
         self.join_inputs(self.join.add_token, stamp_ns(msg.header), as_numpy(msg.data))
 
     def on_reference(self, msg: ActionChunk):
@@ -266,7 +265,7 @@ class Arbiter(Node):
 
 
 def main(args=None):
-    spin_node(Arbiter, args)
+    spin_node(ArbiterNode, args)
 
 
 if __name__ == '__main__':

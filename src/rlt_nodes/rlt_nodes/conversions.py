@@ -9,9 +9,8 @@ import array
 import numpy as np
 
 from rlt_core.control.safety import validate_chunk
-from rlt_core.rl.replay import Transition
-from rlt_interfaces.msg import ActionChunk, RLToken
-from rlt_interfaces.msg import Transition as TransitionMsg
+from rlt_core.rl.replay import ChunkTransition
+from rlt_interfaces.msg import ActionChunk, RLToken, Transition
 
 
 def float32_array(x) -> array.array:
@@ -59,10 +58,10 @@ def stamp_ns(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
-def transition_to_msg(t: Transition, header=None) -> TransitionMsg:
+def transition_to_msg(t: ChunkTransition, header=None) -> Transition:
     """A Transition message from an rlt_core transition (chunks row-major, rewards per executed step)."""
     executed = np.asarray(t.executed_chunk, np.float32)
-    msg = TransitionMsg(episode_id=int(t.episode_id), chunk_index=int(t.chunk_index),
+    msg = Transition(episode_id=int(t.episode_id), chunk_index=int(t.chunk_index),
                         chunk_length=executed.shape[0], action_dim=executed.shape[1], done=bool(t.done),
                         truncated=bool(t.truncated), critical_phase=bool(t.critical_phase),
                         intervention=bool(t.intervention), source=int(t.source), warmup=bool(t.warmup))
@@ -77,7 +76,7 @@ def transition_to_msg(t: Transition, header=None) -> TransitionMsg:
     return msg
 
 
-def msg_to_transition(msg: TransitionMsg) -> Transition:
+def msg_to_transition(msg: Transition) -> ChunkTransition:
     """An rlt_core transition from a message; raises ValueError on inconsistent sizes."""
     shape = (msg.chunk_length, msg.action_dim)
     chunks = [as_numpy(f) for f in (msg.executed_chunk, msg.reference_chunk, msg.next_reference_chunk)]
@@ -90,7 +89,7 @@ def msg_to_transition(msg: TransitionMsg) -> Transition:
     if not 0 < rewards.size <= shape[0]:
         raise ValueError(f'{rewards.size} rewards for a chunk of {shape[0]}')
     executed, reference, next_reference = (c.reshape(shape).copy() for c in chunks)
-    return Transition(state=state.copy(), executed_chunk=executed, reference_chunk=reference,
+    return ChunkTransition(state=state.copy(), executed_chunk=executed, reference_chunk=reference,
                       rewards=rewards.copy(), next_state=next_state.copy(), next_reference_chunk=next_reference,
                       done=bool(msg.done), source=int(msg.source), episode_id=int(msg.episode_id),
                       chunk_index=int(msg.chunk_index), truncated=bool(msg.truncated),

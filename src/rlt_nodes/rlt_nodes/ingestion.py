@@ -21,7 +21,7 @@ from rlt_nodes.qos import OBSERVATION_QOS
 from rlt_nodes.spin import spin_node
 
 
-class Ingestion(Node):
+class IngestionNode(Node):
     def __init__(self):
         super().__init__('ingestion')
         p = self.declare_parameter
@@ -79,7 +79,7 @@ class Ingestion(Node):
 
 
 def main(args=None):
-    spin_node(Ingestion, args)
+    spin_node(IngestionNode, args)
 
 
 if __name__ == '__main__':

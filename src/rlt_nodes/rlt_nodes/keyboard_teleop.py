@@ -47,7 +47,7 @@ def key_to_joy(key: str, speed: float = 0.5):
     return axes, buttons
 
 
-class KeyboardTeleop(Node):
+class KeyboardTeleopNode(Node):
     def __init__(self):
         super().__init__('keyboard_teleop')
         self.profile = RobotProfile.load(self.declare_parameter('robot_profile', '', ROBOT_PROFILE).value)
@@ -85,7 +85,7 @@ def main(args=None):
     saved = termios.tcgetattr(sys.stdin)
     try:
         tty.setcbreak(sys.stdin.fileno())
-        spin_node(KeyboardTeleop, args)
+        spin_node(KeyboardTeleopNode, args)
     finally:
         termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
     return 0

@@ -12,19 +12,18 @@ import numpy as np
 from rclpy.node import Node
 
 from rlt_core.control.profile import RobotProfile
-from rlt_core.models.rl_token import RLToken
-from rlt_core.models.vla.backbone import Observation as VLAObservation
+from rlt_core.models.rl_token import RLTokenModel
+from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.runtime import default_models_dir, setup_torch
-from rlt_interfaces.msg import ActionChunk, Observation
-from rlt_interfaces.msg import RLToken as RLTokenMsg
+from rlt_interfaces.msg import ActionChunk, Observation, RLToken
 from rlt_nodes.conversions import chunk_to_msg, token_to_msg
 from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import CHUNK_QOS, OBSERVATION_QOS
 from rlt_nodes.spin import spin_node
 
 
-class VLAServer(Node):
+class VLAServerNode(Node):
     def __init__(self):
         super().__init__('vla_server')
         p = self.declare_parameter
@@ -37,14 +36,14 @@ class VLAServer(Node):
         vla_path = vla_path or default_models_dir() / 'vla'
         token_path = token_path or default_models_dir() / 'rl_token'
         self.vla = SmallVLA.load(vla_path).freeze().to(self.device)
-        self.token = RLToken.load(token_path).to(self.device)
+        self.token = RLTokenModel.load(token_path).to(self.device)
         self.action_names = list(self.profile.joint_names)  # joint_delta: one action dimension per joint
         if self.vla.config.chunk_len < self.profile.vla_chunk_len or self.vla.action_dim != self.profile.action_dim:
             raise ValueError(f'VLA {vla_path} predicts chunks of {self.vla.config.chunk_len}x{self.vla.action_dim}; '
                              f'robot profile {self.profile.name} needs H={self.profile.vla_chunk_len} actions of '
                              f'{self.profile.action_dim} joints')
         self.chunk_pub = self.create_publisher(ActionChunk, 'rlt/reference_chunk', CHUNK_QOS)
-        self.token_pub = self.create_publisher(RLTokenMsg, 'rlt/rl_token', CHUNK_QOS)
+        self.token_pub = self.create_publisher(RLToken, 'rlt/rl_token', CHUNK_QOS)
         self.create_subscription(Observation, 'rlt/observation', self.on_observation,
                                  OBSERVATION_QOS)
         self.count, self.busy_s = 0, 0.0
@@ -60,7 +59,7 @@ class VLAServer(Node):
                                              .copy())[None].to(self.device)
                       for name, img in zip(msg.camera_names, msg.images, strict=True)}
             proprio = np.concatenate([msg.joint_state.position, msg.joint_state.velocity]).astype(np.float32)
-            obs = VLAObservation(images=images, proprio=torch.from_numpy(proprio)[None].to(self.device),
+            obs = VLAInput(images=images, proprio=torch.from_numpy(proprio)[None].to(self.device),
                                  instruction=[msg.instruction])
             with torch.no_grad():
                 out = self.vla(obs)
@@ -79,7 +78,7 @@ class VLAServer(Node):
 
 
 def main(args=None):
-    spin_node(VLAServer, args)
+    spin_node(VLAServerNode, args)
 
 
 if __name__ == '__main__':

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from rlt_core.control.safety import InvalidChunkError
-from rlt_core.rl.replay import SOURCE_HUMAN, Transition
+from rlt_core.rl.replay import SOURCE_HUMAN, ChunkTransition
 from rlt_interfaces.msg import ActionChunk
 from rlt_nodes.conversions import (
     as_numpy,
@@ -31,7 +31,7 @@ def test_chunk_roundtrip_row_major():
 
 def test_transition_roundtrip_keeps_flags_and_rewards():
     rng = np.random.default_rng(0)
-    t = Transition(state=rng.standard_normal(5).astype(np.float32), executed_chunk=np.ones((4, 3), np.float32),
+    t = ChunkTransition(state=rng.standard_normal(5).astype(np.float32), executed_chunk=np.ones((4, 3), np.float32),
                    reference_chunk=np.zeros((4, 3), np.float32), rewards=np.array([0, 0, 1], np.float32),
                    next_state=np.zeros(5, np.float32), next_reference_chunk=np.full((4, 3), 2, np.float32),
                    done=True, source=SOURCE_HUMAN, episode_id=4, chunk_index=2, warmup=True)

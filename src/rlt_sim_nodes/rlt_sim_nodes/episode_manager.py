@@ -20,7 +20,7 @@ from rlt_nodes.qos import EVENTS_QOS, LATCHED_QOS
 from rlt_nodes.spin import spin_node
 
 
-class EpisodeManager(Node):
+class EpisodeManagerNode(Node):
     def __init__(self):
         super().__init__('episode_manager')
         p = self.declare_parameter
@@ -76,7 +76,7 @@ class EpisodeManager(Node):
 
 
 def main(args=None):
-    spin_node(EpisodeManager, args)
+    spin_node(EpisodeManagerNode, args)
 
 
 if __name__ == '__main__':

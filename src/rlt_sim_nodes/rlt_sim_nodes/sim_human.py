@@ -21,7 +21,7 @@ from rlt_nodes.spin import spin_node
 from rlt_sim.human import SimulatedHuman
 
 
-class SimHuman(Node):
+class SimHumanNode(Node):
     def __init__(self):
         super().__init__('sim_human')
         p = self.declare_parameter
@@ -74,7 +74,7 @@ class SimHuman(Node):
 
 
 def main(args=None):
-    spin_node(SimHuman, args)
+    spin_node(SimHumanNode, args)
 
 
 if __name__ == '__main__':

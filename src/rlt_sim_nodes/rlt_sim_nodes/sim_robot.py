@@ -40,7 +40,7 @@ PRIVILEGED_LAYOUT = ('tip_x', 'tip_y', 'tip_z', 'hole_x', 'hole_y', 'hole_z', 'c
 """Entries of a sim/privileged message's data (stamp_ns: that of the step's joint state)."""
 
 
-class SimRobot(Node):
+class SimRobotNode(Node):
     def __init__(self):
         super().__init__('sim_robot')
         p = self.declare_parameter
@@ -182,7 +182,7 @@ def _desc(text):
 
 
 def main(args=None):
-    spin_node(SimRobot, args)
+    spin_node(SimRobotNode, args)
 
 
 if __name__ == '__main__':

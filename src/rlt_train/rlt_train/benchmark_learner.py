@@ -24,7 +24,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rlt_core.control.profile import RobotProfile
-from rlt_core.rl.replay import ReplayBuffer, Transition
+from rlt_core.rl.replay import ChunkTransition, ReplayBuffer
 from rlt_core.rl.rl_state import ProprioNormalization
 from rlt_core.rl.td3 import RLTLearner, TD3Config
 from rlt_core.rl.td3_reference import ReferenceTD3
@@ -130,7 +130,7 @@ def main(argv=None):
     def chunk():
         return rng.uniform(-high, high, (C, A)).astype(np.float32)
     for i in range(10_000):
-        replay.add(Transition(
+        replay.add(ChunkTransition(
             state=rng.standard_normal(args.state_dim).astype(np.float32), executed_chunk=chunk(),
             reference_chunk=chunk(), rewards=(rng.random(C) < 0.01).astype(np.float32),
             next_state=rng.standard_normal(args.state_dim).astype(np.float32), next_reference_chunk=chunk(),

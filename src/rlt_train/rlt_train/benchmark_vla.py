@@ -14,8 +14,8 @@ import time
 import numpy as np
 import torch
 
-from rlt_core.models.rl_token import RLToken
-from rlt_core.models.vla.backbone import Observation
+from rlt_core.models.rl_token import RLTokenModel
+from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.runtime import default_models_dir, synchronize
 
@@ -49,19 +49,19 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     vla = SmallVLA.load(args.vla).freeze().to(device)
-    token = RLToken.load(args.token).to(device)
+    token = RLTokenModel.load(args.token).to(device)
     if args.observation == 'sim':
         from rlt_sim import PegInsertionEnv, SimConfig
         env = PegInsertionEnv(SimConfig.from_profile(args.robot_profile))
         obs, _ = env.reset(seed=0)
-        batch = Observation.from_env(obs, env.instruction)
+        batch = VLAInput.from_env(obs, env.instruction)
     else:
         size = vla.config.image_size
-        batch = Observation(images={name: torch.zeros(1, size, size, 3, dtype=torch.uint8)
+        batch = VLAInput(images={name: torch.zeros(1, size, size, 3, dtype=torch.uint8)
                                     for name in vla.config.camera_names},
                             proprio=torch.zeros(1, vla.proprio_mean.numel()),
                             instruction=['insert the peg into the hole'])
-    batch = Observation(images={k: v.to(device) for k, v in batch.images.items()},
+    batch = VLAInput(images={k: v.to(device) for k, v in batch.images.items()},
                         proprio=batch.proprio.to(device), instruction=batch.instruction)
     with torch.no_grad():
         out = vla(batch)
@@ -71,7 +71,7 @@ def main(argv=None):
 
     trainee = SmallVLA(vla.config).to(device)
     opt = torch.optim.AdamW(trainee.parameters(), lr=1e-4)
-    big = Observation(images={k: v.expand(64, -1, -1, -1).contiguous() for k, v in batch.images.items()},
+    big = VLAInput(images={k: v.expand(64, -1, -1, -1).contiguous() for k, v in batch.images.items()},
                       proprio=batch.proprio.expand(64, -1), instruction=batch.instruction * 64)
 
     def step():

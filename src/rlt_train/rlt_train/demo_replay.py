@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from rlt_core.control.phase import CriticalPhase
 from rlt_core.control.profile import RobotProfile
-from rlt_core.models.rl_token import RLToken
-from rlt_core.models.vla.backbone import Observation
+from rlt_core.models.rl_token import RLTokenModel
+from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.rl.replay import SOURCE_DEMO, ReplayBuffer
 from rlt_core.rl.rl_state import ProprioNormalization, rl_state
@@ -99,7 +99,7 @@ def check_demo_replay(path, vla_dir, token_dir, chunk_len: int, stride: int) -> 
 
 
 @torch.no_grad()
-def episode_transitions(data: dict, instruction: str, vla: SmallVLA, token: RLToken, norm, profile: RobotProfile,
+def episode_transitions(data: dict, instruction: str, vla: SmallVLA, token: RLTokenModel, norm, profile: RobotProfile,
                         episode_id: int):
     """The transitions of one recorded episode (columns as `DemoDataset.episode(..., decode_images=False)`
     returns them: only the frames that need a state are decoded), cut as the robot profile says."""
@@ -115,7 +115,7 @@ def episode_transitions(data: dict, instruction: str, vla: SmallVLA, token: RLTo
     needed = frames + ([final] if final is not None else [])
     if not frames:
         return []
-    obs = Observation(images={c: torch.from_numpy(np.stack([decode_png(data[key][t]) for t in needed]))
+    obs = VLAInput(images={c: torch.from_numpy(np.stack([decode_png(data[key][t]) for t in needed]))
                               for c, key in IMAGE_KEYS.items()},
                       proprio=torch.from_numpy(data['observation.state'][needed]).float(),
                       instruction=[instruction] * len(needed))
@@ -140,7 +140,7 @@ def convert(cfg: DemoReplayConfig) -> dict:
     models = default_models_dir()
     vla_dir, token_dir = Path(cfg.vla or models / 'vla'), Path(cfg.token or models / 'rl_token')
     vla = SmallVLA.load(vla_dir).freeze()
-    token = RLToken.load(token_dir)
+    token = RLTokenModel.load(token_dir)
     norm = ProprioNormalization(vla.proprio_mean.numpy(), vla.proprio_std.numpy())
     demos = load_demos(cfg.demos)
     n = demos.num_episodes if cfg.episodes == 0 else min(cfg.episodes, demos.num_episodes)

@@ -25,8 +25,8 @@ import torch
 from tqdm import tqdm
 
 from rlt_core.control.profile import RobotProfile
-from rlt_core.models.rl_token import RLToken
-from rlt_core.models.vla.backbone import Observation
+from rlt_core.models.rl_token import RLTokenModel
+from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.rl.actor import mlp
 from rlt_core.rl.rl_state import ProprioNormalization
@@ -85,7 +85,7 @@ def collect(vla: SmallVLA, cfg: ReadoutConfig) -> dict:
         done, k, t, chunk = False, chunk_len, 0, None
         while not done:
             if k >= chunk_len or (info['critical_phase'] and t % stride == 0):
-                out = vla(Observation.from_env(obs, env.instruction))
+                out = vla(VLAInput.from_env(obs, env.instruction))
                 if info['critical_phase']:
                     rec['embeddings'].append(out.embeddings[0].half())
                     rec['mask'].append(out.mask[0])
@@ -151,7 +151,7 @@ def readout(cfg: ReadoutConfig) -> dict:
     means = camera_means(vla, data['embeddings'])  # every camera has as many embeddings: pooled = their mean
     features = {'per_camera': standardised(means.reshape(len(means), -1)), 'pooled': standardised(means.mean(1))}
     for name in cfg.token:
-        token = RLToken.load(name or models / 'rl_token')
+        token = RLTokenModel.load(name or models / 'rl_token')
         features[f'token:{name or "default"}'] = torch.cat([
             token.extract(data['embeddings'][i:i + 512].float(), data['mask'][i:i + 512])
             for i in range(0, len(episode), 512)]).numpy()

@@ -3,14 +3,14 @@
 import numpy as np
 import torch
 
-from rlt_core.models.vla.backbone import Observation, VLABackbone
+from rlt_core.models.vla.backbone import VLABackbone, VLAInput
 from rlt_sim import PegInsertionEnv, SimConfig
 
 
 @torch.no_grad()
 def vla_chunk(vla: VLABackbone, obs: dict, instruction: str) -> np.ndarray:
     """The VLA's reference chunk (H, A) in robot units for one simulator observation."""
-    return vla(Observation.from_env(obs, instruction)).chunk[0].numpy()
+    return vla(VLAInput.from_env(obs, instruction)).chunk[0].numpy()
 
 
 def run_vla_episode(env: PegInsertionEnv, vla: VLABackbone, seed: int, execute_steps: int) -> dict:

@@ -23,7 +23,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from rlt_core.models.rl_token import RLToken, RLTokenConfig
+from rlt_core.models.rl_token import RLTokenConfig, RLTokenModel
 from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.runtime import setup_torch
 from rlt_sim.dataset import load_demos
@@ -79,7 +79,7 @@ class TokenTrainConfig:
     """Start from this saved token's encoder ('': from scratch; a saved token has no decoder, so its decoder
     starts fresh). With --steps 0 only the statistics are fitted again (and no reconstruction is reported)."""
     whiten: bool = True
-    """Whiten z_rl with the critical-phase training frames (RLToken.set_statistics): the offset the actor and
+    """Whiten z_rl with the critical-phase training frames (RLTokenModel.set_statistics): the offset the actor and
     critic need varies little there, and whitening gives it unit scale. --no-whiten: per-dimension
     standardisation over all training frames."""
 
@@ -214,12 +214,12 @@ def train(cfg: TokenTrainConfig) -> dict:
         (z_val, m_val), z_train, m_train = embed(vla, val_frames), None, None
     m = z_val.shape[1]
     if cfg.init:  # its own architecture; the options that shape a new token do not apply
-        token = RLToken.load(cfg.init).to(cfg.device)
+        token = RLTokenModel.load(cfg.init).to(cfg.device)
         if token.config.embed_dim != vla.token_dim or token.config.max_tokens < m:
             raise ValueError(f'{cfg.init} reads {token.config.embed_dim}-d embeddings (up to '
                              f'{token.config.max_tokens}); this VLA gives {m} of {vla.token_dim}')
     else:
-        token = RLToken(RLTokenConfig(embed_dim=vla.token_dim, max_tokens=m, token_dim=cfg.token_dim,
+        token = RLTokenModel(RLTokenConfig(embed_dim=vla.token_dim, max_tokens=m, token_dim=cfg.token_dim,
                                       d_model=cfg.d_model, encoder_layers=cfg.encoder_layers,
                                       decoder_layers=cfg.decoder_layers)).to(cfg.device)
     token.clear_statistics()  # train on and read out the raw z_rl

@@ -39,8 +39,8 @@ from tqdm import tqdm
 from rlt_core.control.engine import EpisodeEngine
 from rlt_core.control.profile import RobotProfile
 from rlt_core.models.image_encoder import FrameStore, ImageEncoder, downsample
-from rlt_core.models.rl_token import RLToken
-from rlt_core.models.vla.backbone import Observation
+from rlt_core.models.rl_token import RLTokenModel
+from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.rl.actor import ActorConfig, load_actor, save_actor
 from rlt_core.rl.replay import ReplayBuffer
@@ -164,7 +164,7 @@ def load_profile(cfg: RLTTrainConfig) -> RobotProfile:
 class FrozenPolicyInputs:
     """The frozen VLA and RL-token encoder: observation -> (x, ref_chunk)."""
 
-    def __init__(self, vla: SmallVLA, token: RLToken, use_token: bool = True, oracle: bool = False,
+    def __init__(self, vla: SmallVLA, token: RLTokenModel, use_token: bool = True, oracle: bool = False,
                  oracle_noise_mm: float = 0.3, frames: FrameStore | None = None):
         self.vla, self.token, self.use_token, self.oracle = vla, token, use_token, oracle
         self.oracle_noise_mm = oracle_noise_mm
@@ -176,7 +176,7 @@ class FrozenPolicyInputs:
 
     @torch.no_grad()
     def __call__(self, obs: dict, instruction: str, info: dict):
-        out = self.vla(Observation.from_env(obs, instruction))
+        out = self.vla(VLAInput.from_env(obs, instruction))
         if self.oracle:  # diagnostic only: the true offset in mm, with noise
             z_rl = info['peg_hole_offset'] * 1000 + self.rng.normal(0, self.oracle_noise_mm, 2)
         elif self.use_token:
@@ -283,7 +283,7 @@ def train(cfg: RLTTrainConfig) -> dict:
     models = default_models_dir()
     vla_dir, token_dir = Path(cfg.vla or models / 'vla'), Path(cfg.token or models / 'rl_token')
     vla = SmallVLA.load(vla_dir).freeze()
-    token = RLToken.load(token_dir)
+    token = RLTokenModel.load(token_dir)
     encoder = frames = None
     if cfg.ablation == 'image_encoder':
         encoder = ImageEncoder(cameras=len(WRIST_CAMERAS), size=cfg.image_size)

@@ -22,7 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from rlt_core.control.profile import RobotProfile
-from rlt_core.models.vla.backbone import Observation
+from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
 from rlt_core.runtime import setup_torch
 from rlt_sim import SimConfig
@@ -114,8 +114,8 @@ def load_frames(demos, episodes, frame_stride: int, chunk_len: int, max_frames: 
             'targets': torch.from_numpy(np.concatenate(targets)).float(), 'tasks': tasks}
 
 
-def batch_at(frames, idx) -> tuple[Observation, torch.Tensor]:
-    obs = Observation(images={c: v[idx] for c, v in frames['images'].items()}, proprio=frames['proprio'][idx],
+def batch_at(frames, idx) -> tuple[VLAInput, torch.Tensor]:
+    obs = VLAInput(images={c: v[idx] for c, v in frames['images'].items()}, proprio=frames['proprio'][idx],
                       instruction=[frames['tasks'][i] for i in idx.tolist()])
     return obs, frames['targets'][idx]
 

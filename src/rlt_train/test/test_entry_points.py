@@ -14,7 +14,7 @@ import torch
 from rlt_train.cli import parse_config
 
 from rlt_core.control.profile import RobotProfile
-from rlt_core.models.rl_token import RLToken
+from rlt_core.models.rl_token import RLTokenModel
 from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.rl.replay import SOURCE_DEMO, record_dtype
 from rlt_core.runtime import default_models_dir
@@ -69,13 +69,13 @@ def test_token_statistics_are_refitted_from_a_saved_token(models, demos, tmp_pat
             '--threads', '1', '--cache-dir', str(models / 'cache'), '--init', str(models / 'rl_token'), '--steps', '0']
     report = train_rl_token.train(parse_config(train_rl_token.TokenTrainConfig, [*args, '--no-whiten']))
     assert report['reconstruction'] is None and report['probe_offset']['mlp']['rmse_critical_mm'] > 0
-    standardised = RLToken.load(tmp_path)
-    saved = RLToken.load(models / 'rl_token')
+    standardised = RLTokenModel.load(tmp_path)
+    saved = RLTokenModel.load(models / 'rl_token')
     for name in ('in_proj.weight', 'e_rl', 'out.1.weight'):  # the same encoder, other statistics only
         torch.testing.assert_close(standardised.encoder.state_dict()[name], saved.encoder.state_dict()[name])
     torch.testing.assert_close(standardised.encoder.z_whiten, torch.eye(8))
     train_rl_token.train(parse_config(train_rl_token.TokenTrainConfig, args))
-    assert not torch.allclose(RLToken.load(tmp_path).encoder.z_whiten, torch.eye(8))
+    assert not torch.allclose(RLTokenModel.load(tmp_path).encoder.z_whiten, torch.eye(8))
     with pytest.raises(SystemExit):
         train_rl_token.main(['--steps', '0'])  # statistics only needs a token to start from
 
@@ -181,7 +181,7 @@ def test_readout_probes_the_offset_from_few_episodes(models, tmp_path):
     assert json.loads((tmp_path / 'report.json').read_text()) == json.loads(json.dumps(report))
     assert 0 < report['val_states'] < report['states']
     default = default_models_dir()
-    assert report['probes']['token:default']['dim'] == RLToken.load(default / 'rl_token').config.token_dim + 6
+    assert report['probes']['token:default']['dim'] == RLTokenModel.load(default / 'rl_token').config.token_dim + 6
     assert report['probes']['per_camera']['dim'] == 3 * SmallVLA.load(default / 'vla').token_dim + 6
     for probe in report['probes'].values():
         for row in probe['by_train_episodes'].values():

@@ -37,7 +37,7 @@ from rlt_core.control.arbitration import arbitrate
 from rlt_core.control.phase import CriticalPhase, PhaseConfig
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.safety import InvalidChunkError, validate_chunk
-from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, Transition
+from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ChunkTransition
 from rlt_core.rl.transitions import TransitionBuilder
 
 SOURCE_NAMES = {SOURCE_VLA: 'vla', SOURCE_ACTOR: 'actor', SOURCE_HUMAN: 'human'}
@@ -159,7 +159,7 @@ class EpisodeEngine:
         self.stats: EpisodeStats | None = None
         self.latest_stamp = None
         self._commands: list[Command] = []
-        self._transitions: list[Transition] = []
+        self._transitions: list[ChunkTransition] = []
         self._finished: list[EpisodeStats] = []
         self.episode_id = 0
         self.start_stamp = -1
@@ -171,7 +171,7 @@ class EpisodeEngine:
 
     # --- what the caller sends on ---
 
-    def take(self) -> tuple[list[Command], list[Transition], list[EpisodeStats]]:
+    def take(self) -> tuple[list[Command], list[ChunkTransition], list[EpisodeStats]]:
         out = self._commands, self._transitions, self._finished
         self._commands, self._transitions, self._finished = [], [], []
         return out

@@ -82,7 +82,7 @@ class RLTokenDecoder(nn.Module):
         return self.head(self.transformer(h, mask=causal, is_causal=True))
 
 
-class RLToken(nn.Module):
+class RLTokenModel(nn.Module):
     def __init__(self, cfg: RLTokenConfig):
         super().__init__()
         self.config = cfg
@@ -136,7 +136,7 @@ class RLToken(nn.Module):
         (directory / 'rl_token.json').write_text(json.dumps(asdict(self.config), indent=1))
 
     @classmethod
-    def load(cls, directory) -> 'RLToken':
+    def load(cls, directory) -> 'RLTokenModel':
         directory = Path(directory)
         if not (directory / 'rl_token.json').exists():
             raise FileNotFoundError(f'no RL token in {directory} (rl_token.json missing)')

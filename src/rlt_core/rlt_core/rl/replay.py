@@ -31,7 +31,7 @@ SOURCE_DEMO = 3
 
 
 @dataclass
-class Transition:
+class ChunkTransition:
     state: np.ndarray
     executed_chunk: np.ndarray
     reference_chunk: np.ndarray
@@ -168,7 +168,7 @@ class ReplayBuffer:
 
     # --- adding and sampling ---
 
-    def to_record(self, t: Transition) -> np.ndarray:
+    def to_record(self, t: ChunkTransition) -> np.ndarray:
         rec = np.zeros((), dtype=self.dtype)
         n = len(t.rewards)
         if not 0 < n <= self.chunk_len:
@@ -187,7 +187,7 @@ class ReplayBuffer:
                 raise ValueError(f'transition {name} has NaN or infinite values')
         return rec
 
-    def add(self, t: Transition):
+    def add(self, t: ChunkTransition):
         rec = self.to_record(t)
         if self._file is not None:
             self._file.write(rec.tobytes())

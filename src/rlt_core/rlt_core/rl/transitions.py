@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlt_core.rl.replay import SOURCE_HUMAN, Transition
+from rlt_core.rl.replay import SOURCE_HUMAN, ChunkTransition
 
 
 @dataclass
-class _Step:
+class RecordedStep:
     action: np.ndarray
     reward: float
     source: int
@@ -36,7 +36,7 @@ class TransitionBuilder:
 
     def reset(self, episode_id: int):
         self.episode_id = episode_id
-        self.steps: list[_Step] = []
+        self.steps: list[RecordedStep] = []
 
     def needs_observation(self, t: int | None = None) -> bool:
         """Whether step t (default: the next one) must come with x_t and ref_t."""
@@ -44,12 +44,12 @@ class TransitionBuilder:
         return t % self.stride == 0
 
     def record(self, action, reward: float, source: int, critical: bool, x=None,
-               ref=None) -> list[Transition]:
+               ref=None) -> list[ChunkTransition]:
         """Record step t = number of steps so far; returns the transitions this step completed."""
         t = len(self.steps)
         if critical and self.needs_observation(t) and (x is None or ref is None):
             raise ValueError(f'step {t} is critical and on the stride: x and ref are required')
-        self.steps.append(_Step(np.asarray(action, np.float32), float(reward), int(source), bool(critical),
+        self.steps.append(RecordedStep(np.asarray(action, np.float32), float(reward), int(source), bool(critical),
                                 None if x is None else np.asarray(x, np.float32),
                                 None if ref is None else np.asarray(ref, np.float32)))
         # x_t closes the window that started at s = t - C.
@@ -57,7 +57,7 @@ class TransitionBuilder:
             return self._window(t - self.chunk_len, t, self.steps[t].x, self.steps[t].ref, done=False)
         return []
 
-    def finish(self, final_x, final_ref, terminated: bool) -> list[Transition]:
+    def finish(self, final_x, final_ref, terminated: bool) -> list[ChunkTransition]:
         """End the episode after T recorded steps with final state x_T; returns the last windows.
 
         Windows starting at s >= T - C were not closed by `record`; they end at min(s + C, T).
@@ -71,7 +71,7 @@ class TransitionBuilder:
                                     truncated=not terminated)
         return out
 
-    def _window(self, s, end, next_x, next_ref, done, truncated=False) -> list[Transition]:
+    def _window(self, s, end, next_x, next_ref, done, truncated=False) -> list[ChunkTransition]:
         start = self.steps[s]
         if not start.critical:
             return []
@@ -79,7 +79,7 @@ class TransitionBuilder:
         executed = np.zeros((self.chunk_len, window[0].action.size), np.float32)  # zero-padded past the end
         executed[:len(window)] = np.stack([st.action for st in window])
         human = any(st.source == SOURCE_HUMAN for st in window)
-        return [Transition(
+        return [ChunkTransition(
             state=start.x, executed_chunk=executed, reference_chunk=executed if human else start.ref,
             rewards=np.array([st.reward for st in window], np.float32), next_state=next_x,
             next_reference_chunk=next_ref, done=bool(done), truncated=bool(truncated),

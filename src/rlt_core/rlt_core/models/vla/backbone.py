@@ -13,7 +13,7 @@ from torch import nn
 
 
 @dataclass
-class Observation:
+class VLAInput:
     """A batch of observations. Images are uint8 (B, H, W, 3) per camera name."""
 
     images: dict[str, torch.Tensor]
@@ -27,7 +27,7 @@ class Observation:
         return self.proprio.shape[0]
 
     @classmethod
-    def from_env(cls, obs: dict, instruction: str) -> 'Observation':
+    def from_env(cls, obs: dict, instruction: str) -> 'VLAInput':
         """A batch of one from a `rlt_sim` observation dict."""
         images = {k: torch.from_numpy(np.ascontiguousarray(v))[None] for k, v in obs['images'].items()}
         return cls(images=images,
@@ -55,7 +55,7 @@ class VLABackbone(nn.Module):
     action_dim: int
     """A, the dimension of one action."""
 
-    def forward(self, obs: Observation, generator: torch.Generator | None = None) -> VLAOutput:
+    def forward(self, obs: VLAInput, generator: torch.Generator | None = None) -> VLAOutput:
         """Embeddings and a chunk for a batch; `generator` seeds a stochastic action head."""
         raise NotImplementedError
 

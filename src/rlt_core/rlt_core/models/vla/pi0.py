@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer, PI0Config, PI0ForConditionalGeneration
 
-from rlt_core.models.vla.backbone import Observation, VLABackbone, VLAOutput
+from rlt_core.models.vla.backbone import VLABackbone, VLAInput, VLAOutput
 
 META_FILE = 'rlt_pi0.json'
 """Our settings (cameras, dimensions, normalisation stats) saved next to the checkpoint."""
@@ -54,7 +54,7 @@ class HashTokenizer:
 
 
 class Pi0Backbone(VLABackbone):
-    """A (frozen) pi0: prefix embeddings and a flow-matching chunk for an `Observation` batch.
+    """A (frozen) pi0: prefix embeddings and a flow-matching chunk for an `VLAInput` batch.
 
     `camera_names` fixes the order of the cameras in the prefix; `stats` holds `state_mean`,
     `state_std`, `actions_mean`, `actions_std` (proprio is normalised, the chunk de-normalised); without
@@ -137,7 +137,7 @@ class Pi0Backbone(VLABackbone):
         (path / META_FILE).write_text(json.dumps(meta, indent=2))
 
     @torch.no_grad()
-    def forward(self, obs: Observation, generator: torch.Generator | None = None) -> VLAOutput:
+    def forward(self, obs: VLAInput, generator: torch.Generator | None = None) -> VLAOutput:
         inputs = self.prepare(obs)
         cfg, dtype = self.model.config, self.model.dtype
         device = generator.device if generator is not None else inputs['state'].device
@@ -159,7 +159,7 @@ class Pi0Backbone(VLABackbone):
         return VLAOutput(prefix[0].float(), inputs['attention_mask'].bool(), chunk)
 
     @torch.no_grad()
-    def embed(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed(self, obs: VLAInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Only the prefix embeddings (B, M, D) and mask (B, M), skipping the action expert."""
         inputs = self.prepare(obs)
         mask = inputs['attention_mask']
@@ -169,7 +169,7 @@ class Pi0Backbone(VLABackbone):
                                    position_ids=mask.cumsum(-1) - 1, token_type_ids=torch.zeros_like(mask))
         return out.last_hidden_state.float(), mask.bool()
 
-    def prepare(self, obs: Observation) -> dict[str, torch.Tensor]:
+    def prepare(self, obs: VLAInput) -> dict[str, torch.Tensor]:
         """pi0's model inputs: token ids with image placeholders, masks, pixels in [-1, 1], padded state."""
         device, dtype = self.state_mean.device, self.model.dtype
         missing = [c for c in self.camera_names if c not in obs.images]

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from rlt_core.models.vla.backbone import Observation, VLABackbone, VLAOutput
+from rlt_core.models.vla.backbone import VLABackbone, VLAInput, VLAOutput
 
 
 @dataclass
@@ -118,7 +118,7 @@ class SmallVLA(VLABackbone):
             ids[i, :len(words)] = torch.tensor(words, dtype=torch.long)
         return ids
 
-    def encode(self, obs: Observation):
+    def encode(self, obs: VLAInput):
         """Run the transformer; returns (prefix outputs, prefix mask, query outputs)."""
         c = self.config
         b = obs.batch_size
@@ -136,11 +136,11 @@ class SmallVLA(VLABackbone):
         m = tokens.shape[1] - c.chunk_len
         return out[:, :m], ~pad[:, :m], out[:, m:]
 
-    def predict_normalized(self, obs: Observation) -> torch.Tensor:
+    def predict_normalized(self, obs: VLAInput) -> torch.Tensor:
         """The chunk in normalised action units (B, H, A): what behaviour cloning trains."""
         return self.action_head(self.encode(obs)[2])
 
-    def forward(self, obs: Observation, generator=None) -> VLAOutput:
+    def forward(self, obs: VLAInput, generator=None) -> VLAOutput:
         embeddings, mask, query_out = self.encode(obs)
         chunk = self.action_head(query_out) * self.action_std + self.action_mean
         return VLAOutput(embeddings=embeddings, mask=mask, chunk=chunk)
