@@ -68,7 +68,7 @@ def test_vla_chunks_are_limited_points_from_the_command_target():
         assert np.all(c.points >= LOW) and np.all(c.points <= HIGH)
     # Chunks follow each other without a gap: each starts where the previous one ended.
     np.testing.assert_allclose(robot.sent[1].start, robot.sent[0].points[-1])
-    assert arb.stats.steps_by_source['vla'] >= 8 and arb.stats.steps_by_source['hold'] <= 2
+    assert arb.episode.stats.steps_by_source['vla'] >= 8 and arb.episode.stats.steps_by_source['hold'] <= 2
     # At the z limit the points stop, but the recorded action is the chunk as chosen (per-step
     # limits only), as a simulator records an action whose joint is stopped.
     at_limit = robot.sent[-1]
@@ -252,7 +252,7 @@ def test_a_robot_outside_its_joint_limits_holds_with_a_reason():
     arb.start_episode(0)
     for _ in range(6):
         robot.tick()
-    assert robot.sent == [] and arb.stats.refused_commands >= 5
+    assert robot.sent == [] and arb.episode.stats.refused_commands >= 5
     assert any('outside its joint limits' in w for w in arb.warnings)
     robot.pos = np.zeros(A)  # moved back by hand
     for _ in range(6):
@@ -266,10 +266,10 @@ def test_non_finite_observations_and_malformed_chunks_never_reach_the_robot():
     robot = FakeRobot(arb)
     arb.start_episode(0)
     robot.tick()
-    n = arb.n
+    n = arb.episode.n
     arb.observe(10**9, [np.nan, 0.0, 0.0], now=1.0)
     arb.observe(10**9 + 1, [0.0, 0.0], now=1.0)
-    assert arb.n == n and len(arb.warnings) == 2
+    assert arb.episode.n == n and len(arb.warnings) == 2
     with pytest.raises(ValueError, match='steps, expected'):
         arb.add_actor_chunk(robot.t * 1000, np.zeros((C + 1, A)), now=1.0)  # weights of another chunk length
     with pytest.raises(ValueError, match='NaN'):

@@ -168,7 +168,7 @@ class ArbiterNode(Node):
         for name in self.edges.update(msg.buttons):
             if name == 'phase':
                 self.engine.toggle_phase(self.now())
-                self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.engine.phase.active
+                self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.engine.episode.phase.active
                                    else EpisodeEvent.PHASE_EXIT_CRITICAL, detail='human')
             else:
                 success = name == 'success'
@@ -199,7 +199,7 @@ class ArbiterNode(Node):
         self.episode_counter += 1
 
     def publish_event(self, event, success=False, detail=''):
-        msg = EpisodeEvent(episode_id=self.engine.episode_id, step_index=self.engine.n, event=event,
+        msg = EpisodeEvent(episode_id=self.engine.episode.episode_id, step_index=self.engine.episode.n, event=event,
                            success=bool(success), detail=detail)
         msg.header.stamp = self.get_clock().now().to_msg()
         self.event_pub.publish(msg)

@@ -230,10 +230,10 @@ def run_episode(env, inputs, learner, cfg, profile, seed, train, warmup, replay=
         if terminated or truncated:
             break
         action = engine.pending_action()
-        if engine.phase.active:
+        if engine.episode.phase.active:
             stats['lateral_mm'] += 1000.0 * float(np.hypot(action[0], action[1]))
         obs, _, terminated, truncated, info = env.step(action)
-    episode = engine.stats
+    episode = engine.episode.stats
     stats.update(steps=episode.steps, critical_steps=episode.critical_steps,
                  human_steps=episode.steps_by_source['human'], hold_steps=episode.steps_by_source['hold'],
                  actor_chunks=episode.chunks_by_source['actor'], success=bool(info['success']),

@@ -131,7 +131,7 @@ def as_the_arbiter_node():
             engine.set_human(human_of(n), now)
         elif n - 1 in HUMAN_STEPS:
             engine.set_human(None, now)
-        if engine.phase.active and n <= SUCCESS_AT:
+        if engine.episode.phase.active and n <= SUCCESS_AT:
             engine.add_actor_chunk(n * 1000, actor_of(x_of(n), ref_of(n)), now)
         engine.add_inputs(n * 1000, x_of(n), ref_of(n), now)
         sent, recorded, _ = engine.take()
@@ -140,7 +140,7 @@ def as_the_arbiter_node():
             commands += sent
         transitions += recorded
         if not engine.active:
-            return actions, transitions, engine.stats
+            return actions, transitions, engine.episode.stats
 
 
 def test_the_arbiter_and_the_trainer_run_one_protocol():

@@ -130,6 +130,46 @@ def command_violation(start, points, measured, low, high, limits, max_lead: floa
     return None
 
 
+@dataclass
+class Episode:
+    """The state of one episode, made anew by `start_episode`."""
+
+    episode_id: int
+    start_stamp: int
+    """Observations stamped at or before this belong to the episode before."""
+    warmup: bool
+    phase: CriticalPhase
+    builder: TransitionBuilder
+    n: int = 0
+    """Observations so far (o_1 .. o_n)."""
+    steps: list = field(default_factory=list)
+    """PendingSteps not yet recorded, oldest first."""
+    final: PendingStep | None = None
+    end_step: int | None = None
+    end_time: float | None = None
+    terminated: bool = False
+    success: bool = False
+    chunk: Command | None = None
+    """The chunk in force; `k` is the index of its next point."""
+    k: int = 0
+    chunk_index: int = 0
+    target: np.ndarray | None = None
+    """The joint positions the robot was last sent to."""
+    position: np.ndarray | None = None
+    """The latest measured joint positions."""
+    last_source: int = SOURCE_VLA
+    decide_after: int | None = None
+    """The next chunk is decided on the newest inputs stamped at or after this."""
+    wait_start: float | None = None
+    pending_phase: tuple[int, bool] | None = None
+    human_action: np.ndarray | None = None
+    human_time: float = -np.inf
+    stats: EpisodeStats = None
+
+    def __post_init__(self):
+        self.stats = self.stats or EpisodeStats(self.episode_id, warmup=self.warmup)
+
+
 class EpisodeEngine:
     def __init__(self, profile: RobotProfile, warmup_episodes: int = 0, max_target_lead: float = 0.01,
                  actor_wait_s: float = 0.05, actor_alive_s: float = 2.0, human_timeout_s: float = 0.25,
@@ -145,27 +185,20 @@ class EpisodeEngine:
         self.warmup_episodes, self.max_target_lead = warmup_episodes, max_target_lead
         self.actor_wait_s, self.actor_alive_s = actor_wait_s, actor_alive_s
         self.human_timeout_s, self.final_wait_s = human_timeout_s, final_wait_s
-        self.record = record
-        self.builder = TransitionBuilder(self.C, profile.stride)
-        self.phase = CriticalPhase(phase_config or PhaseConfig())
-        self.history = history
+        self.phase_config, self.record, self.history = phase_config or PhaseConfig(), record, history
         self.inputs: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        """(x, ref) of the newest observations the VLA computed, by stamp (they outlive an episode)."""
         self.actor_chunks: OrderedDict[int, np.ndarray] = OrderedDict()
         self.last_actor_time = -np.inf
-        self.human_action, self.human_time = None, -np.inf
         self.episodes_started = 0
         self.active = False
-        self.warmup = False
-        self.stats: EpisodeStats | None = None
         self.latest_stamp = None
+        self.episode = Episode(0, -1, False, CriticalPhase(self.phase_config),
+                               TransitionBuilder(self.C, profile.stride))
+        """The current (or last) episode's state."""
         self._commands: list[Command] = []
         self._transitions: list[ChunkTransition] = []
         self._finished: list[EpisodeStats] = []
-        self.episode_id = 0
-        self.start_stamp = -1
-        self.n = 0
-        self.pending_phase = None
-        self.position = None
         self.warnings: list[str] = []
         """Why the robot held or an input was ignored, for the caller to log (it empties the list)."""
 
@@ -178,31 +211,36 @@ class EpisodeEngine:
 
     @property
     def chunk_active(self) -> bool:
-        return self.chunk is not None and self.k < self.C
+        ep = self.episode
+        return ep.chunk is not None and ep.k < self.C
 
     def pending_action(self) -> np.ndarray:
         """The action the robot executes after the latest observation: the next point's move, zero when holding."""
-        if self.active and self.end_step is None and self.chunk_active:
-            return self.chunk.executed[self.k].copy()
+        ep = self.episode
+        if self.active and ep.end_step is None and self.chunk_active:
+            return ep.chunk.executed[ep.k].copy()
         return np.zeros(self.limits.action_dim, np.float32)
 
     def wants_inputs(self, now: float) -> bool:
         """Whether the latest observation's RL state and reference are needed: a chunk is to be decided on it,
         or (recording) it starts a transition window."""
-        if not self.active or self.final is not None or not self.steps:
+        ep = self.episode
+        if not self.active or ep.final is not None or not ep.steps:
             return False
         if self._deciding(now):
             return True
-        step = self.steps[-1]
-        return self.record and step.critical and (step.n - 1) % self.builder.stride == 0
+        step = ep.steps[-1]
+        return self.record and step.critical and (step.n - 1) % ep.builder.stride == 0
 
     def wants_actor_chunk(self, now: float) -> bool:
         """Whether a chunk is to be decided on the latest observation with the actor's refinement."""
-        return self.active and self.phase.active and not self.warmup and self._deciding(now)
+        ep = self.episode
+        return self.active and ep.phase.active and not ep.warmup and self._deciding(now)
 
     def wants_final_state(self) -> bool:
         """Whether the episode waits for its final observation's state (recording)."""
-        return self.active and self.final is not None and self.final.stamp not in self.inputs
+        ep = self.episode
+        return self.active and ep.final is not None and ep.final.stamp not in self.inputs
 
     # --- episodes ---
 
@@ -211,40 +249,23 @@ class EpisodeEngine:
         episode while fewer than `warmup_episodes` have started, unless `warmup` says otherwise."""
         if self.active:
             self._close_unfinished()
-        self.episode_id = episode_id
-        self.start_stamp = int(stamp_ns)
         self.episodes_started += 1
-        self.warmup = self.episodes_started <= self.warmup_episodes if warmup is None else bool(warmup)
+        warmup = self.episodes_started <= self.warmup_episodes if warmup is None else bool(warmup)
+        builder = TransitionBuilder(self.C, self.profile.stride)
+        builder.reset(episode_id)
+        self.episode = Episode(episode_id, int(stamp_ns), warmup, CriticalPhase(self.phase_config), builder)
         self.active = True
-        self.n = 0
-        self.steps: list[PendingStep] = []
-        self.final: PendingStep | None = None
-        self.end_step = None
-        self.end_time = None
-        self.terminated = False
-        self.success = False
-        self.builder.reset(episode_id)
-        self.phase.reset()
-        self.pending_phase = None
-        self.chunk: Command | None = None
-        self.k = 0
-        self.chunk_index = 0
-        self.target = None
-        self.last_source = SOURCE_VLA
-        self.decide_after = None
-        self.wait_start = None
-        self.human_action, self.human_time = None, -np.inf
-        self.stats = EpisodeStats(episode_id, warmup=self.warmup)
 
     def end_episode(self, success: bool, final_step: int | None = None, terminated: bool | None = None,
                     now: float = 0.0):
         """The episode ended at observation o_{final_step} (default: the latest one)."""
-        if not self.active or self.end_step is not None:
+        ep = self.episode
+        if not self.active or ep.end_step is not None:
             return
-        self.end_step = self.n if final_step is None else int(final_step)
-        self.success = bool(success)
-        self.terminated = self.success if terminated is None else bool(terminated)
-        self.end_time = now
+        ep.end_step = ep.n if final_step is None else int(final_step)
+        ep.success = bool(success)
+        ep.terminated = ep.success if terminated is None else bool(terminated)
+        ep.end_time = now
         self._settle_final()
         self._progress(now)
 
@@ -252,35 +273,38 @@ class EpisodeEngine:
         """The next episode starts before this one settled (its end never arrived, or its final observation
         never did): it ends at its latest observation, truncated unless its end said otherwise, and what it
         recorded is kept and reported."""
-        if self.end_step is None:
-            self.success = self.terminated = False
-        self.end_step = self.n if self.end_step is None else min(self.end_step, self.n)
-        self.end_time = -np.inf if self.end_time is None else self.end_time
+        ep = self.episode
+        if ep.end_step is None:
+            ep.success = ep.terminated = False
+        ep.end_step = ep.n if ep.end_step is None else min(ep.end_step, ep.n)
+        ep.end_time = -np.inf if ep.end_time is None else ep.end_time
         self._settle_final()
         self._flush(np.inf)
 
     def _settle_final(self):
-        if self.final is None and self.n >= self.end_step:
-            kept = [s for s in self.steps if s.n < self.end_step]
-            final = [s for s in self.steps if s.n == self.end_step]
-            self.final = final[0] if final else (self.steps[-1] if self.steps else None)
-            self.steps = kept
-            self.chunk, self.human_action = None, None
-            if self.steps:
-                last = self.steps[-1]
+        ep = self.episode
+        if ep.final is None and ep.n >= ep.end_step:
+            kept = [s for s in ep.steps if s.n < ep.end_step]
+            final = [s for s in ep.steps if s.n == ep.end_step]
+            ep.final = final[0] if final else (ep.steps[-1] if ep.steps else None)
+            ep.steps = kept
+            ep.chunk, ep.human_action = None, None
+            if ep.steps:
+                last = ep.steps[-1]
                 if last.action is None:
-                    last.action, last.source = np.zeros(self.limits.action_dim, np.float32), self.last_source
-                last.reward = 1.0 if self.success else 0.0
+                    last.action, last.source = np.zeros(self.limits.action_dim, np.float32), ep.last_source
+                last.reward = 1.0 if ep.success else 0.0
 
     # --- the robot clock ---
 
     def observe(self, stamp_ns: int, position, now: float, critical: bool | None = None, human=KEEP):
         """Observation o_{n+1}: the robot's joint positions at `stamp_ns`. With it, where the caller has them at that
         moment: the task's critical-phase signal, and the operator's input (an action while driving, None when not)."""
-        if self.active and stamp_ns <= self.start_stamp:
+        ep = self.episode
+        if self.active and stamp_ns <= ep.start_stamp:
             return  # from before the episode began
         self.latest_stamp = int(stamp_ns)
-        if not self.active or self.final is not None:
+        if not self.active or ep.final is not None:
             self._progress(now)
             return
         position = np.asarray(position, np.float64)
@@ -288,49 +312,50 @@ class EpisodeEngine:
             self.warnings.append(f'observation ignored: joint positions {position} are not {self.low.size} '
                                  'finite values')
             return
-        self.position = position
-        self.n += 1
-        if self.target is None:
-            self.target = np.clip(position, self.low, self.high)
+        ep.position = position
+        ep.n += 1
+        if ep.target is None:
+            ep.target = np.clip(position, self.low, self.high)
         lead = self.max_target_lead
-        self.target = np.clip(self.target, position - lead, position + lead)
-        if self.steps and self.steps[-1].action is None:
-            self._consume(self.steps[-1])
-        if critical is None and self.pending_phase is not None and self.pending_phase[0] <= self.n:
-            critical, self.pending_phase = self.pending_phase[1], None
+        ep.target = np.clip(ep.target, position - lead, position + lead)
+        if ep.steps and ep.steps[-1].action is None:
+            self._consume(ep.steps[-1])
+        if critical is None and ep.pending_phase is not None and ep.pending_phase[0] <= ep.n:
+            critical, ep.pending_phase = ep.pending_phase[1], None
         if critical is not None:
-            before = self.phase.active
-            self.phase.update(signal=critical)
+            before = ep.phase.active
+            ep.phase.update(signal=critical)
             self._hand_over(before)
         if human is None:
-            self.human_time = -np.inf  # released: the branch below hands back
+            ep.human_time = -np.inf  # released: the branch below hands back
         elif human is not KEEP:
-            self.human_action, self.human_time = np.asarray(human, np.float32), now
-        step = PendingStep(self.n, int(stamp_ns), critical=self.phase.active)
-        self.steps.append(step)
-        if self.end_step is not None:
+            ep.human_action, ep.human_time = np.asarray(human, np.float32), now
+        step = PendingStep(ep.n, int(stamp_ns), critical=ep.phase.active)
+        ep.steps.append(step)
+        if ep.end_step is not None:
             self._settle_final()
         elif self._human_fresh(now):
             self._issue_human(now)
         else:
-            if self.human_action is not None:
+            if ep.human_action is not None:
                 self.set_human(None, now)
-            if not self.chunk_active and self.decide_after is None:
-                self.decide_after = int(stamp_ns)  # the next chunk is decided on this, the newest observation
+            if not self.chunk_active and ep.decide_after is None:
+                ep.decide_after = int(stamp_ns)  # the next chunk is decided on this, the newest observation
         self._progress(now)
 
     def _consume(self, step: PendingStep):
         """The robot executed one control step since `step`'s observation."""
+        ep = self.episode
         if self.chunk_active:
-            step.action, step.source = self.chunk.executed[self.k].astype(np.float32), self.chunk.source
-            self.target = self.chunk.points[self.k].copy()
-            self.k += 1
-            self.stats.steps_by_source[SOURCE_NAMES[step.source]] += 1
+            step.action, step.source = ep.chunk.executed[ep.k].astype(np.float32), ep.chunk.source
+            ep.target = ep.chunk.points[ep.k].copy()
+            ep.k += 1
+            ep.stats.steps_by_source[SOURCE_NAMES[step.source]] += 1
         else:
-            step.action, step.source = np.zeros(self.limits.action_dim, np.float32), self.last_source
-            self.stats.steps_by_source['hold'] += 1
-        self.stats.steps += 1
-        self.stats.critical_steps += int(step.critical)
+            step.action, step.source = np.zeros(self.limits.action_dim, np.float32), ep.last_source
+            ep.stats.steps_by_source['hold'] += 1
+        ep.stats.steps += 1
+        ep.stats.critical_steps += int(step.critical)
 
     # --- inputs from the graph ---
 
@@ -358,47 +383,51 @@ class EpisodeEngine:
 
     def set_human(self, action, now: float):
         """The human's per-step action while the dead-man button is held; None when released."""
+        ep = self.episode
         if action is None:
-            released = self.human_action is not None
-            self.human_action = None
-            if released and self.active and self.chunk is not None and self.chunk.source == SOURCE_HUMAN:
-                self.chunk = None  # the robot holds; the next chunk is decided from the newest inputs
-                self.decide_after = self.latest_stamp
+            released = ep.human_action is not None
+            ep.human_action = None
+            if released and self.active and ep.chunk is not None and ep.chunk.source == SOURCE_HUMAN:
+                ep.chunk = None  # the robot holds; the next chunk is decided from the newest inputs
+                ep.decide_after = self.latest_stamp
             self._progress(now)
             return
-        self.human_action = np.asarray(action, np.float32)
-        self.human_time = now
-        if self.active and self.final is None and self.end_step is None and self.target is not None:
+        ep.human_action = np.asarray(action, np.float32)
+        ep.human_time = now
+        if self.active and ep.final is None and ep.end_step is None and ep.target is not None:
             self._issue_human(now)  # a takeover interrupts the current chunk at once
         self._progress(now)
 
     def set_phase_signal(self, critical: bool, now: float, step: int | None = None):
         """The task's own critical-phase signal (the simulator's), when it arrives apart from the observations.
         With `step`, the index of the observation it belongs to: one not yet observed takes it when it arrives."""
-        if step is not None and self.active and step > self.n:
-            self.pending_phase = (int(step), bool(critical))
+        ep = self.episode
+        if step is not None and self.active and step > ep.n:
+            ep.pending_phase = (int(step), bool(critical))
             return
-        before = self.phase.active
-        self.phase.update(signal=critical)
+        before = ep.phase.active
+        ep.phase.update(signal=critical)
         self._hand_over(before)
         self._progress(now)
 
     def toggle_phase(self, now: float):
         """The human's phase button."""
-        before = self.phase.active
-        self.phase.human_toggle()
+        ep = self.episode
+        before = ep.phase.active
+        ep.phase.human_toggle()
         self._hand_over(before)
         self._progress(now)
 
     def _hand_over(self, before: bool):
-        if (self.active and self.phase.active and not before and not self.warmup
-                and self.chunk_active and self.chunk.source == SOURCE_VLA):
-            self.chunk = None  # the critical phase began mid-chunk: hand over to the actor now
-            self.decide_after = self.latest_stamp
+        ep = self.episode
+        if (self.active and ep.phase.active and not before and not ep.warmup
+                and self.chunk_active and ep.chunk.source == SOURCE_VLA):
+            ep.chunk = None  # the critical phase began mid-chunk: hand over to the actor now
+            ep.decide_after = self.latest_stamp
 
     def tick(self, now: float):
         """Call periodically: time-outs (waiting for the actor, for the final state)."""
-        if self.human_action is not None and not self._human_fresh(now):
+        if self.episode.human_action is not None and not self._human_fresh(now):
             self.set_human(None, now)
         self._progress(now)
 
@@ -406,11 +435,13 @@ class EpisodeEngine:
 
     def _deciding(self, now: float) -> bool:
         """Whether a chunk is waiting to be decided."""
-        return (self.end_step is None and not self.chunk_active and self.decide_after is not None
+        ep = self.episode
+        return (ep.end_step is None and not self.chunk_active and ep.decide_after is not None
                 and not self._human_fresh(now))
 
     def _human_fresh(self, now: float) -> bool:
-        return self.human_action is not None and now - self.human_time <= self.human_timeout_s
+        ep = self.episode
+        return ep.human_action is not None and now - ep.human_time <= self.human_timeout_s
 
     def _newest_inputs(self, after: int):
         for stamp in reversed(self.inputs):
@@ -426,35 +457,38 @@ class EpisodeEngine:
         self._flush(now)
 
     def _try_decide(self, now: float):
+        ep = self.episode
         if not self._deciding(now):
             return
-        found = self._newest_inputs(self.decide_after)
+        found = self._newest_inputs(ep.decide_after)
         if found is None:
             return
         stamp, _, ref = found
-        critical, warmup = self.phase.active, self.warmup
+        critical, warmup = ep.phase.active, ep.warmup
         actor_chunk = self.actor_chunks.get(stamp)
         if (critical and not warmup and actor_chunk is None
                 and now - self.last_actor_time <= self.actor_alive_s):
-            if self.wait_start is None:
-                self.wait_start = now
-            if now - self.wait_start < self.actor_wait_s:
+            if ep.wait_start is None:
+                ep.wait_start = now
+            if now - ep.wait_start < self.actor_wait_s:
                 return  # the actor is alive: give it a moment to refine this chunk
         decision = arbitrate(ref, self.limits, actor_chunk=actor_chunk, critical=critical, warmup=warmup,
                              critical_limits=self.critical_limits)
         self._issue(decision.executed, decision.source, ref, stamp, critical)
 
     def _issue_human(self, now: float):
-        chunk = np.tile(self.human_action, (self.C, 1))
+        ep = self.episode
+        chunk = np.tile(ep.human_action, (self.C, 1))
         newest = next(reversed(self.inputs), None)
         ref = self.inputs[newest][1] if newest is not None else np.zeros_like(chunk)
-        decision = arbitrate(ref, self.limits, human_chunk=chunk, critical=self.phase.active, warmup=self.warmup,
+        decision = arbitrate(ref, self.limits, human_chunk=chunk, critical=ep.phase.active, warmup=ep.warmup,
                              critical_limits=self.critical_limits)
         self._issue(decision.executed, SOURCE_HUMAN, ref if newest is not None else None,
-                    self.latest_stamp or 0, self.phase.active)
+                    self.latest_stamp or 0, ep.phase.active)
 
     def _issue(self, chunk: np.ndarray, source: int, ref, stamp: int, critical: bool):
-        start = self.target.copy()  # the point the robot was last sent to (mid-chunk on an interruption)
+        ep = self.episode
+        start = ep.target.copy()  # the point the robot was last sent to (mid-chunk on an interruption)
         limits = self.critical_limits if critical else self.limits
         executed = np.clip(np.asarray(chunk, np.float64), limits.low, limits.high)
         points, p = [], start
@@ -462,23 +496,23 @@ class EpisodeEngine:
             p = np.clip(p + delta, self.low, self.high)
             points.append(p)
         points = np.array(points)
-        unsafe = command_violation(start, points, self.position, self.low, self.high, limits, self.max_target_lead)
+        unsafe = command_violation(start, points, ep.position, self.low, self.high, limits, self.max_target_lead)
         if unsafe:  # the last check before the controller: hold instead, say why, decide again next step
-            self.chunk, self.decide_after, self.wait_start = None, None, None
-            self.stats.refused_commands += 1
-            self.warnings.append(f'episode {self.episode_id}: robot holds, {SOURCE_NAMES[source]} chunk refused: '
+            ep.chunk, ep.decide_after, ep.wait_start = None, None, None
+            ep.stats.refused_commands += 1
+            self.warnings.append(f'episode {ep.episode_id}: robot holds, {SOURCE_NAMES[source]} chunk refused: '
                                  f'{unsafe}')
             return
-        self.chunk = Command(points=points, executed=executed.astype(np.float32), reference=ref,
-                             source=source, stamp_ns=int(stamp), start=start, episode_id=self.episode_id,
-                             chunk_index=self.chunk_index, critical=bool(critical))
-        self.k = 0
-        self.chunk_index += 1
-        self.last_source = source
-        self.decide_after = None
-        self.wait_start = None
-        self.stats.chunks_by_source[SOURCE_NAMES[source]] += 1
-        self._commands.append(self.chunk)
+        ep.chunk = Command(points=points, executed=executed.astype(np.float32), reference=ref,
+                             source=source, stamp_ns=int(stamp), start=start, episode_id=ep.episode_id,
+                             chunk_index=ep.chunk_index, critical=bool(critical))
+        ep.k = 0
+        ep.chunk_index += 1
+        ep.last_source = source
+        ep.decide_after = None
+        ep.wait_start = None
+        ep.stats.chunks_by_source[SOURCE_NAMES[source]] += 1
+        self._commands.append(ep.chunk)
 
     # --- transitions ---
 
@@ -492,50 +526,53 @@ class EpisodeEngine:
         return None
 
     def _flush(self, now: float):
-        while self.steps and self.steps[0].action is not None:
-            if self.end_step is None and (len(self.steps) < 2 or self.steps[1].action is None):
+        ep = self.episode
+        while ep.steps and ep.steps[0].action is not None:
+            if ep.end_step is None and (len(ep.steps) < 2 or ep.steps[1].action is None):
                 return  # its reward is known once the step after it, or the episode's end, is
-            if self.record and not self._record(self.steps[0], now):
+            if self.record and not self._record(ep.steps[0], now):
                 return
-            self.steps.pop(0)
-        if self.final is None and self.end_step is not None and self.n >= self.end_step and not self.steps:
+            ep.steps.pop(0)
+        if ep.final is None and ep.end_step is not None and ep.n >= ep.end_step and not ep.steps:
             self._finish_stats()  # the episode ended before its first observation
             return
-        if self.final is not None and not self.steps:
+        if ep.final is not None and not ep.steps:
             if self.record:
-                found = self._state_for(self.final.stamp)
+                found = self._state_for(ep.final.stamp)
                 if found is None:
-                    if now - self.end_time < self.final_wait_s:
+                    if now - ep.end_time < self.final_wait_s:
                         return
                     found = self._latest_state()
                 if found is not None:
                     x, ref, _ = found
-                    self._transitions += self._count(self.builder.finish(x, ref, self.terminated))
+                    self._transitions += self._count(ep.builder.finish(x, ref, ep.terminated))
             self._finish_stats()
 
     def _record(self, step: PendingStep, now: float) -> bool:
         """Record one step into the transition builder; False while its state is still awaited."""
-        critical, needs = step.critical, step.critical and self.builder.needs_observation()
+        ep = self.episode
+        critical, needs = step.critical, step.critical and ep.builder.needs_observation()
         x = ref = None
         if needs:
             found = self._state_for(step.stamp)
             if found is None:
-                if self.final is None or now - self.end_time < self.final_wait_s:
+                if ep.final is None or now - ep.end_time < self.final_wait_s:
                     return False
                 found = self._latest_state()
             if found is None:  # the VLA has computed nothing yet: no window can start here
                 critical = False
-                self.stats.unrecorded_transitions += 1
+                ep.stats.unrecorded_transitions += 1
             else:
                 x, ref, exact = found
-                self.stats.approximated_states += int(not exact)
-        self._transitions += self._count(self.builder.record(step.action, step.reward, step.source, critical,
+                ep.stats.approximated_states += int(not exact)
+        self._transitions += self._count(ep.builder.record(step.action, step.reward, step.source, critical,
                                                              x=x, ref=ref))
         return True
 
     def _finish_stats(self):
-        self.stats.success = self.success
-        self._finished.append(self.stats)
+        ep = self.episode
+        ep.stats.success = ep.success
+        self._finished.append(ep.stats)
         self.active = False
 
     def _latest_state(self):
@@ -544,7 +581,8 @@ class EpisodeEngine:
         return *self.inputs[next(reversed(self.inputs))], False
 
     def _count(self, transitions):
-        self.stats.transitions += len(transitions)
+        ep = self.episode
+        ep.stats.transitions += len(transitions)
         for t in transitions:
-            t.warmup = self.warmup
+            t.warmup = ep.warmup
         return transitions
