@@ -34,7 +34,7 @@ def test_recorded_matmuls_match_a_hand_count():
 
 def test_benchmark_runs_on_a_tiny_budget(capsys):
     """The real entry point, timing the plain ReferenceTD3 loop beside the learner (eager, for speed)."""
-    main(['--threads', '1', '--updates', '4', '--repeats', '1', '--state-dim', str(S), '--chunk-len', str(C),
+    main(['--threads', '1', '--updates', '4', '--repeats', '1', '--state-dim', str(S),
           '--batch-size', str(B), '--no-compile'])
     out = capsys.readouterr().out
     assert 'plain PyTorch loop' in out and '(ReferenceTD3,' in out and 'x the plain loop' in out
