@@ -121,7 +121,7 @@ class RLTTrainConfig:
     threads: int = 1
     """Torch threads."""
     compile: bool = True
-    """Compile the learner's update with TorchInductor: ~1.6x the updates/s, after ~30 s of compiling (without a
+    """Compile the learner's update with TorchInductor: faster updates after a compile at start (without a
     C++ compiler it warns and runs eagerly; --no-compile: eager from the start)."""
     demo_replay: str = ''
     """Replay folder of demonstrations made by `python -m rlt_train.demo_replay` ('': none): prior data."""
@@ -243,8 +243,8 @@ def run_episode(env, inputs, learner, cfg, profile, seed, train, warmup, replay=
 
 def evaluate(env, inputs, learner, cfg, profile, episodes) -> dict:
     """Noise-free episodes on the held-out seeds: success rate, mean (critical-phase) steps, and the mean
-    horizontal move commanded per critical-phase step in mm (the base VLA's ~0.01 mm; a policy that shakes the
-    peg against the rim at the per-step limit reads several mm)."""
+    horizontal move commanded per critical-phase step in mm (a policy that shakes the peg against the rim at the
+    per-step limit reads high)."""
     results = [run_episode(env, inputs, learner, cfg, profile, EVAL_SEED + i, train=False, warmup=False)
                for i in range(episodes)]
     return {'success_rate': float(np.mean([r['success'] for r in results])),
