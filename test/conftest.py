@@ -88,6 +88,13 @@ class Processes:
         out = proc.stdout.read() if proc.stdout else ''
         return out
 
+    def kill(self, proc) -> str:
+        """SIGKILL, as a crash: no clean-up runs in the process; returns its output."""
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return proc.stdout.read() if proc.stdout else ''
+
     def stop_all(self):
         for proc in self.procs:
             self.stop(proc)
