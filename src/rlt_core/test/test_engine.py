@@ -279,3 +279,20 @@ def test_non_finite_observations_and_malformed_chunks_never_reach_the_robot():
     for _ in range(8):
         robot.tick()
     assert all(np.all(np.isfinite(c.points)) for c in robot.sent)
+
+
+@pytest.mark.parametrize('ready', [False, True])
+def test_a_running_actor_gets_the_first_chunk_of_the_critical_phase(ready):
+    """The actor refines only in the critical phase, so at its start it has sent nothing for a while: with the
+    actor known to run (actor_ready) the engine waits for its chunk; without, the VLA's chunk goes at once."""
+    arb = make()
+    arb.actor_ready = ready
+    robot = FakeRobot(arb)
+    arb.start_episode(0)
+    for _ in range(3):
+        robot.tick()
+    arb.set_phase_signal(True, now=robot.t * 0.05, step=robot.t + 1)
+    stamp = robot.tick()  # the VLA's inputs arrive first, the actor's chunk a moment later
+    arb.add_actor_chunk(stamp, np.full((C, A), 0.0005, np.float32), now=robot.t * 0.05 + 0.01)
+    robot.collect()
+    assert robot.sent[-1].source == (SOURCE_ACTOR if ready else SOURCE_VLA)

@@ -29,7 +29,7 @@ from collections import deque
 from builtin_interfaces.msg import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, Joy
-from std_msgs.msg import String
+from std_msgs.msg import String, UInt64
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
@@ -43,7 +43,7 @@ from rlt_interfaces.msg import ActionChunk, EpisodeEvent, RLToken, Transition
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns, transition_to_msg
 from rlt_nodes.markers import chunk_markers
 from rlt_nodes.params import ROBOT_PROFILE, desc
-from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, STATS_QOS, TRANSITIONS_QOS
+from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, LATCHED_QOS, STATS_QOS, TRANSITIONS_QOS
 from rlt_nodes.spin import spin_node
 
 
@@ -92,11 +92,14 @@ class ArbiterNode(Node):
         self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
         self.create_subscription(RLToken, 'rlt/rl_token', self.on_token, CHUNK_QOS)
         self.create_subscription(ActionChunk, 'rlt/reference_chunk', self.on_reference, CHUNK_QOS)
-        self.create_subscription(ActionChunk, 'rlt/actor_chunk', self.on_actor_chunk, CHUNK_QOS)
+        self.actor_chunks = self.create_subscription(ActionChunk, 'rlt/actor_chunk', self.on_actor_chunk, CHUNK_QOS)
         self.create_subscription(Joy, 'joy', self.on_joy, 10)
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
         self.create_subscription(String, 'rlt/learner_stats', self.on_learner_stats, 10)
+        self.actor_version = 0
+        self.create_subscription(UInt64, 'rlt/actor_version', self.on_actor_version, LATCHED_QOS)
         self.create_timer(0.01, self.on_timer)
+        self.create_timer(0.5, self.check_actor)
         self.get_logger().info(f'arbiter: robot profile {profile.name} ({profile.hash}), commands on '
                                f'{controller}/joint_trajectory, C={self.C}, warmup {warmup} episodes, '
                                f'episodes from {self.episode_source}')
@@ -147,6 +150,14 @@ class ArbiterNode(Node):
         except ValueError as err:
             self.get_logger().warning(f'refused VLA inputs: {err}', throttle_duration_sec=2.0)
         self.drain()
+
+    def on_actor_version(self, msg: UInt64):
+        self.actor_version = msg.data
+        self.check_actor()
+
+    def check_actor(self):
+        """The engine waits for the actor at critical-phase chunk boundaries while it runs with weights."""
+        self.engine.actor_ready = self.actor_version > 0 and self.actor_chunks.get_publisher_count() > 0
 
     def on_actor_chunk(self, msg: ActionChunk):
         try:

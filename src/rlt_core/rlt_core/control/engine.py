@@ -190,6 +190,10 @@ class EpisodeEngine:
         """(x, ref) of the newest observations the VLA computed, by stamp (they outlive an episode)."""
         self.actor_chunks: OrderedDict[int, np.ndarray] = OrderedDict()
         self.last_actor_time = -np.inf
+        self.actor_ready = False
+        """Set by the caller while the actor is running with weights: at a critical-phase chunk boundary the engine
+        then waits up to `actor_wait_s` for its chunk, even when it has sent none for `actor_alive_s` (as at the
+        start of every critical phase, since the actor refines only there)."""
         self.episodes_started = 0
         self.active = False
         self.latest_stamp = None
@@ -467,7 +471,7 @@ class EpisodeEngine:
         critical, warmup = ep.phase.active, ep.warmup
         actor_chunk = self.actor_chunks.get(stamp)
         if (critical and not warmup and actor_chunk is None
-                and now - self.last_actor_time <= self.actor_alive_s):
+                and (self.actor_ready or now - self.last_actor_time <= self.actor_alive_s)):
             if ep.wait_start is None:
                 ep.wait_start = now
             if now - ep.wait_start < self.actor_wait_s:
