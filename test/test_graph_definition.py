@@ -4,6 +4,7 @@ robot profile every node, the simulator and the trainers take every robot quanti
 import ast
 import dataclasses
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -286,11 +287,14 @@ def test_trainers_take_the_robot_from_the_profile(tmp_path):
     from rlt_core.models.vla.small_vla import SmallVLA
     from rlt_sim import PegInsertionEnv, SimConfig
     from rlt_sim.record import RecordConfig
-    from rlt_train import demo_replay, train_vla
+    from rlt_train import demo_replay, train_rlt, train_vla
     path = other_profile(tmp_path / 'other_cell.yaml')
     profile = RobotProfile.load(path)
     assert demo_replay.DemoReplayConfig(robot_profile=path).profile() == profile
     assert train_vla.VLATrainConfig(robot_profile=path).profile() == profile
+    assert train_rlt.load_profile(train_rlt.RLTTrainConfig(robot_profile=path)) == profile
+    c1 = train_rlt.load_profile(train_rlt.apply_ablation(train_rlt.RLTTrainConfig(robot_profile=path, ablation='c1')))
+    assert c1 == replace(profile, actor_chunk_len=1, stride=1) and c1.hash != profile.hash
     with pytest.raises(ValueError, match='execute_steps'):  # at most H = 8 of this robot's actions
         train_vla.VLATrainConfig(robot_profile=path, execute_steps=profile.vla_chunk_len + 1)
     train_vla.VLATrainConfig(execute_steps=profile.vla_chunk_len + 1)  # the default cell's H is 10

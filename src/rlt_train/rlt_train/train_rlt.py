@@ -291,7 +291,7 @@ def train(cfg: RLTTrainConfig) -> dict:
     inputs = FrozenPolicyInputs(vla, token, use_token=cfg.ablation not in ('residual', 'image_encoder'),
                                 oracle=cfg.ablation == 'oracle_offset', oracle_noise_mm=cfg.oracle_noise_mm,
                                 frames=frames)
-    env = PegInsertionEnv(SimConfig(max_steps=profile.max_steps, control_hz=profile.control_hz))
+    env = PegInsertionEnv(SimConfig.from_profile(profile))
 
     learner = None
     if cfg.ablation != 'noise_only':
