@@ -66,7 +66,8 @@ class LearnerNode(Node):
         self.min_transitions = p('min_transitions', 256, desc('transitions before the first update')).value
         self.publish_every = p('publish_every', 50, desc('updates between weight publications')).value
         self.checkpoint_every = p('checkpoint_every', 500, desc(
-            'updates between checkpoints in replay_dir (learner.pt; also written when the learner stops)')).value
+            'updates between checkpoints in replay_dir (learner.pt; also written when the learner stops; '
+            '0: only then)')).value
         self.max_unsaved = p('max_unsaved_transitions', 100_000, desc(
             'transitions kept in memory while the disk refuses writes; the oldest beyond are dropped')).value
         self.disk_retry_s = p('disk_retry_s', 5.0, desc('seconds between tries of a write that failed')).value
@@ -169,6 +170,9 @@ class LearnerNode(Node):
                     except CheckpointMismatchError as err:
                         self.setup_error = err
                         raise
+                    except OSError as err:  # tried again with the next transition
+                        raise ValueError(f'replay or checkpoint in {self.replay_dir} not readable or '
+                                         f'writable: {err}') from err
                 paused = self.disk.paused
                 self.disk.add(t)
                 self.learning += not t.warmup
@@ -178,7 +182,8 @@ class LearnerNode(Node):
                                             f'retried every {self.disk_retry_s} s')
         except ValueError as err:
             self.refused += 1
-            log = self.get_logger().error if isinstance(err, CheckpointMismatchError) else self.get_logger().warning
+            serious = isinstance(err, CheckpointMismatchError) or isinstance(err.__cause__, OSError)
+            log = self.get_logger().error if serious else self.get_logger().warning
             log(f'refused transition: {err}', throttle_duration_sec=10.0)
             return
         self.received += 1
@@ -203,7 +208,7 @@ class LearnerNode(Node):
                 self.metrics = dict(self.learner.update(self.learner.prepare(batch)))
                 if self.learner.num_updates % self.publish_every == 0:
                     self.publish_weights()
-                if self.learner.num_updates % self.checkpoint_every == 0:
+                if self.checkpoint_every > 0 and self.learner.num_updates % self.checkpoint_every == 0:
                     with self.lock:
                         state = self.checkpoint_state()
                     self.checkpoint(state)  # written outside the lock: transitions keep arriving
@@ -212,10 +217,12 @@ class LearnerNode(Node):
 
     def retry_disk(self):
         """Paused on a failed write: try again now and then (the lock held)."""
+        checkpoint_due = self.disk.checkpoint_error is not None
         written = self.disk.retry(self.checkpoint_state)
         if written:
-            self.checkpoint_updates = self.learner.num_updates
-            self.get_logger().info('the disk takes writes again: transitions and checkpoint written, updates resumed')
+            if checkpoint_due:
+                self.checkpoint_updates = self.learner.num_updates
+            self.get_logger().info('the disk takes writes again: what waited is written, updates resumed')
         elif written is False:
             self.get_logger().error(f'disk still refuses writes ({self.disk.error}): {len(self.replay.unsaved)} '
                                     f'transitions wait in memory, {self.replay.dropped_unsaved} dropped',

@@ -94,7 +94,10 @@ class Checkpoints:
             except (OSError, ValueError, RuntimeError, EOFError, KeyError, TypeError, AttributeError) as err:
                 self.errors.append(f'corrupt learner checkpoint {path} ({type(err).__name__}: {err})')
                 if name == CURRENT:
-                    os.replace(path, self.folder / CORRUPT)
+                    try:
+                        os.replace(path, self.folder / CORRUPT)
+                    except OSError as err:  # a read-only folder: the learner cannot save either
+                        self.errors.append(f'{path} not set aside: {err}')
                 continue
             if saved['meta'] != self.meta:
                 there = saved['meta']
