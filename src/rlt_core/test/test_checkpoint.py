@@ -118,7 +118,7 @@ def test_a_failed_checkpoint_write_leaves_the_old_files(tmp_path, monkeypatch):
 
 def test_replay_writes_wait_in_memory_while_the_disk_is_full(tmp_path, monkeypatch):
     disk = FullDisk(monkeypatch)
-    rb = ReplayBuffer(4, 2, 1, path=tmp_path)
+    rb = ReplayBuffer(4, 2, 1, path=tmp_path, max_unsaved=100)
     for i in range(3):
         rb.add(_t(i))
     disk.full = True
@@ -148,7 +148,7 @@ def test_learner_disk_pauses_on_a_full_disk_and_resumes_losing_nothing(tmp_path,
     disk = FullDisk(monkeypatch)
     now = [0.0]
     learner = _learner(updates=2)
-    store = LearnerDisk(ReplayBuffer(4, 2, 1, path=tmp_path), Checkpoints(tmp_path, META), retry_s=5.0,
+    store = LearnerDisk(ReplayBuffer(4, 2, 1, path=tmp_path, max_unsaved=100), Checkpoints(tmp_path, META), retry_s=5.0,
                         clock=lambda: now[0])
     store.add(_t(0))
     assert store.checkpoint(_state(learner, version=1)) and not store.paused
@@ -168,3 +168,17 @@ def test_learner_disk_pauses_on_a_full_disk_and_resumes_losing_nothing(tmp_path,
     assert store.checkpoints.load()['version'] == 2
     store.replay.close()
     assert len(ReplayBuffer(4, 2, 1, path=tmp_path)) == 3
+
+
+def test_without_max_unsaved_a_failed_write_raises_and_keeps_whole_records(tmp_path, monkeypatch):
+    disk = FullDisk(monkeypatch)
+    rb = ReplayBuffer(4, 2, 1, path=tmp_path)
+    rb.add(_t(0))
+    disk.full = True
+    with pytest.raises(OSError, match='No space'):
+        rb.add(_t(1))  # a part written, then cut back
+    assert len(rb) == 1 and (tmp_path / 'transitions.bin').stat().st_size == rb.dtype.itemsize
+    disk.full = False
+    rb.add(_t(2))
+    rb.close()
+    assert ReplayBuffer(4, 2, 1, path=tmp_path).online.x[:2, 0].tolist() == [0, 2]
