@@ -151,8 +151,8 @@ class LearnerNode(Node):
         if self.disk.checkpoint(state):
             self.checkpoint_updates = state['learner']['num_updates']
             return True
-        self.get_logger().error(f'checkpoint not written ({self.disk.error}); updates paused, retried every '
-                                f'{self.disk_retry_s} s')
+        then = 'lost' if self.stopping.is_set() else f'updates paused, retried every {self.disk_retry_s} s'
+        self.get_logger().error(f'checkpoint not written ({self.disk.error}): {then}')
         return False
 
     def on_transition(self, msg: Transition):

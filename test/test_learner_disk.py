@@ -1,5 +1,6 @@
-"""The learner node on a full disk (os.write failing in its process): updates pause, the transitions it receives
-wait in memory, and once the disk takes writes again they are written and the updates resume, none lost."""
+"""The learner node and its disk, in this process: on a full disk (os.write failing) updates pause, the transitions
+it receives wait in memory, and once the disk takes writes again they are written and the updates resume, none
+lost; another learner's checkpoint in its replay_dir is refused and left as it is."""
 
 import errno
 import os
@@ -9,6 +10,7 @@ import rclpy
 from conftest import replay_records
 from test_learner_node import transition
 
+from rlt_core.rl.checkpoint import Checkpoints
 from rlt_nodes.learner import LearnerNode
 
 
@@ -17,6 +19,30 @@ def wait_for(condition, timeout=30.0) -> bool:
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.01)
     return bool(condition())
+
+
+def start_learner(ros_env, **params):
+    rclpy.init(args=['--ros-args', *[a for k, v in params.items() for a in ('-p', f'{k}:={v}')]],
+               domain_id=int(ros_env['ROS_DOMAIN_ID']))
+    return LearnerNode()  # its update thread runs; the test calls its subscription callback itself
+
+
+def test_another_learners_checkpoint_is_refused_and_kept(ros_env, tmp_path):
+    Checkpoints(tmp_path, {'state_dim': 99}).save({'learner': {}})
+    before = (tmp_path / 'learner.pt').read_bytes()
+    try:
+        node = start_learner(ros_env, replay_dir=str(tmp_path), compile='false')
+        try:
+            node.on_transition(transition(0))
+            node.on_transition(transition(1))
+            assert node.refused == 2 and node.received == 0 and node.learner is None
+            assert 'another replay_dir' in str(node.setup_error)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown()
+    assert (tmp_path / 'learner.pt').read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == \
+        ['learner.pt']
 
 
 def test_learner_on_a_full_disk_pauses_keeps_what_it_receives_and_resumes(ros_env, tmp_path, monkeypatch):
@@ -29,10 +55,8 @@ def test_learner_on_a_full_disk_pauses_keeps_what_it_receives_and_resumes(ros_en
 
     params = {'replay_dir': str(tmp_path), 'min_transitions': 8, 'batch_size': 8, 'hidden': '[16, 16]',
               'compile': 'false', 'publish_every': 10, 'checkpoint_every': 20, 'disk_retry_s': 0.2}
-    rclpy.init(args=['--ros-args', *[a for k, v in params.items() for a in ('-p', f'{k}:={v}')]],
-               domain_id=int(ros_env['ROS_DOMAIN_ID']))
     try:
-        node = LearnerNode()  # its update thread runs; the test calls its subscription callback itself
+        node = start_learner(ros_env, **params)
         try:
             for i in range(8):
                 node.on_transition(transition(i))
