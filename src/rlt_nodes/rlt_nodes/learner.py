@@ -22,13 +22,15 @@ one. After a clean stop that actor is the last published; after a crash, the las
 `checkpoint_every` updates behind the last published unless `checkpoint_every` divides `publish_every`: a
 checkpoint is written before the weights of the same update are published (and they are not, if it fails),
 so then every published actor is on disk first (a checkpoint of the default 2x256 networks: ~5 MB, ~60 ms).
-A checkpoint of another learner (robot profile, state_dim, C, A, widths) is refused with a logged error
-saying what to do, and left as it is; the learner then takes no transitions. When a write fails (a full disk), updates and checkpoints pause, received transitions wait in
-memory (at most `max_unsaved_transitions`, the oldest dropped and counted), and every `disk_retry_s` the
-learner tries again; once the disk takes them it resumes. Hyper-parameters default to
-those of `rlt_train.train_rlt.RLTTrainConfig`. The actor's chunk length, action dimension, scale and output
-range come from the robot profile (`robot_profile`), and its weights carry the profile's hash; transitions
-of another shape are refused.
+A checkpoint of another learner (robot profile, state_dim, C, A, widths) is refused with a logged error saying
+what to do, and left as it is; the learner then takes no transitions. When a write fails (a full disk),
+updates and checkpoints pause, received transitions wait in memory (at most `max_unsaved_transitions`, the
+oldest dropped and counted), and every `disk_retry_s` the learner tries again; once the disk takes them it
+resumes.
+
+Hyper-parameters default to those of `rlt_train.train_rlt.RLTTrainConfig`. The actor's chunk length, action
+dimension, scale and output range come from the robot profile (`robot_profile`), and its weights carry the
+profile's hash; transitions of another shape are refused.
 """
 
 import array
