@@ -78,3 +78,29 @@ def test_learner_on_a_full_disk_pauses_keeps_what_it_receives_and_resumes(ros_en
     finally:
         rclpy.shutdown()
     assert replay_records(tmp_path) == 16
+
+
+def test_with_checkpoint_every_dividing_publish_every_every_published_actor_is_on_disk(ros_env, tmp_path):
+    published = []
+    try:
+        node = start_learner(ros_env, replay_dir=str(tmp_path), min_transitions=8, batch_size=8, hidden='[16, 16]',
+                             compile='false', publish_every=10, checkpoint_every=10)
+        real_publish = node.weights_pub.publish
+
+        def publish(msg):  # what is on disk as each weights message goes out
+            state = node.disk.checkpoints.load()
+            published.append((msg.version, state['version'], state['learner']['num_updates'],
+                              node.learner.num_updates))
+            real_publish(msg)
+        node.weights_pub.publish = publish
+        try:
+            for i in range(8):
+                node.on_transition(transition(i))
+            assert wait_for(lambda: len(published) == 4)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown()
+    assert [p[2] for p in published] == [10, 20, 30, 40]
+    assert all(version == on_disk and updates_on_disk == updates
+               for version, on_disk, updates_on_disk, updates in published), published
