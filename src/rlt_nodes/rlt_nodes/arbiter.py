@@ -80,7 +80,11 @@ class ArbiterNode(Node):
         self.human_held = False
         self.episode_counter = 0
         self.q = None
-        self.held = deque()  # transitions recorded while no subscriber has matched rlt/transitions
+        # Transitions recorded while no subscriber has matched rlt/transitions: at most max_held_transitions,
+        # the oldest dropped beyond that (counted in dropped_transitions).
+        self.held = deque(maxlen=p('max_held_transitions', 100_000, desc(
+            'transitions held while no learner subscribes; beyond, the oldest are dropped (and counted)')).value)
+        self.dropped_transitions = 0
 
         controller = profile.controller_name
         self.traj_pub = self.create_publisher(JointTrajectory, f'{controller}/joint_trajectory', 10)
@@ -239,8 +243,14 @@ class ArbiterNode(Node):
     def send_transitions(self, transitions):
         """Publish, or hold while nothing subscribes: a RELIABLE writer drops what it sends before it has
         matched a reader. Held ones go out oldest first, at most half the queue depth per call, so that a
-        backlog does not fill the queue at once."""
+        backlog does not fill the queue at once. Beyond `max_held_transitions` the oldest held are dropped."""
+        dropped = max(0, len(self.held) + len(transitions) - self.held.maxlen)
         self.held.extend(transitions)
+        if dropped:
+            self.dropped_transitions += dropped
+            self.get_logger().error(f'{self.dropped_transitions} recorded transitions dropped so far (the oldest): '
+                                    f'{self.held.maxlen} held and still nothing subscribes to rlt/transitions',
+                                    throttle_duration_sec=10.0)
         if not self.held:
             return
         if self.transition_pub.get_subscription_count() == 0:
@@ -254,6 +264,8 @@ class ArbiterNode(Node):
         if self.held:
             self.get_logger().error(f'{len(self.held)} recorded transitions were never sent: nothing subscribed '
                                     'to rlt/transitions')
+        if self.dropped_transitions:
+            self.get_logger().error(f'{self.dropped_transitions} recorded transitions were dropped while held')
         super().destroy_node()
 
     def publish_command(self, cmd):

@@ -11,10 +11,26 @@ executor would let the transitions topic's queue overflow). Every `publish_every
 publishes the actor's weights on rlt/actor_weights (ActorWeights: safetensors + SHA-256,
 RELIABLE + TRANSIENT_LOCAL depth 1, version strictly increasing, also across restarts: it never
 falls below the wall-clock milliseconds of publication). Statistics (updates, transitions, losses,
-weights version) go to rlt/learner_stats as a JSON std_msgs/String. Hyper-parameters default to
-those of `rlt_train.train_rlt.RLTTrainConfig`. The actor's chunk length, action dimension, scale and output
-range come from the robot profile (`robot_profile`), and its weights carry the profile's hash; transitions
-of another shape are refused.
+weights version, checkpoint, disk) go to rlt/learner_stats as a JSON std_msgs/String.
+
+Checkpoints (`rlt_core.rl.checkpoint`): every `checkpoint_every` updates and when it stops, the learner
+writes its networks, optimisers and counters (updates, weights version, learning transitions) atomically
+to `replay_dir/learner.pt` (the one before kept as `learner.prev.pt`, the fallback when the newest is
+corrupt). A restarted learner resumes the newest whole one and, before any update, re-publishes its actor
+with a version greater than every one published before: the actor never takes a fresh policy over a trained
+one. After a clean stop that actor is the last published; after a crash, the last checkpoint's, at most
+`checkpoint_every` updates behind the last published unless `checkpoint_every` divides `publish_every`: a
+checkpoint is written before the weights of the same update are published (and they are not, if it fails),
+so then every published actor is on disk first (a checkpoint of the default 2x256 networks: ~5 MB, ~60 ms).
+A checkpoint of another learner (robot profile, state_dim, C, A, widths) is refused with a logged error saying
+what to do, and left as it is; the learner then takes no transitions. When a write fails (a full disk),
+updates and checkpoints pause, received transitions wait in memory (at most `max_unsaved_transitions`, the
+oldest dropped and counted), and every `disk_retry_s` the learner tries again; once the disk takes them it
+resumes.
+
+Hyper-parameters default to those of `rlt_train.train_rlt.RLTTrainConfig`. The actor's chunk length, action
+dimension, scale and output range come from the robot profile (`robot_profile`), and its weights carry the
+profile's hash; transitions of another shape are refused.
 """
 
 import array
@@ -29,6 +45,7 @@ from std_msgs.msg import String
 
 from rlt_core.control.profile import RobotProfile
 from rlt_core.rl.actor import ActorConfig, pack_weights
+from rlt_core.rl.checkpoint import CheckpointMismatchError, Checkpoints, LearnerDisk
 from rlt_core.rl.schedule import updates_allowed
 from rlt_core.rl.td3 import RLTLearner, TD3Config
 from rlt_core.runtime import setup_torch
@@ -52,6 +69,12 @@ class LearnerNode(Node):
         self.batch_size = p('batch_size', d.batch_size, desc('transitions per update')).value
         self.min_transitions = p('min_transitions', 256, desc('transitions before the first update')).value
         self.publish_every = p('publish_every', 50, desc('updates between weight publications')).value
+        self.checkpoint_every = p('checkpoint_every', 500, desc(
+            'updates between checkpoints in replay_dir (learner.pt; also written when the learner stops; '
+            '0: only then)')).value
+        self.max_unsaved = p('max_unsaved_transitions', 100_000, desc(
+            'transitions kept in memory while the disk refuses writes; the oldest beyond are dropped')).value
+        self.disk_retry_s = p('disk_retry_s', 5.0, desc('seconds between tries of a write that failed')).value
         self.td3 = TD3Config(
             gamma=p('gamma', d.gamma, desc('discount per control step')).value,
             beta=p('beta', d.beta, desc('weight of ||a - ref_chunk||^2 in the actor loss')).value,
@@ -72,8 +95,10 @@ class LearnerNode(Node):
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
         self.compile = p('compile', True, desc("compile the update with TorchInductor (a slow first update)")).value
         setup_torch(self.threads, self.seed)
-        self.learner = self.replay = None
+        self.learner = self.replay = self.disk = None
+        self.setup_error = None  # why the learner refuses to start (another learner's checkpoint)
         self.version, self.received, self.refused, self.learning = 0, 0, 0, 0
+        self.checkpoint_updates = 0  # updates of the last checkpoint written or resumed
         self.metrics, self.failure = {}, None
         self.lock = threading.Lock()  # the replay and its counters, shared by the executor and the update thread
         self.stopping = threading.Event()
@@ -88,16 +113,52 @@ class LearnerNode(Node):
         self.updater.start()
 
     def _setup(self, t):
+        """The replay, the learner and its checkpoint, on the first transition (its state_dim); the caller holds
+        the lock. Raises ValueError (CheckpointMismatchError) when replay_dir holds another learner's."""
         from rlt_core.rl.replay import ReplayBuffer
         chunk_len, action_dim = self.profile.actor_chunk_len, self.profile.action_dim
-        self.replay = ReplayBuffer(t.state.size, chunk_len, action_dim, path=Path(self.replay_dir))
+        checkpoints = Checkpoints(self.replay_dir, {
+            'state_dim': int(t.state.size), 'chunk_len': chunk_len, 'action_dim': action_dim,
+            'profile_hash': self.profile.hash, 'hidden': list(self.td3.critic_hidden),
+            'critic_layer_norm': bool(self.td3.critic_layer_norm)})
+        state = checkpoints.load()  # CheckpointMismatchError: refused before anything is written
+        for error in checkpoints.errors:
+            self.get_logger().error(f'{error}; falling back to the previous checkpoint')
+        replay = ReplayBuffer(t.state.size, chunk_len, action_dim, path=Path(self.replay_dir),
+                              max_unsaved=self.max_unsaved)
         # C, the action dimension, scale (max_delta) and output range (critical_max_delta) and the hash: the profile's
-        self.learner = RLTLearner(self.profile.actor_config(t.state.size, hidden=self.td3.critic_hidden,
-                                                            std=self.actor_std),
-                                  self.td3, seed=self.seed, device=self.device, compile=self.compile)
-        self.learning = len(self.replay)
+        learner = RLTLearner(self.profile.actor_config(t.state.size, hidden=self.td3.critic_hidden,
+                                                       std=self.actor_std),
+                             self.td3, seed=self.seed, device=self.device, compile=self.compile)
+        self.replay, self.learner = replay, learner
+        self.disk = LearnerDisk(replay, checkpoints, retry_s=self.disk_retry_s)
         self.get_logger().info(f'replay of state_dim {t.state.size}, C={chunk_len}, A={action_dim}: '
-                               f'{len(self.replay)} transitions loaded')
+                               f'{len(replay)} transitions loaded')
+        if state is None:
+            self.learning = len(replay)
+            return
+        learner.load_state_dict(state['learner'])
+        # Transitions stored after the checkpoint earn updates (their warmup flag is not stored), as a reload does.
+        self.learning = state['learning'] + max(0, replay.num_added - state['transitions'])
+        self.version = max(self.version, state['version'])
+        self.checkpoint_updates = learner.num_updates
+        self.publish_weights()  # before any update: the checkpoint's actor, newer than all published before
+        self.get_logger().info(f'resumed checkpoint {checkpoints.path} of {learner.num_updates} updates; its actor '
+                               f're-published as weights version {self.version}')
+
+    def checkpoint_state(self, version: int | None = None) -> dict:
+        """What a checkpoint holds (`version`: the last published, or the one about to be); called with the lock
+        held, by the thread that updates (or after it)."""
+        return {'learner': self.learner.state_dict(), 'version': version or self.version, 'learning': self.learning,
+                'transitions': self.replay.num_added}
+
+    def checkpoint(self, state: dict) -> bool:
+        if self.disk.checkpoint(state):
+            self.checkpoint_updates = state['learner']['num_updates']
+            return True
+        then = 'lost' if self.stopping.is_set() else f'updates paused, retried every {self.disk_retry_s} s'
+        self.get_logger().error(f'checkpoint not written ({self.disk.error}): {then}')
+        return False
 
     def on_transition(self, msg: Transition):
         try:
@@ -106,13 +167,29 @@ class LearnerNode(Node):
                 raise ValueError(f'chunk of shape {t.executed_chunk.shape}; robot profile {self.profile.name} has '
                                  f'C={self.profile.actor_chunk_len} and {self.profile.action_dim} joints')
             with self.lock:
+                if self.setup_error is not None:
+                    raise self.setup_error
                 if self.replay is None:
-                    self._setup(t)
-                self.replay.add(t)
+                    try:
+                        self._setup(t)
+                    except CheckpointMismatchError as err:
+                        self.setup_error = err
+                        raise
+                    except OSError as err:  # tried again with the next transition
+                        raise ValueError(f'replay or checkpoint in {self.replay_dir} not readable or '
+                                         f'writable: {err}') from err
+                paused = self.disk.paused
+                self.disk.add(t)
                 self.learning += not t.warmup
+                if self.disk.paused and not paused:
+                    self.get_logger().error(f'replay not written ({self.disk.error}): updates paused; received '
+                                            f'transitions kept in memory (at most {self.max_unsaved}), writes '
+                                            f'retried every {self.disk_retry_s} s')
         except ValueError as err:
             self.refused += 1
-            self.get_logger().warning(f'refused transition: {err}', throttle_duration_sec=2.0)
+            serious = isinstance(err, CheckpointMismatchError) or isinstance(err.__cause__, OSError)
+            log = self.get_logger().error if serious else self.get_logger().warning
+            log(f'refused transition: {err}', throttle_duration_sec=10.0)
             return
         self.received += 1
 
@@ -122,20 +199,49 @@ class LearnerNode(Node):
         try:
             while not self.stopping.is_set():
                 with self.lock:
-                    budget = 0 if self.replay is None else updates_allowed(
-                        self.learner.num_updates, self.learning, len(self.replay), self.utd_ratio, self.min_transitions)
+                    if self.disk is not None and self.disk.paused:
+                        self.retry_disk()
+                        budget = 0
+                    else:
+                        budget = 0 if self.replay is None else updates_allowed(
+                            self.learner.num_updates, self.learning, len(self.replay), self.utd_ratio,
+                            self.min_transitions)
                     batch = self.replay.sample(self.batch_size, self.learner.generator) if budget > 0 else None
                 if batch is None:
                     self.stopping.wait(0.005)
                     continue
                 self.metrics = dict(self.learner.update(self.learner.prepare(batch)))
-                if self.learner.num_updates % self.publish_every == 0:
-                    self.publish_weights()
+                publish = self.learner.num_updates % self.publish_every == 0
+                version = self.next_version() if publish else self.version
+                if self.checkpoint_every > 0 and self.learner.num_updates % self.checkpoint_every == 0:
+                    # First the checkpoint (with the version about to be published), then the weights: what was
+                    # published is on disk. Weights the disk refused are not published.
+                    with self.lock:
+                        state = self.checkpoint_state(version)
+                    publish = self.checkpoint(state) and publish  # written outside the lock: transitions go on
+                if publish:
+                    self.publish_weights(version)
         except Exception as err:  # noqa: BLE001 -- reported by the executor's thread, which stops the node
             self.failure = err
 
-    def publish_weights(self):
-        self.version = max(self.version + 1, time.time_ns() // 1_000_000)
+    def retry_disk(self):
+        """Paused on a failed write: try again now and then (the lock held)."""
+        checkpoint_due = self.disk.checkpoint_error is not None
+        written = self.disk.retry(self.checkpoint_state)
+        if written:
+            if checkpoint_due:
+                self.checkpoint_updates = self.learner.num_updates
+            self.get_logger().info('the disk takes writes again: what waited is written, updates resumed')
+        elif written is False:
+            self.get_logger().error(f'disk still refuses writes ({self.disk.error}): {len(self.replay.unsaved)} '
+                                    f'transitions wait in memory, {self.replay.dropped_unsaved} dropped',
+                                    throttle_duration_sec=30.0)
+
+    def next_version(self) -> int:
+        return max(self.version + 1, time.time_ns() // 1_000_000)
+
+    def publish_weights(self, version: int | None = None):
+        self.version = version or self.next_version()
         packed = pack_weights(self.learner.actor)
         msg = ActorWeights(version=self.version, format=packed['format'], sha256=packed['sha256'],
                            config_json=packed['config_json'])
@@ -148,18 +254,28 @@ class LearnerNode(Node):
             raise RuntimeError('the learner\'s update thread failed') from self.failure
         stats = {'updates': self.learner.num_updates if self.learner else 0,
                  'transitions': self.replay.num_added if self.replay else 0, 'learning_transitions': self.learning,
-                 'received': self.received, 'refused': self.refused, 'weights_version': self.version}
+                 'received': self.received, 'refused': self.refused, 'weights_version': self.version,
+                 'checkpoint_updates': self.checkpoint_updates, 'disk_paused': bool(self.disk and self.disk.paused),
+                 'unsaved': len(self.replay.unsaved) if self.replay else 0,
+                 'dropped_unsaved': self.replay.dropped_unsaved if self.replay else 0}
         stats.update({k: float(v) for k, v in self.metrics.items()})
         self.stats_pub.publish(String(data=json.dumps(stats)))
 
     def destroy_node(self):
         # An update in flight finishes first; a first update still compiling is left behind (the thread is
         # a daemon): the replay is closed either way, and the update thread takes no batch after that.
+        # Then the last checkpoint, unless that update still runs.
         self.stopping.set()
         self.updater.join(timeout=5.0)
         with self.lock:
             if self.replay is not None:
                 self.replay.close()
+                if self.replay.unsaved:
+                    self.get_logger().error(f'{len(self.replay.unsaved)} received transitions lost: the disk refused '
+                                            f'them ({self.replay.write_error})')
+                if not self.updater.is_alive() and self.learner.num_updates > self.checkpoint_updates:
+                    self.disk.checkpoint_error = None  # one more try, whatever failed before
+                    self.checkpoint(self.checkpoint_state())
                 self.replay = None
         return super().destroy_node()
 

@@ -13,11 +13,17 @@ On-disk format (`ReplayBuffer(path=DIR)`): `DIR/layout.json` describes one fixed
 as a numpy structured dtype (`numpy.dtype(descr)` rebuilds it); `DIR/transitions.bin` is the
 records, appended and flushed as they are added (and fsync'ed every `fsync_every` records).
 A record cut short by a crash is dropped when the file is reloaded; nothing before it is lost.
+A write that fails (OSError: a full disk, ENOSPC) is cut back to the last whole record. With
+`max_unsaved=0` (the default) `add` then raises it; with `max_unsaved > 0` the buffer stays usable: the
+records not yet written wait in memory (`unsaved`, at most `max_unsaved`, the oldest dropped and counted
+in `dropped_unsaved` beyond that), `write_error` holds the error, and `persist()` retries them, oldest
+first (`add` writes nothing more until a `persist()` succeeds).
 Read it without rlt: `np.fromfile('transitions.bin', np.dtype(json.load(open('layout.json'))['descr']))`.
 """
 
 import json
 import os
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +105,7 @@ class _Storage:
 class ReplayBuffer:
     def __init__(self, state_dim: int, chunk_len: int, action_dim: int, capacity: int = 200_000,
                  intervention_capacity: int = 50_000, intervention_fraction: float = 0.25,
-                 path=None, fsync_every: int = 1, prior_fraction: float = 0.25):
+                 path=None, fsync_every: int = 1, prior_fraction: float = 0.25, max_unsaved: int = 0):
         if not (0.0 <= intervention_fraction <= 1.0 and 0.0 <= prior_fraction <= 1.0
                 and intervention_fraction + prior_fraction <= 1.0):
             raise ValueError('intervention_fraction and prior_fraction must be in [0, 1], with a sum <= 1')
@@ -112,7 +118,11 @@ class ReplayBuffer:
         self.prior_fraction = prior_fraction
         self.num_added = 0
         self.fsync_every = fsync_every
+        self.unsaved = deque(maxlen=max_unsaved)  # records added but not yet written (a write failed)
+        self.dropped_unsaved = 0
+        self.write_error: OSError | None = None
         self._file = None
+        self._on_disk = 0  # whole records in the file
         if path is not None:
             self._open(Path(path))
 
@@ -143,7 +153,8 @@ class ReplayBuffer:
                 os.truncate(data_file, whole)
             for rec in np.fromfile(data_file, dtype=self.dtype):
                 self._insert(rec)
-        self._file = open(data_file, 'ab')  # noqa: SIM115 - kept open for appends
+            self._on_disk = whole // self.dtype.itemsize
+        self._file = open(data_file, 'ab', buffering=0)  # noqa: SIM115 - kept open for appends
 
     def load_prior(self, path) -> int:
         """Load a replay folder (same format) as read-only prior data; returns its transition count."""
@@ -159,10 +170,46 @@ class ReplayBuffer:
             self.prior.add(rec)
         return len(records)
 
+    def persist(self) -> bool:
+        """Write the records waiting in `unsaved`; False (and `write_error` set) when the write fails."""
+        if self._file is None or not self.unsaved:
+            self.write_error = None
+            return True
+        try:
+            self._write(list(self.unsaved))
+        except OSError as err:
+            self.write_error = err
+            return False
+        self.unsaved.clear()
+        self.write_error = None
+        return True
+
+    def _write(self, records):
+        """Append whole records, or raise OSError with the file cut back to the records it held."""
+        fd = self._file.fileno()
+        try:
+            data = memoryview(b''.join(rec.tobytes() for rec in records))
+            while data:
+                data = data[os.write(fd, data):]
+            first, last = self._on_disk, self._on_disk + len(records) - 1  # record k is fsync'ed when k % f == 0
+            if (first - 1) // self.fsync_every != last // self.fsync_every:
+                os.fsync(fd)
+        except OSError:
+            try:  # a record cut short would shift every later one
+                os.ftruncate(fd, self._on_disk * self.dtype.itemsize)
+            except OSError:
+                pass  # the next try truncates again; a reload drops a cut record anyway
+            raise
+        self._on_disk += len(records)
+
     def close(self):
+        """Write what waits (if the disk lets it), fsync and close; returns nothing, `unsaved` says what is lost."""
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            if self.persist():
+                try:
+                    os.fsync(self._file.fileno())
+                except OSError as err:
+                    self.write_error = err
             self._file.close()
             self._file = None
 
@@ -188,12 +235,17 @@ class ReplayBuffer:
         return rec
 
     def add(self, t: ChunkTransition):
+        """Add a transition (ValueError if it is not finite or of another shape); with a `path`, write it
+        (OSError when that fails, or with `max_unsaved`, keep it in `unsaved` while writes fail: see `persist`)."""
         rec = self.to_record(t)
-        if self._file is not None:
-            self._file.write(rec.tobytes())
-            self._file.flush()
-            if self.num_added % self.fsync_every == 0:
-                os.fsync(self._file.fileno())
+        if self._file is not None and not self.unsaved.maxlen:
+            self._write([rec])
+        elif self._file is not None:
+            if len(self.unsaved) == self.unsaved.maxlen:
+                self.dropped_unsaved += 1  # the deque drops the oldest
+            self.unsaved.append(rec)
+            if self.write_error is None:
+                self.persist()
         self._insert(rec)
 
     def _insert(self, rec):
