@@ -18,10 +18,10 @@ writes its networks, optimisers and counters (updates, weights version, learning
 to `replay_dir/learner.pt` (the one before kept as `learner.prev.pt`, the fallback when the newest is
 corrupt). A restarted learner resumes the newest whole one and, before any update, re-publishes its actor
 with a version greater than every one published before: the actor never takes a fresh policy over a trained
-one. After a clean stop that actor is the last published; after a crash, the last checkpoint's, at most
-`checkpoint_every` updates behind the last published unless `checkpoint_every` divides `publish_every`: a
-checkpoint is written before the weights of the same update are published (and they are not, if it fails),
-so then every published actor is on disk first (a checkpoint of the default 2x256 networks: ~5 MB, ~60 ms).
+one. A checkpoint is written before the weights of the same update are published (and they are not, if it
+fails); with `checkpoint_every` equal to `publish_every` (the default) every published actor is on disk first,
+so even after a crash the re-published actor is the last one published. A larger `checkpoint_every` writes
+less often, and after a crash the re-published actor may be up to that many updates behind.
 A checkpoint of another learner (robot profile, state_dim, C, A, widths) is refused with a logged error saying
 what to do, and left as it is; the learner then takes no transitions. When a write fails (a full disk),
 updates and checkpoints pause, received transitions wait in memory (at most `max_unsaved_transitions`, the
@@ -69,7 +69,7 @@ class LearnerNode(Node):
         self.batch_size = p('batch_size', d.batch_size, desc('transitions per update')).value
         self.min_transitions = p('min_transitions', 256, desc('transitions before the first update')).value
         self.publish_every = p('publish_every', 50, desc('updates between weight publications')).value
-        self.checkpoint_every = p('checkpoint_every', 500, desc(
+        self.checkpoint_every = p('checkpoint_every', 50, desc(
             'updates between checkpoints in replay_dir (learner.pt; also written when the learner stops; '
             '0: only then)')).value
         self.max_unsaved = p('max_unsaved_transitions', 100_000, desc(
