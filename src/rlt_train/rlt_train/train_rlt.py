@@ -24,6 +24,7 @@ offset (mm, plus `oracle_noise_mm` of noise). It bounds what the RL machinery re
 offset precisely; privileged state never enters the actor or critic in any other mode.
 """
 
+import io
 import json
 import shlex
 import sys
@@ -43,6 +44,7 @@ from rlt_core.models.rl_token import RLTokenModel
 from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.rl.actor import ActorConfig, load_actor, save_actor
+from rlt_core.rl.checkpoint import atomic_write
 from rlt_core.rl.replay import ReplayBuffer
 from rlt_core.rl.rl_state import ProprioNormalization, rl_state
 from rlt_core.rl.td3 import RLTLearner, TD3Config
@@ -316,9 +318,16 @@ def train(cfg: RLTTrainConfig) -> dict:
 
     # Resume: the learner, counters and evaluation history from the checkpoint; the replay from its log.
     state = {'episode': 0, 'history': [], 'episodes': [], 'best': -1.0}
-    ckpt = out / 'checkpoint.pt'
-    if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
+    ckpt, previous = out / 'checkpoint.pt', out / 'checkpoint.prev.pt'
+    saved = None
+    for path in (ckpt, previous):  # the newest whole checkpoint; a corrupt one falls back to the one before
+        try:
+            saved = torch.load(path, weights_only=False) if path.exists() else None
+        except Exception as err:  # noqa: BLE001 -- any unreadable file: say so and take the previous one
+            print(f'checkpoint {path} is unreadable ({type(err).__name__}: {err}); trying the one before')
+        if saved is not None:
+            break
+    if saved is not None:
         state = saved['state']
         if learner is not None:
             learner.load_state_dict(saved['learner'])
@@ -332,10 +341,11 @@ def train(cfg: RLTTrainConfig) -> dict:
         base_file.write_text(json.dumps(base))
     print(f'base VLA (noise-free, {cfg.eval_episodes} episodes): {base}')
 
-    def checkpoint():
+    def checkpoint():  # atomic and fsync'ed; the one before is kept as the fallback
+        buffer = io.BytesIO()
         torch.save({'state': state, 'learner': learner.state_dict() if learner else None,
-                    'human_rng': human.rng.bit_generator.state}, out / 'checkpoint.tmp')
-        (out / 'checkpoint.tmp').replace(ckpt)
+                    'human_rng': human.rng.bit_generator.state}, buffer)
+        atomic_write(ckpt, buffer.getvalue(), keep_previous=previous)
 
     writer = SummaryWriter(str(out / 'tensorboard'))
     start = time.time()

@@ -91,6 +91,10 @@ def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path):
     train_rlt.main(['--episodes', '3', *args])  # resumes at episode 2
     summary = json.loads((tmp_path / 'summary.json').read_text())
     assert summary['online_episodes'] == 3 and len(summary['history']) == 2
+    (tmp_path / 'checkpoint.pt').write_bytes(b'cut short by a crash')  # the newest checkpoint is corrupt
+    train_rlt.main(['--episodes', '4', *args])  # resumes from the one before, at episode 2
+    summary = json.loads((tmp_path / 'summary.json').read_text())
+    assert summary['online_episodes'] == 4 and [h['episode'] for h in summary['history']] == [2, 4]
     assert (tmp_path / 'learning_curve.png').stat().st_size > 1000
     assert (tmp_path / 'replay' / 'transitions.bin').exists()
 

@@ -9,6 +9,7 @@ actor (`pack_weights` / `unpack_weights`); the frozen VLA never does.
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from safetensors.torch import load, save
@@ -173,11 +174,13 @@ def unpack_weights(fmt: str, sha256: str, config_json: str, payload: bytes) -> A
 
 
 def save_actor(actor: Actor, path) -> None:
+    """The weights (safetensors) and, beside them, `<path>.json` with their config and SHA-256; each file written
+    atomically, the JSON last, so that a crash between the two is caught by the checksum on loading."""
+    from rlt_core.rl.checkpoint import atomic_write
     packed = pack_weights(actor)
-    with open(path, 'wb') as f:
-        f.write(packed['payload'])
-    with open(str(path) + '.json', 'w') as f:
-        json.dump({'config': json.loads(packed['config_json']), 'sha256': packed['sha256']}, f, indent=1)
+    atomic_write(Path(path), packed['payload'])
+    meta = {'config': json.loads(packed['config_json']), 'sha256': packed['sha256']}
+    atomic_write(Path(str(path) + '.json'), json.dumps(meta, indent=1).encode())
 
 
 def load_actor(path) -> Actor:
