@@ -110,15 +110,15 @@ class EpisodeStats:
                 'unrecorded_transitions': self.unrecorded_transitions}
 
 
-def command_violation(start, points, measured, low, high, limits, max_lead: float, tol: float = 1e-9) -> str | None:
+def command_violation(start, points, measured, low, high, limits, max_lead, tol: float = 1e-9) -> str | None:
     """Why joint-position points must not reach the controller, or None: each is finite, inside [low, high],
-    within the per-step limit of the one before (the first of `start`), and `start` within `max_lead` of the
-    measured position."""
+    within the per-step limit of the one before (the first of `start`, the point the robot was last sent to),
+    `start` within `max_lead` (per joint) of the measured position, and that inside the box by `max_lead`."""
     if not (np.all(np.isfinite(points)) and np.all(np.isfinite(start))):
         return 'non-finite command'
     if measured is None:
         return 'no measured position yet'
-    if np.any(measured < low - max_lead) or np.any(measured > high + max_lead):
+    if np.any(measured < low - max_lead) or np.any(measured > high + max_lead):  # not a tracking lag
         return f'the robot is outside its joint limits (measured {np.round(measured, 4).tolist()})'
     if np.any(points < low - tol) or np.any(points > high + tol):
         return 'a point outside the joint limits'
@@ -500,7 +500,9 @@ class EpisodeEngine:
             p = np.clip(p + delta, self.low, self.high)
             points.append(p)
         points = np.array(points)
-        unsafe = command_violation(start, points, ep.position, self.low, self.high, limits, self.max_target_lead)
+        # The target leads the measured position by at most max_target_lead, plus the step sent since.
+        lead = self.max_target_lead + np.asarray(self.limits.high)
+        unsafe = command_violation(start, points, ep.position, self.low, self.high, limits, lead)
         if unsafe:  # the last check before the controller: hold instead, say why, decide again next step
             ep.chunk, ep.decide_after, ep.wait_start = None, None, None
             ep.stats.refused_commands += 1
