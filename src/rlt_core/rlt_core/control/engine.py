@@ -492,7 +492,10 @@ class EpisodeEngine:
 
     def _issue(self, chunk: np.ndarray, source: int, ref, stamp: int, critical: bool):
         ep = self.episode
-        start = ep.target.copy()  # the point the robot was last sent to (mid-chunk on an interruption)
+        # From the point the robot was last sent to (mid-chunk on an interruption), brought within max_target_lead
+        # of the measured position: a robot that lags its commands is not sent further ahead of itself.
+        lead = self.max_target_lead
+        start = ep.target.copy() if ep.position is None else np.clip(ep.target, ep.position - lead, ep.position + lead)
         limits = self.critical_limits if critical else self.limits
         executed = np.clip(np.asarray(chunk, np.float64), limits.low, limits.high)
         points, p = [], start
@@ -500,8 +503,6 @@ class EpisodeEngine:
             p = np.clip(p + delta, self.low, self.high)
             points.append(p)
         points = np.array(points)
-        # The target leads the measured position by at most max_target_lead, plus the step sent since.
-        lead = self.max_target_lead + np.asarray(self.limits.high)
         unsafe = command_violation(start, points, ep.position, self.low, self.high, limits, lead)
         if unsafe:  # the last check before the controller: hold instead, say why, decide again next step
             ep.chunk, ep.decide_after, ep.wait_start = None, None, None
