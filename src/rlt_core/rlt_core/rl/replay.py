@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlt_core.rl.checkpoint import atomic_write
+
 SOURCE_VLA, SOURCE_ACTOR, SOURCE_HUMAN = 0, 1, 2
 """Sources of an executed chunk, as in rlt_interfaces/ActionChunk."""
 SOURCE_DEMO = 3
@@ -146,7 +148,7 @@ class ReplayBuffer:
         if layout_file.exists():
             self._check_layout(path)
         else:
-            layout_file.write_text(json.dumps(self.layout(), indent=1))
+            atomic_write(layout_file, json.dumps(self.layout(), indent=1).encode())
         if data_file.exists():
             whole = data_file.stat().st_size // self.dtype.itemsize * self.dtype.itemsize
             if whole != data_file.stat().st_size:  # a record cut short by a crash
