@@ -55,6 +55,23 @@ def test_persistence_survives_a_crash_mid_record(tmp_path):
         ReplayBuffer(4, 2, 1, path=tmp_path)
 
 
+def test_corrupt_records_on_disk_are_skipped_when_reloaded(tmp_path):
+    """A record altered on disk (NaN in its state, an impossible source) is not learned from after a restart."""
+    rb = ReplayBuffer(3, 2, 1, path=tmp_path)
+    for i in range(4):
+        rb.add(_t(i))
+    rb.close()
+    records = np.fromfile(tmp_path / 'transitions.bin', rb.dtype)
+    records['state'][1, 0] = np.nan
+    records['source'][2] = 9
+    records.tofile(tmp_path / 'transitions.bin')
+    again = ReplayBuffer(3, 2, 1, path=tmp_path)
+    assert len(again) == 2 and again.skipped_on_load == 2
+    assert again.online.x[:2, 0].tolist() == [0, 3]
+    prior = ReplayBuffer(3, 2, 1)
+    assert prior.load_prior(tmp_path) == 2 and prior.skipped_on_load == 2
+
+
 def _run_episode(builder, T, critical_from=0, human_at=(), terminated=True):
     out = []
     for t in range(T):

@@ -122,6 +122,8 @@ class ReplayBuffer:
         self.fsync_every = fsync_every
         self.unsaved = deque(maxlen=max_unsaved)  # records added but not yet written (a write failed)
         self.dropped_unsaved = 0
+        self.skipped_on_load = 0
+        """Records read back from disk that failed `record_problem` (corrupt files): skipped, not learned from."""
         self.write_error: OSError | None = None
         self._file = None
         self._on_disk = 0  # whole records in the file
@@ -153,7 +155,7 @@ class ReplayBuffer:
             whole = data_file.stat().st_size // self.dtype.itemsize * self.dtype.itemsize
             if whole != data_file.stat().st_size:  # a record cut short by a crash
                 os.truncate(data_file, whole)
-            for rec in np.fromfile(data_file, dtype=self.dtype):
+            for rec in self._valid(np.fromfile(data_file, dtype=self.dtype), data_file):
                 self._insert(rec)
             self._on_disk = whole // self.dtype.itemsize
         self._file = open(data_file, 'ab', buffering=0)  # noqa: SIM115 - kept open for appends
@@ -164,7 +166,7 @@ class ReplayBuffer:
         if not (path / 'layout.json').exists() or not (path / 'transitions.bin').exists():
             raise FileNotFoundError(f'{path} is not a replay folder (layout.json and transitions.bin)')
         self._check_layout(path)
-        records = np.fromfile(path / 'transitions.bin', dtype=self.dtype)
+        records = self._valid(np.fromfile(path / 'transitions.bin', dtype=self.dtype), path)
         if len(records) == 0:
             raise ValueError(f'{path} holds no transitions')
         self.prior = _Storage(len(records), self.state_dim, self.chunk_len, self.action_dim)
@@ -230,11 +232,29 @@ class ReplayBuffer:
         # Intervention: the human's chunk is executed, stored, and replaces the reference.
         rec['reference_chunk'] = t.executed_chunk if t.intervention else t.reference_chunk
         rec['rewards'][:n] = t.rewards
+        problem = self.record_problem(rec)
+        if problem:
+            raise ValueError(f'transition {problem}')
+        return rec
+
+    def record_problem(self, rec) -> str | None:
+        """Why a record must not be learned from (non-finite values, an impossible step count or source), or None."""
         for name in ('state', 'next_state', 'executed_chunk', 'reference_chunk', 'next_reference_chunk',
                      'rewards'):
             if not np.all(np.isfinite(rec[name])):
-                raise ValueError(f'transition {name} has NaN or infinite values')
-        return rec
+                return f'{name} has NaN or infinite values'
+        sources = (SOURCE_VLA, SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_DEMO)
+        if not 0 < int(rec['n_steps']) <= self.chunk_len or int(rec['source']) not in sources:
+            return f'n_steps {int(rec["n_steps"])} or source {int(rec["source"])} out of range'
+        return None
+
+    def _valid(self, records, path) -> list:
+        """The records read back from `path` that pass `record_problem`; the others are counted and skipped."""
+        good = [rec for rec in records if self.record_problem(rec) is None]
+        self.skipped_on_load += len(records) - len(good)
+        if len(good) < len(records):
+            print(f'replay {path}: {len(records) - len(good)} corrupt records skipped', flush=True)
+        return good
 
     def add(self, t: ChunkTransition):
         """Add a transition (ValueError if it is not finite or of another shape); with a `path`, write it
