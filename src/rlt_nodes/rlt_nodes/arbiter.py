@@ -124,8 +124,7 @@ class ArbiterNode(Node):
         if self.episode_source == 'operator' and not self.engine.active:
             self.start_operator_episode(stamp)
         self.engine.observe(stamp, position, self.now())
-        self.join_inputs(self.join.add_proprio, stamp, [*position, *velocity])
-        self.drain()
+        self.join_inputs(self.join.add_proprio, stamp, [*position, *velocity])  # drains the engine's output
 
     def on_timer(self):
         self.engine.tick(self.now())

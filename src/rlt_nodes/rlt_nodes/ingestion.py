@@ -13,7 +13,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
 from rlt_core.control.profile import RobotProfile
-from rlt_core.control.sync import StampSync, check_age, check_image, check_joint_state
+from rlt_core.control.sync import StampSync, check_age, check_image, joint_state_in_order
 from rlt_interfaces.msg import Observation
 from rlt_nodes.conversions import stamp_ns
 from rlt_nodes.params import ROBOT_PROFILE, desc
@@ -55,13 +55,11 @@ class IngestionNode(Node):
         self.emit(self.sync.add_image(name, stamp_ns(msg.header), msg))
 
     def on_joint_state(self, msg: JointState):
-        reason = check_joint_state(msg.name, msg.position, msg.velocity, self.joint_names)
-        if reason:
+        try:
+            msg.position, msg.velocity = joint_state_in_order(msg.name, msg.position, msg.velocity, self.joint_names)
+        except ValueError as reason:
             return self.drop(f'joint_states: {reason}')
-        order = [list(msg.name).index(n) for n in self.joint_names]
         msg.name = list(self.joint_names)
-        msg.position = [msg.position[i] for i in order]
-        msg.velocity = [msg.velocity[i] for i in order]
         self.emit(self.sync.add_joint_state(stamp_ns(msg.header), msg))
 
     def emit(self, matched):

@@ -495,7 +495,7 @@ class EpisodeEngine:
         # From the point the robot was last sent to (mid-chunk on an interruption), brought within max_target_lead
         # of the measured position: a robot that lags its commands is not sent further ahead of itself.
         lead = self.max_target_lead
-        start = ep.target.copy() if ep.position is None else np.clip(ep.target, ep.position - lead, ep.position + lead)
+        start = np.clip(ep.target, ep.position - lead, ep.position + lead)
         limits = self.critical_limits if critical else self.limits
         executed = np.clip(np.asarray(chunk, np.float64), limits.low, limits.high)
         points, p = [], start
@@ -511,8 +511,8 @@ class EpisodeEngine:
                                  f'{unsafe}')
             return
         ep.chunk = Command(points=points, executed=executed.astype(np.float32), reference=ref,
-                             source=source, stamp_ns=int(stamp), start=start, episode_id=ep.episode_id,
-                             chunk_index=ep.chunk_index, critical=bool(critical))
+                           source=source, stamp_ns=int(stamp), start=start, episode_id=ep.episode_id,
+                           chunk_index=ep.chunk_index, critical=bool(critical))
         ep.k = 0
         ep.chunk_index += 1
         ep.last_source = source
