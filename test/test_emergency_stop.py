@@ -54,12 +54,16 @@ def test_emergency_stop_holds_the_robot_over_the_joystick_until_reset(processes,
             msg.buttons[b] = 1
         joy.publish(msg)
 
+    def next_joint_state():
+        n = len(joints)
+        return test_node.spin_until(lambda: len(joints) > n, timeout=5)
+
     def driving_for(steps, x=1.0):
         """Drive for `steps` joint states; the number of trajectories sent meanwhile."""
         n, sent = len(joints), len(trajectories)
         while len(joints) < n + steps:
             drive(x=x)
-            test_node.spin_until(lambda k=len(joints): len(joints) > k, timeout=5)
+            next_joint_state()
         return len(trajectories) - sent
 
     def position():
