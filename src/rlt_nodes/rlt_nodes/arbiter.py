@@ -54,6 +54,7 @@ from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns
 from rlt_nodes.markers import chunk_markers, emergency_stop_markers
 from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import ACKS_QOS, CHUNK_QOS, EVENTS_QOS, LATCHED_QOS, STATS_QOS, TRANSITIONS_QOS
+from rlt_nodes.rejections import Rejections
 from rlt_nodes.spin import spin_node
 
 
@@ -130,6 +131,7 @@ class ArbiterNode(Node):
         self.create_subscription(TransitionAck, 'rlt/transitions_ack', self.on_ack, ACKS_QOS)
         self.actor_version = 0
         self.create_subscription(UInt64, 'rlt/actor_version', self.on_actor_version, LATCHED_QOS)
+        self.rejections = Rejections(self)
         self.create_timer(0.01, self.on_timer)
         self.create_timer(0.5, self.check_actor)
         self.get_logger().info(f'arbiter: robot profile {profile.name} ({profile.hash}), commands on '
@@ -146,13 +148,13 @@ class ArbiterNode(Node):
         try:
             position, velocity = joint_state_in_order(msg.name, msg.position, msg.velocity, self.joint_names)
         except ValueError as err:
-            self.get_logger().warning(f'joint_states ignored: {err}', throttle_duration_sec=2.0)
+            self.rejections.refuse('joint_states', err)
             return
         stamp = stamp_ns(msg.header)
         if self.episode_source == 'operator' and not self.engine.active and self.engine.stop_reason is None:
             self.start_operator_episode(stamp)
-        self.engine.observe(stamp, position, self.now())
-        self.join_inputs(self.join.add_proprio, stamp, [*position, *velocity])  # drains the engine's output
+        self.engine.observe(stamp, position, self.now())  # the inputs below drain the engine's output
+        self.join_inputs(self.join.add_proprio, stamp, [*position, *velocity], 'joint_states')
 
     def on_timer(self):
         self.engine.tick(self.now())
@@ -161,17 +163,17 @@ class ArbiterNode(Node):
     # --- VLA and actor ---
 
     def on_token(self, msg: RLToken):
-        self.join_inputs(self.join.add_token, stamp_ns(msg.header), as_numpy(msg.data))
+        self.join_inputs(self.join.add_token, stamp_ns(msg.header), as_numpy(msg.data), 'rlt/rl_token')
 
     def on_reference(self, msg: ActionChunk):
         try:
             chunk = msg_to_chunk(msg)
         except ValueError as err:
-            self.get_logger().warning(f'refused reference chunk: {err}', throttle_duration_sec=2.0)
+            self.rejections.refuse('rlt/reference_chunk', err)
             return
-        self.join_inputs(self.join.add_reference, stamp_ns(msg.header), chunk)
+        self.join_inputs(self.join.add_reference, stamp_ns(msg.header), chunk, 'rlt/reference_chunk')
 
-    def join_inputs(self, add, stamp, value):
+    def join_inputs(self, add, stamp, value, topic):
         """One input of an observation; its RL state and reference go to the engine once all three are in."""
         try:
             joined = add(stamp, value)
@@ -179,7 +181,7 @@ class ArbiterNode(Node):
                 stamp, x, ref, _ = joined
                 self.engine.add_inputs(stamp, x, ref, self.now())
         except ValueError as err:
-            self.get_logger().warning(f'refused VLA inputs: {err}', throttle_duration_sec=2.0)
+            self.rejections.refuse(topic, err)
         self.drain()
 
     def on_actor_version(self, msg: UInt64):
@@ -194,7 +196,7 @@ class ArbiterNode(Node):
         try:
             self.engine.add_actor_chunk(stamp_ns(msg.header), msg_to_chunk(msg), self.now())
         except ValueError as err:
-            self.get_logger().warning(f'refused actor chunk: {err}', throttle_duration_sec=2.0)
+            self.rejections.refuse('rlt/actor_chunk', err)
             return
         self.drain()
 
