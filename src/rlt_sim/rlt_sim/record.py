@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rlt_sim.cell import SimConfig
-from rlt_sim.dataset import DemoWriter, Episode, encode_png, episode_stats, load_demos
+from rlt_sim.dataset import ROBOT_TYPE, DemoWriter, Episode, encode_png, episode_stats, load_demos, sim_features
 from rlt_sim.env import PegInsertionEnv
 from rlt_sim.expert import IMPERFECT_SIGMA_MM, ScriptedExpert
 
@@ -125,14 +125,7 @@ def record_episode(env: PegInsertionEnv, expert: ScriptedExpert, seed: int, png_
     }
     return Episode(
         images={camera: [encode_png(im, png_level) for im in stack] for camera, stack in images.items()},
-        state=arrays["observation.state"],
-        action=arrays["action"],
-        reward=arrays["next.reward"],
-        done=arrays["next.done"],
-        next_success=arrays["next.success"],
-        critical_phase=arrays["critical_phase"],
-        peg_hole_offset=arrays["privileged.peg_hole_offset"],
-        hole_pos=arrays["privileged.hole_pos"],
+        frames=arrays,
         instruction=info["instruction"],
         metadata={
             "success": bool(info["success"]),
@@ -203,7 +196,7 @@ def record(config: RecordConfig) -> dict:
     start_time = time.perf_counter()
     sim_config = config.sim_config()
     fps = int(sim_config.control_hz)
-    writer = DemoWriter(config.output, fps=fps, image_size=sim_config.image_size, recording=config.recording())
+    writer = DemoWriter(config.output, sim_features(sim_config), fps, config.recording(), robot_type=ROBOT_TYPE)
     existing = writer.num_episodes
     recorded = attempts = 0
     successes = sum(row["success"] for row in writer.episodes)

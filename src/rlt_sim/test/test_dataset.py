@@ -10,7 +10,7 @@ import pytest
 
 from rlt_sim import PegInsertionEnv, ScriptedExpert
 from rlt_sim.cell import PROFILE
-from rlt_sim.dataset import IMAGE_KEYS, DemoWriter, decode_png, finalize_demos, load_demos
+from rlt_sim.dataset import IMAGE_KEYS, ROBOT_TYPE, DemoWriter, decode_png, finalize_demos, load_demos, sim_features
 from rlt_sim.record import RecordConfig, main, record, record_episode
 
 
@@ -175,7 +175,8 @@ def test_resume_records_only_the_missing_episodes(tmp_path):
 def test_interrupted_recording_is_readable_and_resumes(tmp_path):
     config = small(tmp_path / "crashed")
     env = PegInsertionEnv(config.sim_config())
-    writer = DemoWriter(config.output, fps=20, image_size=32, recording=config.recording(), flush_every=100)
+    writer = DemoWriter(config.output, sim_features(config.sim_config()), 20, config.recording(), robot_type=ROBOT_TYPE,
+                        flush_every=100)
     for seed in (0, 1):
         writer.add_episode(record_episode(env, ScriptedExpert(), seed))
     env.close()
@@ -252,7 +253,8 @@ def test_refuses_to_mix_settings_or_overwrite_other_files(tmp_path):
 
 
 def test_hugging_face_datasets_reads_it(demos):
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     root, summary = demos
     paths = sorted(str(p) for p in root.glob("data/*/*.parquet"))
     loaded = datasets.load_dataset("parquet", data_files=paths, split="train")
