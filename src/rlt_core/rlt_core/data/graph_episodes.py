@@ -1,0 +1,385 @@
+"""Episodes assembled from what the node graph publishes, frame by frame, for the LeRobot dataset.
+
+The graph recorder (`rlt_nodes.recorder`) feeds an `EpisodeAssembler` the messages it receives, in arrival order:
+joint states, camera images, executed and reference chunks and episode events. The assembler turns them into
+finished episodes, one frame per control step (one per joint state), each the observation before an action and
+what that action did, as the simulator's demonstrations are recorded:
+
+- ``observation.state``: the joint positions then velocities of the joint state o_n (the profile's joint order).
+- ``observation.images.<camera>``: each camera's image stamped like o_n, or the nearest one in time (within
+  `image_tolerance_ns`; beyond it the nearest is still taken and the episode's ``images_beyond_tolerance`` counts
+  it), converted to RGB.
+- ``action``: the action a_n executed between o_n and o_{n+1}, in robot units (a joint delta per joint), from
+  ``rlt/executed_chunk``. A chunk is stamped with the observation it was decided on; its row k is taken as the
+  action after the k-th observation from that one, until a newer chunk of the episode (a later stamp, or the same
+  stamp and a higher chunk_index) is in force, the chunk's rows run out (the robot holds: zero), or, for a human
+  chunk, the operator lets go (``TAKEOVER_END``: zero from the newest observation stamped before it). This is
+  what the arbiter executes whenever it decides a chunk before the next joint state arrives (a human chunk always
+  is; the VLA's and the actor's are when they answer within a control period). A chunk decided k steps late is
+  executed k steps later than recorded here, after k zero (hold) steps.
+- ``action_source``: 0 VLA, 1 actor, 2 human: the source of that chunk (of the last chunk while holding; 0 before
+  any). ``intervention``: the action is a human's (a human chunk in force, not a hold after it).
+- ``reference_chunk``: the VLA's reference chunk (H x A, row-major, flattened) for o_n when the VLA computed one
+  (``has_reference_chunk``; zeros otherwise).
+- ``critical_phase``: the phase at o_n, from the PHASE_* events: a task's (the simulator's) switch counts from the
+  observation its step_index names, an operator's (detail ``human``) from the one after it.
+- ``next.reward``, ``next.done``, ``next.success``: 1 / true on the last frame of a successful episode.
+
+Episodes are delimited by ``episode/events``: EPISODE_START and EPISODE_END of the episode source (``any``: every
+such event; ``operator``: only the arbiter's operator episodes, whose details begin with ``operator``). A
+simulator's episode begins with the first joint state stamped after its start; an operator's with the newest one
+stamped at or before it (the arbiter starts it on that joint state). EPISODE_END names its final observation
+o_k (step_index): frames o_1 .. o_{k-1} are the episode, o_k is what its last action led to. Its ``success`` is
+the episode's label. A START while an episode is open ends that one at its latest observation, not a success
+and truncated (an emergency stop ends an episode without an EPISODE_END). An episode whose start the recorder
+did not see is not recorded.
+
+No ROS here: the node converts messages into the calls below.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+
+import numpy as np
+
+from rlt_core.control.profile import RobotProfile
+from rlt_core.data.lerobot import Episode, encode_png, episode_stats
+from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA
+
+EPISODE_SOURCES = ("any", "operator")
+SOURCE_NAMES = {SOURCE_VLA: "vla", SOURCE_ACTOR: "actor", SOURCE_HUMAN: "human"}
+
+
+def recorder_features(profile: RobotProfile) -> dict:
+    """The graph recorder's columns beyond the standard ones (`rlt_core.data.lerobot.profile_features` extras)."""
+    scalar = {"shape": [1], "names": None}
+    return {
+        "action_source": {"dtype": "int64", **scalar},
+        "intervention": {"dtype": "bool", **scalar},
+        "reference_chunk": {
+            "dtype": "float32",
+            "shape": [profile.vla_chunk_len * profile.action_dim],
+            "names": [f"{t}.{j}" for t in range(profile.vla_chunk_len) for j in profile.joint_names],
+        },
+        "has_reference_chunk": {"dtype": "bool", **scalar},
+    }
+
+
+def image_to_rgb(data: bytes, height: int, width: int, encoding: str, step: int) -> np.ndarray:
+    """An (height, width, 3) uint8 RGB copy of raw image bytes in rgb8, bgr8 or mono8 (rows `step` bytes apart)."""
+    channels = 1 if encoding == "mono8" else 3
+    rows = np.frombuffer(data, np.uint8)[: height * step].reshape(height, step)
+    image = rows[:, : width * channels].reshape(height, width, channels)
+    if encoding == "bgr8":
+        image = image[..., ::-1]
+    elif encoding == "mono8":
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image)
+
+
+@dataclasses.dataclass
+class ExecutedChunk:
+    stamp: int
+    """Stamp of the observation it was decided on."""
+    chunk_index: int
+    source: int
+    rows: np.ndarray
+    """(C, A) the executed actions."""
+    released_at: int | None = None
+    """For a human chunk: the stamp of the TAKEOVER_END that ended it, if one did."""
+
+
+@dataclasses.dataclass
+class RecordedEpisode:
+    """A finished episode: frames o_1 .. o_T with their images (raw RGB), ready to encode and write."""
+
+    episode_id: int
+    images: dict[str, list[np.ndarray]]
+    """(H, W, 3) uint8 per frame, per camera."""
+    frames: dict[str, np.ndarray]
+    """(T, ...) per feature: observation.state, action, next.*, critical_phase and the recorder's columns."""
+    metadata: dict
+    """success, truncated, the operator's label, counts of what was approximated."""
+
+    @property
+    def length(self) -> int:
+        return len(self.frames["action"])
+
+    def to_dataset_episode(self, instruction: str, fps: int, png_level: int = 1) -> Episode:
+        """The episode for `DemoWriter`: images PNG-encoded, statistics computed."""
+        index_columns = {
+            "frame_index": np.arange(self.length),
+            "timestamp": np.arange(self.length, dtype=np.float32) / np.float32(fps),
+        }
+        raw = {camera: np.stack(images) for camera, images in self.images.items()}
+        return Episode(
+            images={camera: [encode_png(image, png_level) for image in stack] for camera, stack in raw.items()},
+            frames=self.frames,
+            instruction=instruction,
+            metadata=self.metadata,
+            stats=episode_stats({**self.frames, **index_columns}, raw),
+        )
+
+
+@dataclasses.dataclass
+class _OpenEpisode:
+    episode_id: int
+    start_stamp: int
+    from_operator: bool
+    stamps: list = dataclasses.field(default_factory=list)
+    states: list = dataclasses.field(default_factory=list)
+    phase_events: list = dataclasses.field(default_factory=list)
+    """(step the switch counts from, critical)."""
+    label: bool | None = None
+    end_step: int | None = None
+    success: bool = False
+    truncated: bool = False
+    ended_at: float | None = None
+    """Wall time (s) its end arrived: it is written once `settle_s` later (late images and chunks)."""
+
+
+class EpisodeAssembler:
+    """Frames of the graph's episodes from its messages; see the module docstring for what each column holds."""
+
+    def __init__(self, profile: RobotProfile, image_tolerance_ns: int, episode_source: str = "any",
+                 settle_s: float = 0.5, history_ns: int = 10_000_000_000):
+        if episode_source not in EPISODE_SOURCES:
+            raise ValueError(f"episode_source must be one of {EPISODE_SOURCES}, got {episode_source!r}")
+        self.profile = profile
+        self.cameras = profile.camera_names
+        self.image_tolerance_ns = int(image_tolerance_ns)
+        self.episode_source = episode_source
+        self.settle_s = settle_s
+        self.history_ns = history_ns
+        """Messages older than this before the oldest open episode's first frame are forgotten."""
+        self.recent_joint_states: list[tuple[int, np.ndarray]] = []
+        self.images: dict[str, list[tuple[int, np.ndarray]]] = {c: [] for c in self.cameras}
+        self.chunks: list[ExecutedChunk] = []
+        self.references: dict[int, np.ndarray] = {}
+        self.open: list[_OpenEpisode] = []
+        """Episodes recording or settling, oldest first; only the last one takes new frames."""
+        self.ignored: dict[str, int] = {}
+        """Counts of what was not recorded, by reason."""
+
+    # --- inputs ---
+
+    def joint_state(self, stamp: int, position, velocity) -> None:
+        state = np.concatenate([np.asarray(position, np.float32), np.asarray(velocity, np.float32)])
+        self.recent_joint_states.append((int(stamp), state))
+        del self.recent_joint_states[:-10]
+        episode = self._recording()
+        if episode is None or stamp <= episode.start_stamp or (episode.stamps and stamp <= episode.stamps[-1]):
+            return
+        episode.stamps.append(int(stamp))
+        episode.states.append(state)
+
+    def image(self, camera: str, stamp: int, rgb: np.ndarray) -> None:
+        if camera in self.images:
+            bisect.insort(self.images[camera], (int(stamp), rgb), key=lambda e: e[0])
+
+    def executed_chunk(self, stamp: int, chunk_index: int, source: int, rows: np.ndarray) -> None:
+        chunk = ExecutedChunk(int(stamp), int(chunk_index), int(source), np.asarray(rows, np.float32))
+        bisect.insort(self.chunks, chunk, key=lambda c: (c.stamp, c.chunk_index))
+
+    def reference_chunk(self, stamp: int, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, np.float32)
+        if rows.shape != (self.profile.vla_chunk_len, self.profile.action_dim):
+            self._ignore("reference chunks of another shape than the profile's H x A")
+            return
+        self.references[int(stamp)] = rows
+
+    def start(self, episode_id: int, stamp: int, detail: str) -> None:
+        """EPISODE_START."""
+        from_operator = detail.startswith("operator")
+        if self.episode_source == "operator" and not from_operator:
+            return
+        current = self._recording()
+        if current is not None:
+            current.end_step = len(current.stamps)  # its latest observation is the final one
+            current.success, current.truncated = False, True
+            current.ended_at = -np.inf
+        episode = _OpenEpisode(int(episode_id), int(stamp), from_operator)
+        if from_operator:  # the arbiter starts it on the newest joint state: that one is o_1
+            before = [(s, state) for s, state in self.recent_joint_states if s <= stamp]
+            taken = current.stamps[-1] if current is not None and current.stamps else -1
+            if before and before[-1][0] > taken:
+                episode.start_stamp = before[-1][0] - 1
+                episode.stamps.append(before[-1][0])
+                episode.states.append(before[-1][1])
+            else:  # not received yet: the next joint state is o_1
+                episode.start_stamp = max(taken, self.recent_joint_states[-1][0] if self.recent_joint_states else -1)
+        self.open.append(episode)
+
+    def end(self, episode_id: int, step_index: int, success: bool, detail: str, now: float) -> None:
+        """EPISODE_END: o_{step_index} is the final observation."""
+        if self.episode_source == "operator" and not detail.startswith("operator"):
+            return
+        episode = self._recording()
+        if episode is None or episode.episode_id != int(episode_id):
+            self._ignore("episode ends without a start seen by the recorder")
+            return
+        episode.end_step = int(step_index) if step_index > 0 else len(episode.stamps)
+        episode.success = bool(success)
+        episode.ended_at = now
+
+    def phase(self, critical: bool, step_index: int, by_human: bool) -> None:
+        episode = self._recording()
+        if episode is not None:
+            episode.phase_events.append((int(step_index) + int(by_human), bool(critical)))
+
+    def label(self, success: bool) -> None:
+        episode = self._recording()
+        if episode is not None:
+            episode.label = bool(success)
+
+    def takeover_end(self, stamp: int) -> None:
+        """The operator let go: the human chunk in force ends (the robot holds until the next decision)."""
+        for chunk in reversed(self.chunks):
+            if chunk.stamp <= stamp:
+                if chunk.source == SOURCE_HUMAN and chunk.released_at is None:
+                    chunk.released_at = int(stamp)
+                return
+
+    # --- outputs ---
+
+    def take_finished(self, now: float) -> list[RecordedEpisode]:
+        """Episodes that ended at least `settle_s` ago (or were cut short by a new start), oldest first."""
+        done = []
+        while self.open and self.open[0].ended_at is not None and now - self.open[0].ended_at >= self.settle_s:
+            episode = self.open.pop(0)
+            recorded = self._assemble(episode)
+            if recorded is not None:
+                done.append(recorded)
+        self._forget()
+        return done
+
+    def close(self) -> list[RecordedEpisode]:
+        """At shutdown: the episodes that ended (the one still recording is dropped: it has no end)."""
+        done = []
+        for episode in self.open:
+            if episode.ended_at is not None:
+                recorded = self._assemble(episode)
+                if recorded is not None:
+                    done.append(recorded)
+        self.open = []
+        return done
+
+    # --- assembly ---
+
+    def _recording(self) -> _OpenEpisode | None:
+        if self.open and self.open[-1].ended_at is None:
+            return self.open[-1]
+        return None
+
+    def _ignore(self, reason: str) -> None:
+        self.ignored[reason] = self.ignored.get(reason, 0) + 1
+
+    def _assemble(self, episode: _OpenEpisode) -> RecordedEpisode | None:
+        length = min(len(episode.stamps), max(episode.end_step or 0, 1) - 1)
+        if length < 1:
+            self._ignore("episodes without a complete step")
+            return None
+        stamps = episode.stamps[:length]
+        images, beyond = {}, 0
+        for camera in self.cameras:
+            if not self.images[camera]:
+                self._ignore(f"episodes without an image from camera {camera}")
+                return None
+            chosen = [self._nearest_image(camera, s) for s in stamps]
+            beyond += sum(offset > self.image_tolerance_ns for offset, _ in chosen)
+            images[camera] = [image for _, image in chosen]
+        actions, sources, driven = self._actions(stamps)
+        intervention = driven & (sources == SOURCE_HUMAN)
+        critical = self._phases(episode, length)
+        has_reference = np.array([s in self.references for s in stamps])
+        zeros = np.zeros((self.profile.vla_chunk_len, self.profile.action_dim), np.float32)
+        references = np.stack([self.references.get(s, zeros).reshape(-1) for s in stamps])
+        last = np.arange(length) == length - 1
+        success = bool(episode.success)
+        frames = {
+            "observation.state": np.stack(episode.states[:length]),
+            "action": actions,
+            "next.reward": (last & success).astype(np.float32),
+            "next.done": last,
+            "next.success": last & success,
+            "critical_phase": critical,
+            "action_source": sources,
+            "intervention": intervention,
+            "reference_chunk": references,
+            "has_reference_chunk": has_reference,
+        }
+        metadata = {
+            "success": success,
+            "truncated": bool(episode.truncated),
+            "graph_episode_id": episode.episode_id,
+            "operator_label": episode.label,
+            "start_stamp_ns": stamps[0],
+            "intervention": bool(intervention.any()),
+            "steps_by_source": {
+                **{name: int((driven & (sources == source)).sum()) for source, name in SOURCE_NAMES.items()},
+                "hold": int((~driven).sum()),
+            },
+            "critical_steps": int(critical.sum()),
+            "missing_steps": max(0, (episode.end_step or 0) - 1 - length),
+            "images_beyond_tolerance": int(beyond),
+        }
+        return RecordedEpisode(episode.episode_id, images, frames, metadata)
+
+    def _nearest_image(self, camera: str, stamp: int) -> tuple[int, np.ndarray]:
+        entries = self.images[camera]
+        i = bisect.bisect_left(entries, stamp, key=lambda e: e[0])
+        near = [entries[j] for j in (i - 1, i) if 0 <= j < len(entries)]
+        offset, image = min(((abs(s - stamp), image) for s, image in near), key=lambda e: e[0])
+        return offset, image
+
+    def _actions(self, stamps: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The action after each frame, its source and whether a chunk was in force (see the module docstring)."""
+        actions = np.zeros((len(stamps), self.profile.action_dim), np.float32)
+        sources = np.full(len(stamps), SOURCE_VLA, np.int64)
+        driven = np.zeros(len(stamps), bool)
+        chunks = [c for c in self.chunks if stamps[0] <= c.stamp <= stamps[-1]]
+        position = {s: n for n, s in enumerate(stamps)}
+        last_source = SOURCE_VLA
+        for n, stamp in enumerate(stamps):
+            in_force = None
+            for chunk in chunks:  # ordered by (stamp, chunk_index): the last one stamped at or before o_n
+                if chunk.stamp > stamp:
+                    break
+                if chunk.stamp in position:
+                    in_force = chunk
+            if in_force is not None:
+                k = n - position[in_force.stamp]
+                released = (in_force.released_at is not None
+                            and n >= self._newest_at_or_before(stamps, in_force.released_at))
+                if k < len(in_force.rows) and not released:
+                    actions[n], driven[n] = in_force.rows[k], True
+                last_source = in_force.source
+            sources[n] = last_source
+        return actions, sources, driven
+
+    @staticmethod
+    def _newest_at_or_before(stamps: list[int], stamp: int) -> int:
+        return bisect.bisect_right(stamps, stamp) - 1
+
+    def _phases(self, episode: _OpenEpisode, length: int) -> np.ndarray:
+        critical = np.zeros(length, bool)
+        for step, value in sorted(episode.phase_events, key=lambda e: e[0]):
+            critical[max(step, 1) - 1:] = value
+        return critical
+
+    def _forget(self) -> None:
+        """Drop images, chunks and references no open episode can use."""
+        if self.open and self.open[0].stamps:
+            horizon = self.open[0].stamps[0] - self.image_tolerance_ns
+        elif self.recent_joint_states:
+            horizon = self.recent_joint_states[-1][0] - self.history_ns
+        else:
+            return
+        for camera in self.cameras:
+            entries = self.images[camera]
+            keep = max(0, bisect.bisect_left(entries, horizon, key=lambda e: e[0]) - 1)
+            del entries[:keep]
+        self.chunks = [c for c in self.chunks if c.stamp >= horizon]
+        self.references = {s: r for s, r in self.references.items() if s >= horizon}
