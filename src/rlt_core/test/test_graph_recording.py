@@ -77,6 +77,15 @@ def test_frames_hold_the_executed_actions_sources_phase_and_images(profile):
     assert episode.metadata['images_beyond_tolerance'] == 0 and episode.metadata['success'] is True
 
 
+def test_a_release_received_before_the_human_chunk_still_ends_it(profile):
+    a = EpisodeAssembler(profile, image_tolerance_ns=5 * MS, settle_s=0.0)
+    a.takeover_end(210 * MS)  # let go after o_4 (200 ms); topics may arrive out of order
+    feed_episode(a, 0, steps=5, chunks=[(3, SOURCE_HUMAN, [[0.05, 0.05]] * 2)])
+    [episode] = a.take_finished(now=1.0)
+    assert episode.frames['intervention'].tolist() == [False, False, True, False, False]
+    np.testing.assert_allclose(episode.frames['action'][2:4], [[0.05, 0.05], [0.0, 0.0]])
+
+
 def test_operator_episodes_begin_on_the_joint_state_they_were_started_on(profile):
     a = EpisodeAssembler(profile, image_tolerance_ns=5 * MS, episode_source='operator', settle_s=0.0)
     a.start(0, 1, 'seed=0')  # a simulator's start: not an operator episode

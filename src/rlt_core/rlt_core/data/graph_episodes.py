@@ -5,7 +5,8 @@ joint states, camera images, executed and reference chunks and episode events. T
 finished episodes, one frame per control step (one per joint state), each the observation before an action and
 what that action did, as the simulator's demonstrations are recorded:
 
-- ``observation.state``: the joint positions then velocities of the joint state o_n (the profile's joint order).
+- ``observation.state``: the joint positions then velocities of the joint state o_n (the profile's joint order);
+  ``observation.stamp_ns`` its header stamp (the key into the MCAP log and the graph's other topics).
 - ``observation.images.<camera>``: each camera's image stamped like o_n, or the nearest one in time (within
   `image_tolerance_ns`; beyond it the nearest is still taken and the episode's ``images_beyond_tolerance`` counts
   it), converted to RGB.
@@ -13,7 +14,8 @@ what that action did, as the simulator's demonstrations are recorded:
   ``rlt/executed_chunk``. A chunk is stamped with the observation it was decided on; its row k is taken as the
   action after the k-th observation from that one, until a newer chunk of the episode (a later stamp, or the same
   stamp and a higher chunk_index) is in force, the chunk's rows run out (the robot holds: zero), or, for a human
-  chunk, the operator lets go (``TAKEOVER_END``: zero from the newest observation stamped before it). This is
+  chunk, the operator lets go (the first ``TAKEOVER_END`` stamped after the chunk's observation: zero from the
+  newest observation stamped before it on). Stamps, not arrival order, decide: topics may arrive out of order. This is
   what the arbiter executes whenever it decides a chunk before the next joint state arrives (a human chunk always
   is; the VLA's and the actor's are when they answer within a control period). A chunk decided k steps late is
   executed k steps later than recorded here, after k zero (hold) steps.
@@ -56,6 +58,7 @@ def recorder_features(profile: RobotProfile) -> dict:
     """The graph recorder's columns beyond the standard ones (`rlt_core.data.lerobot.profile_features` extras)."""
     scalar = {"shape": [1], "names": None}
     return {
+        "observation.stamp_ns": {"dtype": "int64", **scalar},
         "action_source": {"dtype": "int64", **scalar},
         "intervention": {"dtype": "bool", **scalar},
         "reference_chunk": {
@@ -87,8 +90,6 @@ class ExecutedChunk:
     source: int
     rows: np.ndarray
     """(C, A) the executed actions."""
-    released_at: int | None = None
-    """For a human chunk: the stamp of the TAKEOVER_END that ended it, if one did."""
 
 
 @dataclasses.dataclass
@@ -158,6 +159,8 @@ class EpisodeAssembler:
         self.images: dict[str, list[tuple[int, np.ndarray]]] = {c: [] for c in self.cameras}
         self.chunks: list[ExecutedChunk] = []
         self.references: dict[int, np.ndarray] = {}
+        self.releases: list[int] = []
+        """Stamps of TAKEOVER_END events: the operator let go."""
         self.open: list[_OpenEpisode] = []
         """Episodes recording or settling, oldest first; only the last one takes new frames."""
         self.ignored: dict[str, int] = {}
@@ -190,11 +193,11 @@ class EpisodeAssembler:
             return
         self.references[int(stamp)] = rows
 
-    def start(self, episode_id: int, stamp: int, detail: str) -> None:
-        """EPISODE_START."""
+    def start(self, episode_id: int, stamp: int, detail: str) -> bool:
+        """EPISODE_START; returns whether the episode is recorded (it is of the episode source)."""
         from_operator = detail.startswith("operator")
         if self.episode_source == "operator" and not from_operator:
-            return
+            return False
         current = self._recording()
         if current is not None:
             current.end_step = len(current.stamps)  # its latest observation is the final one
@@ -211,6 +214,7 @@ class EpisodeAssembler:
             else:  # not received yet: the next joint state is o_1
                 episode.start_stamp = max(taken, self.recent_joint_states[-1][0] if self.recent_joint_states else -1)
         self.open.append(episode)
+        return True
 
     def end(self, episode_id: int, step_index: int, success: bool, detail: str, now: float) -> None:
         """EPISODE_END: o_{step_index} is the final observation."""
@@ -235,12 +239,9 @@ class EpisodeAssembler:
             episode.label = bool(success)
 
     def takeover_end(self, stamp: int) -> None:
-        """The operator let go: the human chunk in force ends (the robot holds until the next decision)."""
-        for chunk in reversed(self.chunks):
-            if chunk.stamp <= stamp:
-                if chunk.source == SOURCE_HUMAN and chunk.released_at is None:
-                    chunk.released_at = int(stamp)
-                return
+        """The operator let go at `stamp`: the human chunk in force then ends (the robot holds until the next
+        decision). Applied when the episode is assembled: the last human chunk may arrive after this event."""
+        bisect.insort(self.releases, int(stamp))
 
     # --- outputs ---
 
@@ -305,6 +306,7 @@ class EpisodeAssembler:
             "next.done": last,
             "next.success": last & success,
             "critical_phase": critical,
+            "observation.stamp_ns": np.asarray(stamps, np.int64),
             "action_source": sources,
             "intervention": intervention,
             "reference_chunk": references,
@@ -351,17 +353,19 @@ class EpisodeAssembler:
                     in_force = chunk
             if in_force is not None:
                 k = n - position[in_force.stamp]
-                released = (in_force.released_at is not None
-                            and n >= self._newest_at_or_before(stamps, in_force.released_at))
-                if k < len(in_force.rows) and not released:
+                if k < len(in_force.rows) and not self._released(in_force, n, stamps):
                     actions[n], driven[n] = in_force.rows[k], True
                 last_source = in_force.source
             sources[n] = last_source
         return actions, sources, driven
 
-    @staticmethod
-    def _newest_at_or_before(stamps: list[int], stamp: int) -> int:
-        return bisect.bisect_right(stamps, stamp) - 1
+    def _released(self, chunk: ExecutedChunk, n: int, stamps: list[int]) -> bool:
+        """Whether the operator let go of human `chunk` at or before frame n: the first release at or after the
+        chunk's observation counts from the newest observation stamped before it."""
+        if chunk.source != SOURCE_HUMAN:
+            return False
+        i = bisect.bisect_left(self.releases, chunk.stamp)
+        return i < len(self.releases) and n >= bisect.bisect_right(stamps, self.releases[i]) - 1
 
     def _phases(self, episode: _OpenEpisode, length: int) -> np.ndarray:
         critical = np.zeros(length, bool)
@@ -383,3 +387,4 @@ class EpisodeAssembler:
             del entries[:keep]
         self.chunks = [c for c in self.chunks if c.stamp >= horizon]
         self.references = {s: r for s, r in self.references.items() if s >= horizon}
+        self.releases = [s for s in self.releases if s >= horizon]
