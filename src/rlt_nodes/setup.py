@@ -25,6 +25,7 @@ setup(
             'arbiter = rlt_nodes.arbiter:main',
             'learner = rlt_nodes.learner:main',
             'keyboard_teleop = rlt_nodes.keyboard_teleop:main',
+            'recorder = rlt_nodes.recorder:main',
         ],
     },
 )
