@@ -1,7 +1,7 @@
 """Recorder: the graph's episodes as a LeRobot v3.0 dataset, and its raw topics as MCAP.
 
 Runs beside any graph, during teleoperated demonstrations and during online RL:
-``ros2 run rlt_nodes recorder --ros-args -p output:=DIR`` (or ``./rlt exec recorder --ros-args -p output:=DIR``).
+``ros2 run rlt_nodes recorder --ros-args -p output:=DIR`` (or ``./rlt exec python -m rlt_nodes.recorder ...``).
 Writes under `output`:
 
 - ``dataset/``: a LeRobot v3.0 dataset (`rlt_core.data.lerobot`, the layout `rlt_record_demos` writes; read it
