@@ -343,14 +343,12 @@ class EpisodeAssembler:
         driven = np.zeros(len(stamps), bool)
         chunks = [c for c in self.chunks if stamps[0] <= c.stamp <= stamps[-1]]
         position = {s: n for n, s in enumerate(stamps)}
-        last_source = SOURCE_VLA
+        last_source, in_force, i = SOURCE_VLA, None, 0
         for n, stamp in enumerate(stamps):
-            in_force = None
-            for chunk in chunks:  # ordered by (stamp, chunk_index): the last one stamped at or before o_n
-                if chunk.stamp > stamp:
-                    break
-                if chunk.stamp in position:
-                    in_force = chunk
+            while i < len(chunks) and chunks[i].stamp <= stamp:  # by (stamp, chunk_index): the last one wins
+                if chunks[i].stamp in position:
+                    in_force = chunks[i]
+                i += 1
             if in_force is not None:
                 k = n - position[in_force.stamp]
                 if k < len(in_force.rows) and not self._released(in_force, n, stamps):
