@@ -125,8 +125,9 @@ class Cell:
         assert self.test_node.spin_until(lambda: episode_id in self.stats, timeout=20), self.fail('no stats')
         return episode_id
 
-    def recorded(self, *graph_episode_ids, timeout=30):
-        """The dataset once it holds the episodes of these graph episode ids."""
+    def recorded(self, *graph_episode_ids, timeout=30, required=True):
+        """The dataset once it holds the episodes of these graph episode ids (None after `timeout` unless
+        `required`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.test_node.spin_until(lambda: False, timeout=0.2)
@@ -134,6 +135,8 @@ class Cell:
                 dataset = load_demos(self.output / 'dataset')
                 if set(graph_episode_ids) <= set(dataset.episodes['graph_episode_id'].to_pylist()):
                     return dataset
+        if not required:
+            return None
         raise AssertionError(f'the recorder did not write episodes {graph_episode_ids}\n'
                              f'{self.processes.stop(self.recorder)[-3000:]}')
 
@@ -165,10 +168,11 @@ class Cell:
 
 def test_recorder_dataset_and_mcap_match_what_the_graph_published(processes, test_node, tmp_path):
     cell = Cell(processes, test_node, tmp_path)
+    warmup = cell.episode(success=False)  # discovery on a loaded machine: the recorder may miss a first start
     episodes = [(cell.episode(success=True, phase=True), True), (cell.episode(success=False, y=-1.0), False)]
     dataset = cell.recorded(*dict(episodes))
     ids = dataset.episodes['graph_episode_id'].to_pylist()
-    assert ids[-2:] == [e for e, _ in episodes] and len(ids) <= 3, ids  # and the first, if it saw its start
+    assert ids[-2:] == [e for e, _ in episodes] and set(ids[:-2]) <= {0, warmup}, ids
     for episode_id, success in episodes:
         episode = cell.check_episode(dataset, ids.index(episode_id), episode_id, success)
     critical = dataset.episode(ids.index(episodes[0][0]))['critical_phase']
@@ -243,11 +247,14 @@ def test_a_killed_recorder_keeps_its_episodes_and_the_next_run_appends(processes
     cell.steps(1, cell.joy_msg(False))
     cell.press(MAPPING.failure_button)  # ends the episode the kill cut short
     assert test_node.spin_until(lambda: cut in cell.ended(), timeout=10)
-    appended = cell.episode(success=True)
-    dataset = cell.recorded(appended)
+    for _ in range(3):  # the first episode whose start the new recorder sees (the arbiter may see it late)
+        appended = cell.episode(success=True)
+        dataset = cell.recorded(appended, timeout=5, required=False)
+        if dataset is not None:
+            break
+    assert dataset is not None, processes.stop(cell.recorder)[-3000:]
     ids = dataset.episodes['graph_episode_id'].to_pylist()
-    assert ids == [*ids_before, appended]
-    assert ids[-1] == appended and dataset.episodes['episode_index'].to_pylist() == list(range(len(ids)))
+    assert ids == [*ids_before, appended] and dataset.episodes['episode_index'].to_pylist() == list(range(len(ids)))
     cell.check_episode(dataset, len(ids) - 1, appended, True)
     assert len(list((cell.output / 'mcap').glob('*.mcap'))) == 2
     assert Path(killed_log).exists()

@@ -28,16 +28,18 @@ def profile() -> RobotProfile:
                    vla_chunk_len=4, actor_chunk_len=2, stride=1)
 
 
-def feed_episode(a: EpisodeAssembler, start_ms: int, steps: int, chunks=(), phases=(), success=True,
+def feed_episode(a: EpisodeAssembler, start_ms: int, steps: int, chunks=(), phases=(), releases=(), success=True,
                  operator=False):
     """An episode of `steps` + 1 joint states 50 ms apart (the last is the final observation), images 2 ms after
     each, `chunks` as (step, source, rows) executed chunks stamped with that step's observation, `phases` as
-    (step, critical, by_human) events."""
+    (step, critical, by_human) and `releases` as (stamp, step) TAKEOVER_END events, received first."""
     stamps = [(start_ms + 50 * (n + 1)) * MS for n in range(steps + 1)]
     if not operator:
         a.start(7, start_ms * MS, 'seed=7')
         for step, critical, by_human in phases:
             a.phase(critical, step, by_human)
+        for stamp, step in releases:
+            a.takeover_end(stamp, step)
     for n, stamp in enumerate(stamps, start=1):
         a.joint_state(stamp, [0.01 * n, -0.01 * n], [0.1, 0.2])
         if operator and n == 1:
@@ -55,10 +57,9 @@ def feed_episode(a: EpisodeAssembler, start_ms: int, steps: int, chunks=(), phas
 def test_frames_hold_the_executed_actions_sources_phase_and_images(profile):
     a = EpisodeAssembler(profile, image_tolerance_ns=5 * MS, settle_s=0.5)
     vla, actor, human = [[0.01, 0.0], [0.02, 0.0]], [[0.0, 0.03], [0.0, 0.04]], [[0.05, 0.05], [0.05, 0.05]]
-    stamps = feed_episode(a, 0, steps=8, chunks=[(1, SOURCE_VLA, vla), (4, SOURCE_ACTOR, actor),
-                                                 (6, SOURCE_HUMAN, human)],
-                          phases=[(4, True, False), (6, False, True), (6, True, True)])  # the sim's from o_4
-    a.takeover_end(stamps[6] + MS)  # let go after o_7: o_7 holds
+    feed_episode(a, 0, steps=8, chunks=[(1, SOURCE_VLA, vla), (4, SOURCE_ACTOR, actor), (6, SOURCE_HUMAN, human)],
+                 phases=[(4, True, False), (6, False, True), (6, True, True)],  # the sim's from o_4
+                 releases=[(355 * MS, 7)])  # let go after o_7 (350 ms): o_7 holds
     assert a.take_finished(now=0.1) == []  # settling
     [episode] = a.take_finished(now=0.6)
     f = episode.frames
@@ -77,10 +78,11 @@ def test_frames_hold_the_executed_actions_sources_phase_and_images(profile):
     assert episode.metadata['images_beyond_tolerance'] == 0 and episode.metadata['success'] is True
 
 
-def test_a_release_received_before_the_human_chunk_still_ends_it(profile):
+def test_a_release_counts_from_the_arbiters_latest_observation(profile):
     a = EpisodeAssembler(profile, image_tolerance_ns=5 * MS, settle_s=0.0)
-    a.takeover_end(210 * MS)  # let go after o_4 (200 ms); topics may arrive out of order
-    feed_episode(a, 0, steps=5, chunks=[(3, SOURCE_HUMAN, [[0.05, 0.05]] * 2)])
+    # Let go at 260 ms, after o_5 (250 ms) was published but when the arbiter had seen only o_4; the event
+    # arrives before the human chunk (topics may arrive out of order).
+    feed_episode(a, 0, steps=5, chunks=[(3, SOURCE_HUMAN, [[0.05, 0.05]] * 2)], releases=[(260 * MS, 4)])
     [episode] = a.take_finished(now=1.0)
     assert episode.frames['intervention'].tolist() == [False, False, True, False, False]
     np.testing.assert_allclose(episode.frames['action'][2:4], [[0.05, 0.05], [0.0, 0.0]])

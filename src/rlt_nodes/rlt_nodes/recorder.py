@@ -210,7 +210,7 @@ class RecorderNode(Node):
         elif msg.event in (e.LABEL_SUCCESS, e.LABEL_FAILURE):
             a.label(msg.event == e.LABEL_SUCCESS)
         elif msg.event == e.TAKEOVER_END:
-            a.takeover_end(stamp_ns(msg.header))
+            a.takeover_end(stamp_ns(msg.header), msg.step_index)
 
     # --- writing ---
 

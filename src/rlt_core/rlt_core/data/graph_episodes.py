@@ -15,7 +15,8 @@ what that action did, as the simulator's demonstrations are recorded:
   action after the k-th observation from that one, until a newer chunk of the episode (a later stamp, or the same
   stamp and a higher chunk_index) is in force, the chunk's rows run out (the robot holds: zero), or, for a human
   chunk, the operator lets go (the first ``TAKEOVER_END`` stamped after the chunk's observation: zero from the
-  newest observation stamped before it on). Stamps, not arrival order, decide: topics may arrive out of order. This is
+  observation its step_index names, the arbiter's latest when it let go). Stamps and step indices, not arrival
+  order, decide: topics may arrive out of order. This is
   what the arbiter executes whenever it decides a chunk before the next joint state arrives (a human chunk always
   is; the VLA's and the actor's are when they answer within a control period). A chunk decided k steps late is
   executed k steps later than recorded here, after k zero (hold) steps.
@@ -133,6 +134,8 @@ class _OpenEpisode:
     states: list = dataclasses.field(default_factory=list)
     phase_events: list = dataclasses.field(default_factory=list)
     """(step the switch counts from, critical)."""
+    releases: list = dataclasses.field(default_factory=list)
+    """(stamp, step_index) of its TAKEOVER_END events: the operator let go."""
     label: bool | None = None
     end_step: int | None = None
     success: bool = False
@@ -159,8 +162,6 @@ class EpisodeAssembler:
         self.images: dict[str, list[tuple[int, np.ndarray]]] = {c: [] for c in self.cameras}
         self.chunks: list[ExecutedChunk] = []
         self.references: dict[int, np.ndarray] = {}
-        self.releases: list[int] = []
-        """Stamps of TAKEOVER_END events: the operator let go."""
         self.open: list[_OpenEpisode] = []
         """Episodes recording or settling, oldest first; only the last one takes new frames."""
         self.ignored: dict[str, int] = {}
@@ -238,10 +239,13 @@ class EpisodeAssembler:
         if episode is not None:
             episode.label = bool(success)
 
-    def takeover_end(self, stamp: int) -> None:
-        """The operator let go at `stamp`: the human chunk in force then ends (the robot holds until the next
-        decision). Applied when the episode is assembled: the last human chunk may arrive after this event."""
-        bisect.insort(self.releases, int(stamp))
+    def takeover_end(self, stamp: int, step_index: int) -> None:
+        """The operator let go at `stamp`, the arbiter's latest observation being o_{step_index}: the human chunk in
+        force then ends (the robot holds until the next decision). Applied when the episode is assembled: the
+        last human chunk may arrive after this event."""
+        episode = self._recording()
+        if episode is not None:
+            bisect.insort(episode.releases, (int(stamp), int(step_index)))
 
     # --- outputs ---
 
@@ -291,7 +295,7 @@ class EpisodeAssembler:
             chosen = [self._nearest_image(camera, s) for s in stamps]
             beyond += sum(offset > self.image_tolerance_ns for offset, _ in chosen)
             images[camera] = [image for _, image in chosen]
-        actions, sources, driven = self._actions(stamps)
+        actions, sources, driven = self._actions(stamps, episode.releases)
         intervention = driven & (sources == SOURCE_HUMAN)
         critical = self._phases(episode, length)
         has_reference = np.array([s in self.references for s in stamps])
@@ -336,7 +340,7 @@ class EpisodeAssembler:
         offset, image = min(((abs(s - stamp), image) for s, image in near), key=lambda e: e[0])
         return offset, image
 
-    def _actions(self, stamps: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _actions(self, stamps: list[int], releases: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The action after each frame, its source and whether a chunk was in force (see the module docstring)."""
         actions = np.zeros((len(stamps), self.profile.action_dim), np.float32)
         sources = np.full(len(stamps), SOURCE_VLA, np.int64)
@@ -351,19 +355,20 @@ class EpisodeAssembler:
                 i += 1
             if in_force is not None:
                 k = n - position[in_force.stamp]
-                if k < len(in_force.rows) and not self._released(in_force, n, stamps):
+                if k < len(in_force.rows) and not self._released(in_force, n, releases):
                     actions[n], driven[n] = in_force.rows[k], True
                 last_source = in_force.source
             sources[n] = last_source
         return actions, sources, driven
 
-    def _released(self, chunk: ExecutedChunk, n: int, stamps: list[int]) -> bool:
-        """Whether the operator let go of human `chunk` at or before frame n: the first release at or after the
-        chunk's observation counts from the newest observation stamped before it."""
+    @staticmethod
+    def _released(chunk: ExecutedChunk, n: int, releases: list) -> bool:
+        """Whether the operator let go of human `chunk` by frame n (0-based): the first release stamped at or after
+        the chunk's observation holds the robot from the observation it names on."""
         if chunk.source != SOURCE_HUMAN:
             return False
-        i = bisect.bisect_left(self.releases, chunk.stamp)
-        return i < len(self.releases) and n >= bisect.bisect_right(stamps, self.releases[i]) - 1
+        i = bisect.bisect_left(releases, (chunk.stamp, -1))
+        return i < len(releases) and n + 1 >= releases[i][1]
 
     def _phases(self, episode: _OpenEpisode, length: int) -> np.ndarray:
         critical = np.zeros(length, bool)
@@ -385,4 +390,3 @@ class EpisodeAssembler:
             del entries[:keep]
         self.chunks = [c for c in self.chunks if c.stamp >= horizon]
         self.references = {s: r for s, r in self.references.items() if s >= horizon}
-        self.releases = [s for s in self.releases if s >= horizon]
