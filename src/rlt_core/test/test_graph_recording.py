@@ -103,6 +103,16 @@ def test_operator_episodes_begin_on_the_joint_state_they_were_started_on(profile
     assert cut.metadata['truncated'] and not cut.metadata['success'] and cut.length == 2
 
 
+def test_an_episode_with_a_joint_state_the_recorder_missed_is_not_recorded(profile):
+    a = EpisodeAssembler(profile, image_tolerance_ns=5 * MS, settle_s=0.0)
+    a.start(3, 0, 'seed=3')
+    for n in (1, 2, 4, 5):  # o_3 never arrived (a recorder that joined late, or dropped one)
+        a.joint_state(50 * n * MS, [0.0, 0.0], [0.0, 0.0])
+    a.end(3, 5, True, 'success', now=0.0)
+    assert a.take_finished(now=1.0) == []
+    assert a.ignored == {'episodes with joint states the recorder did not receive': 1}
+
+
 def test_image_encodings_become_rgb():
     rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     padded = np.zeros((2, 12), np.uint8)

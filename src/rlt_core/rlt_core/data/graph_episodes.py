@@ -34,8 +34,9 @@ simulator's episode begins with the first joint state stamped after its start; a
 stamped at or before it (the arbiter starts it on that joint state). EPISODE_END names its final observation
 o_k (step_index): frames o_1 .. o_{k-1} are the episode, o_k is what its last action led to. Its ``success`` is
 the episode's label. A START while an episode is open ends that one at its latest observation, not a success
-and truncated (an emergency stop ends an episode without an EPISODE_END). An episode whose start the recorder
-did not see is not recorded.
+and truncated (an emergency stop ends an episode without an EPISODE_END). An episode whose start, or any of
+whose joint states o_1 .. o_k, the recorder did not receive is not recorded (`ignored` counts them): it
+would be misaligned with its step indices.
 
 No ROS here: the node converts messages into the calls below.
 """
@@ -173,11 +174,14 @@ class EpisodeAssembler:
         state = np.concatenate([np.asarray(position, np.float32), np.asarray(velocity, np.float32)])
         self.recent_joint_states.append((int(stamp), state))
         del self.recent_joint_states[:-10]
-        episode = self._recording()
-        if episode is None or stamp <= episode.start_stamp or (episode.stamps and stamp <= episode.stamps[-1]):
+        for episode in reversed(self.open):  # the latest episode it can belong to
+            if stamp <= episode.start_stamp:
+                continue
+            collecting = episode.ended_at is None or len(episode.stamps) < (episode.end_step or 0)
+            if collecting and (not episode.stamps or stamp > episode.stamps[-1]):
+                episode.stamps.append(int(stamp))
+                episode.states.append(state)
             return
-        episode.stamps.append(int(stamp))
-        episode.states.append(state)
 
     def image(self, camera: str, stamp: int, rgb: np.ndarray) -> None:
         if camera in self.images:
@@ -282,6 +286,9 @@ class EpisodeAssembler:
         self.ignored[reason] = self.ignored.get(reason, 0) + 1
 
     def _assemble(self, episode: _OpenEpisode) -> RecordedEpisode | None:
+        if len(episode.stamps) < (episode.end_step or 0):  # o_1 .. o_k did not all arrive
+            self._ignore("episodes with joint states the recorder did not receive")
+            return None
         length = min(len(episode.stamps), max(episode.end_step or 0, 1) - 1)
         if length < 1:
             self._ignore("episodes without a complete step")
@@ -328,7 +335,6 @@ class EpisodeAssembler:
                 "hold": int((~driven).sum()),
             },
             "critical_steps": int(critical.sum()),
-            "missing_steps": max(0, (episode.end_step or 0) - 1 - length),
             "images_beyond_tolerance": int(beyond),
         }
         return RecordedEpisode(episode.episode_id, images, frames, metadata)
