@@ -87,8 +87,8 @@ def test_transitions_lost_reads_the_replay_from_disk(tmp_path):
     (tmp_path / 'layout.json').write_text(json.dumps({'descr': dtype.descr, 'itemsize': dtype.itemsize}))
     episodes = [{'episode_id': 0, 'transitions': 2}, {'episode_id': 1, 'transitions': 3},
                 {'episode_id': 2, 'transitions': 1}]
-    lost, stored = transitions_lost(episodes, tmp_path)
-    assert stored == {0: 2, 1: 1} and lost == 0 + 2 + 1
+    lost, by_episode = transitions_lost(episodes, tmp_path)
+    assert by_episode == {1: 2, 2: 1} and lost == 0 + 2 + 1
 
 
 def test_fuzz_messages_cover_every_kind_with_valid_messages():

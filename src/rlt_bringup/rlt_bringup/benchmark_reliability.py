@@ -34,6 +34,8 @@ has arrived); the one before it is also accepted (the arbiter may not have recei
      the control path (learner, and actor outside the critical phase) it is the time to the next VLA
      chunk.
    - `restart_s` (median, max): from the restart until the node is back.
+   - `transitions_lost`: those lost (below) of the episodes reported after a kill of this node and before
+     the next kill.
 2. Fuzz. `--fuzz-messages` malformed messages (`FuzzMessages`: every kind on every topic the graph's
    nodes subscribe to, evenly, at `--fuzz-rate` per second) beside the graph's own traffic. `crashes`:
    node processes that exited (each is restarted, and its log's last lines are kept); `rejections`: the
@@ -47,7 +49,8 @@ has arrived); the one before it is also accepted (the arbiter may not have recei
 Over the whole run:
 - `transitions_lost`: for every episode the arbiter reported on rlt/episode_stats, its transitions minus
   the records of that episode in OUTPUT/replay/transitions.bin (read after the clean stop; unique
-  (writer, sequence) pairs where the records carry them), never below zero per episode; also per section.
+  (writer, sequence) pairs where the records carry them), never below zero per episode; also per section
+  (the one in which the episode was reported) and per episode.
 - `learner_weights_regressed`: whether any weights version the learner published on rlt/actor_weights,
   any version the actor latched on rlt/actor_version, or any non-zero `weights_version` or
   `checkpoint_updates` on rlt/learner_stats came below one seen before (a restarted learner reports
@@ -92,6 +95,8 @@ class CommandChecker:
         self.profile, self.max_target_lead = profile, max_target_lead
         self.low, self.high = np.array(profile.joint_lower), np.array(profile.joint_upper)
         self.checked = 0
+        self.section = ''
+        """The benchmark's section now, noted with each example."""
         self.violations: Counter[str] = Counter()
         self.examples: list[dict] = []
         """The first few commands that failed, with their reason."""
@@ -126,7 +131,7 @@ class CommandChecker:
         reason = reasons[0]
         self.violations[re.sub(r' -?[\d.]+ ', ' ', reason.split(' (')[0])] += 1  # counted without its figures
         if len(self.examples) < 10:
-            self.examples.append({'reason': reason, 'points': np.round(points, 5).tolist(),
+            self.examples.append({'reason': reason, 'section': self.section, 'points': np.round(points, 5).tolist(),
                                   'measured': [np.round(m, 5).tolist() for m in measured_candidates or []]})
         return reason
 
@@ -166,7 +171,7 @@ def monotone_regressions(values) -> int:
 
 
 def transitions_lost(episodes, replay_dir: Path) -> tuple[int, dict]:
-    """(lost, stored per episode): each reported episode's transitions minus its records on disk, at least 0."""
+    """(lost, lost per episode id): each reported episode's transitions minus its records on disk, at least 0."""
     stored = Counter()
     layout, data = replay_dir / 'layout.json', replay_dir / 'transitions.bin'
     if layout.exists() and data.exists():
@@ -177,8 +182,9 @@ def transitions_lost(episodes, replay_dir: Path) -> tuple[int, dict]:
             stored.update(e for e, _, _ in unique)
         else:
             stored.update(int(e) for e in records['episode_id'])
-    lost = sum(max(0, e['transitions'] - stored.get(e['episode_id'], 0)) for e in episodes)
-    return lost, stored
+    lost = {e['episode_id']: e['transitions'] - stored.get(e['episode_id'], 0) for e in episodes}
+    lost = {episode: n for episode, n in lost.items() if n > 0}
+    return sum(lost.values()), lost
 
 
 # --- malformed messages ---
@@ -555,9 +561,15 @@ class Processes:
     def exited(self) -> dict[str, int]:
         return {name: proc.returncode for name, proc in self.procs.items() if proc.poll() is not None}
 
-    def log_tail(self, name: str, lines: int = 30) -> str:
+    def last_error(self, name: str, lines: int = 8) -> str:
+        """The end of the last traceback in the node's log, up to its exception line (else the log's last lines)."""
         text = (self.logs / f'{name}.log').read_text(errors='replace').splitlines()
-        return '\n'.join(text[-lines:])
+        starts = [i for i, line in enumerate(text) if line.startswith('Traceback')]
+        if not starts:
+            return '\n'.join(text[-lines:])
+        block = text[starts[-1]:]
+        end = next((i for i in range(1, len(block)) if block[i] and not block[i][0].isspace()), len(block) - 1)
+        return '\n'.join(block[max(0, end + 1 - lines):end + 1])
 
     def rss_mb(self, name: str) -> float | None:
         try:
@@ -625,6 +637,7 @@ class Watcher:
         sub(RLToken, 'rlt/rl_token', self.on_token, CHUNK_QOS)
         sub(DiagnosticArray, '/diagnostics', self.on_diagnostics, 100)
         self.fuzz_publishers = {}
+        self.kills: list[tuple[float, str]] = []  # (time, node) of every kill
 
     # --- where a message came from ---
 
@@ -687,7 +700,7 @@ class Watcher:
         stats = json.loads(msg.data)
         if any(e['episode_id'] == stats['episode_id'] for e in self.episodes[-100:]):
             return  # the latched history again, from a restarted arbiter or a re-match
-        self.episodes.append({**stats, 'section': self.section})
+        self.episodes.append({**stats, 'section': self.section, 'received_t': time.monotonic()})
 
     def on_learner_stats(self, msg, info):
         if self.sender('rlt/learner_stats', info) == 'learner':
@@ -797,6 +810,7 @@ def fault_injection(args, procs: Processes, watcher: Watcher, rng: random.Random
         print(f'reliability: kill {k + 1}/{len(order)}: {node}, back after '
               f'{kills[node][-1]["restart_s"] or math.inf:.1f} s', file=sys.stderr, flush=True)
     watcher.spin(5.0)  # the commands after the last kill
+    watcher.kills = [(r['kill_t'], node) for node, records in kills.items() for r in records]
     out = {}
     for node, records in kills.items():
         recovery = [recovery_time(r['kill_t'], r['kill_wall_ns'], watcher.trajectories, watcher.vla_chunks,
@@ -842,7 +856,7 @@ def fuzz(args, procs: Processes, watcher: Watcher) -> dict:
         if k % 200 == 0:
             for node, code in procs.exited().items():
                 crashes.append({'node': node, 'exit_code': code, 'after_messages': k + 1,
-                                'log_tail': procs.log_tail(node)})
+                                'error': procs.last_error(node)})
                 print(f'reliability: {node} exited ({code}) under fuzz; restarted', file=sys.stderr, flush=True)
                 procs.start(node)
                 watcher.forget_process(node)
@@ -850,7 +864,7 @@ def fuzz(args, procs: Processes, watcher: Watcher) -> dict:
     watcher.spin(3.0)  # the last refusal counts (/diagnostics once a second)
     for node, code in procs.exited().items():
         crashes.append({'node': node, 'exit_code': code, 'after_messages': args.fuzz_messages,
-                        'log_tail': procs.log_tail(node)})
+                        'error': procs.last_error(node)})
         procs.start(node)
     rejections = defaultdict(dict)
     for (node, topic), count in sorted(watcher.refusals.items()):
@@ -871,7 +885,7 @@ def soak(args, procs: Processes, watcher: Watcher) -> dict:
             if mb is not None:
                 samples[name].append((time.monotonic() - start, mb))
         for node, code in procs.exited().items():
-            exits.append({'node': node, 'exit_code': code, 'log_tail': procs.log_tail(node)})
+            exits.append({'node': node, 'exit_code': code, 'error': procs.last_error(node)})
             procs.start(node)
             samples[node].clear()
         watcher.spin(args.rss_period_s)
@@ -975,15 +989,15 @@ def main(argv=None):
         if early:
             raise RuntimeError(f'nodes exited before the sections: {early}; see {out / "logs"}')
         if args.kills:
-            watcher.section = 'fault_injection'
+            watcher.section = watcher.checker.section = 'fault_injection'
             result['fault_injection'] = fault_injection(args, procs, watcher, rng)
         if args.fuzz_messages:
-            watcher.section = 'fuzz'
+            watcher.section = watcher.checker.section = 'fuzz'
             result['fuzz'] = fuzz(args, procs, watcher)
         if args.soak_min:
-            watcher.section = 'soak'
+            watcher.section = watcher.checker.section = 'soak'
             result['soak'] = soak(args, procs, watcher)
-        watcher.section = 'end'
+        watcher.section = watcher.checker.section = 'end'
         recorded = sum(e['transitions'] for e in watcher.episodes)
         watcher.spin_until(lambda: watcher.learner_stats and watcher.learner_stats[-1].get('transitions', 0)
                            >= recorded, 30.0)
@@ -995,7 +1009,14 @@ def main(argv=None):
         if watcher is not None:
             watcher.close()
     episodes = watcher.episodes if watcher else []
-    lost, _ = transitions_lost(episodes, out / 'replay')
+    lost, lost_by_episode = transitions_lost(episodes, out / 'replay')
+    if 'fault_injection' in result:  # each loss goes to the last kill before its episode was reported
+        for episode in episodes:
+            kill = max(((t, node) for t, node in watcher.kills if t < episode['received_t']), default=None)
+            if kill and episode['section'] == 'fault_injection':
+                node = result['fault_injection'][kill[1]]
+                node['transitions_lost'] = node.get('transitions_lost', 0) + lost_by_episode.get(
+                    episode['episode_id'], 0)
     result.update({
         'interrupted': interrupted, 'wall_minutes': round((time.monotonic() - start) / 60, 1),
         'commands_checked': watcher.checker.checked if watcher else 0,
@@ -1004,9 +1025,10 @@ def main(argv=None):
         'violation_examples': watcher.checker.examples if watcher else [],
         'episodes': len(episodes), 'transitions_recorded': sum(e['transitions'] for e in episodes),
         'transitions_lost': lost,
-        'transitions_lost_by_section': {s: transitions_lost([e for e in episodes if e['section'] == s],
-                                                            out / 'replay')[0]
-                                        for s in sorted({e['section'] for e in episodes})},
+        'transitions_lost_by_section': {section: sum(lost_by_episode.get(e['episode_id'], 0) for e in episodes
+                                                     if e['section'] == section)
+                                        for section in sorted({e['section'] for e in episodes})},
+        'transitions_lost_by_episode': lost_by_episode,
         **(learner_figures(watcher) if watcher else {}),
     })
     text = json.dumps(result, indent=1, default=str)
