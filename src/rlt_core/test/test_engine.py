@@ -316,3 +316,43 @@ def test_a_robot_that_lags_its_commands_is_never_refused():
     assert arb.episode.stats.refused_commands == 0 and not arb.warnings
     assert arb.episode.stats.steps_by_source['hold'] <= 1
     assert max(behind) > arb.max_target_lead  # the robot was further behind its last plan than the lead
+
+
+def test_emergency_stop_latches_a_hold_over_every_source_until_reset():
+    arb = make()
+    robot = FakeRobot(arb, start=(0.01, 0.0, 0.0))
+    arb.start_episode(0)
+    arb.set_phase_signal(True, now=0.0)
+    for _ in range(2):
+        robot.tick()
+    assert robot.sent and arb.chunk_active  # mid-chunk
+    hold = arb.emergency_stop('test', now=robot.t * 0.05)
+    np.testing.assert_array_equal(hold, robot.pos)  # where the robot is measured, at once
+    assert arb.warnings and 'emergency stop' in arb.warnings[-1]
+    sent = len(robot.sent)
+    for _ in range(6):  # the human, the VLA and the actor are all ignored; nothing is recorded after the stop
+        arb.set_human(np.array([0.0, 0.0, -0.01]), now=robot.t * 0.05)
+        robot.tick(actor=np.full((C, A), 0.001))
+    assert len(robot.sent) == sent and not arb.chunk_active
+    np.testing.assert_array_equal(arb.pending_action(), np.zeros(A))
+    assert len(robot.finished) == 1
+    stats = robot.finished[0]
+    assert stats.emergency_stop == 'test' and not stats.success and stats.as_dict()['emergency_stop'] == 'test'
+    assert robot.transitions and all(not t.done for t in robot.transitions)  # cut short: truncated, not terminal
+    arb.start_episode(1)  # refused while latched
+    robot.tick()
+    assert not arb.active and len(robot.sent) == sent and 'not started' in arb.warnings[-1]
+    assert arb.emergency_stop('again', now=robot.t * 0.05) is not None and arb.stop_reason == 'again'
+    assert arb.reset_emergency_stop() and not arb.reset_emergency_stop()
+    arb.start_episode(2)
+    for _ in range(2):
+        robot.tick()
+    assert arb.active and len(robot.sent) == sent + 1  # control resumes
+
+
+def test_emergency_stop_holds_a_robot_outside_its_box_where_it_is():
+    arb = make()
+    robot = FakeRobot(arb, start=(0.2, 0.0, 0.0))
+    assert arb.emergency_stop('before any measurement', now=0.0) is None
+    robot.tick()
+    np.testing.assert_array_equal(arb.emergency_stop('outside', now=0.05), [0.2, 0.0, 0.0])

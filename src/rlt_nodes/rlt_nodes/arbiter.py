@@ -20,6 +20,11 @@ episode/events (start, critical phase, end with success) drive episodes, phase a
 `warmup_episodes` episodes execute the VLA's chunk. Also published: rlt/executed_chunk, rlt/markers
 (RViz) and rlt/episode_stats (a JSON line per finished episode; the last 100 kept for subscribers
 that join late).
+
+Emergency stop: `true` on rlt/emergency_stop (std_msgs/Bool) or the joystick's stop button latches a hold,
+whoever drives: the robot is sent at once to its measured position, the episode ends, nothing moves it and no
+episode starts until the rlt/reset_emergency_stop service (std_srvs/Trigger) or the joystick's reset button
+releases it. The state is on rlt/emergency_stop_state (std_msgs/Bool, latched) and in the markers.
 """
 
 import json
@@ -29,19 +34,20 @@ from collections import deque
 from builtin_interfaces.msg import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, Joy
-from std_msgs.msg import String, UInt64
+from std_msgs.msg import Bool, String, UInt64
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
 from rlt_core.control.engine import SOURCE_NAMES, EpisodeEngine
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.sync import joint_state_in_order
-from rlt_core.control.teleop import ButtonEdges, JoyMapping, joy_action
+from rlt_core.control.teleop import ButtonEdges, JoyMapping, estop_pressed, joy_action
 from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
 from rlt_core.runtime import default_models_dir
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, RLToken, Transition
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns, transition_to_msg
-from rlt_nodes.markers import chunk_markers
+from rlt_nodes.markers import chunk_markers, emergency_stop_markers
 from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, LATCHED_QOS, STATS_QOS, TRANSITIONS_QOS
 from rlt_nodes.spin import spin_node
@@ -63,16 +69,20 @@ class ArbiterNode(Node):
         lead = p('max_target_lead', 0.01, desc('command target kept within this of the measured joints')).value
         actor_wait = p('actor_wait_s', 0.05, desc('how long a chunk boundary waits for a live actor, s')).value
         human_timeout = p('human_timeout_s', 0.25, desc('a Joy older than this counts as released, s')).value
+        j = JoyMapping  # the defaults
         self.mapping = JoyMapping(
-            deadman_button=p('deadman_button', 4, desc('Joy button held to take over (4: LB)')).value,
-            axes=tuple(p('axes', [0, 1, 4], desc('Joy axes driving x, y, z')).value),
-            axis_signs=tuple(p('axis_signs', [1.0, 1.0, 1.0], desc('sign of each axis')).value),
-            max_delta=tuple(p('human_max_delta', [0.005, 0.005, 0.005],
+            deadman_button=p('deadman_button', j.deadman_button, desc('Joy button held to take over (LB)')).value,
+            axes=tuple(p('axes', list(j.axes), desc('Joy axes driving x, y, z')).value),
+            axis_signs=tuple(p('axis_signs', list(j.axis_signs), desc('sign of each axis')).value),
+            max_delta=tuple(p('human_max_delta', list(j.max_delta),
                               desc('human move per control step at full deflection')).value),
-            deadzone=p('deadzone', 0.0, desc('axis deflections below this count as zero')).value,
-            success_button=p('success_button', 0, desc('Joy button labelling success (A)')).value,
-            failure_button=p('failure_button', 1, desc('Joy button labelling failure (B)')).value,
-            phase_button=p('phase_button', 5, desc('Joy button toggling the critical phase (RB)')).value)
+            deadzone=p('deadzone', j.deadzone, desc('axis deflections below this count as zero')).value,
+            success_button=p('success_button', j.success_button, desc('Joy button labelling success (A)')).value,
+            failure_button=p('failure_button', j.failure_button, desc('Joy button labelling failure (B)')).value,
+            phase_button=p('phase_button', j.phase_button, desc('Joy button toggling the critical phase (RB)')).value,
+            estop_button=p('estop_button', j.estop_button, desc('Joy button of the emergency stop (Back)')).value,
+            estop_reset_button=p('estop_reset_button', j.estop_reset_button,
+                                 desc('Joy button releasing the emergency stop (Start)')).value)
         self.edges = ButtonEdges(self.mapping)
         self.join = RLInputJoin(ProprioNormalization.from_vla_checkpoint(vla_path or default_models_dir() / 'vla'))
         self.engine = EpisodeEngine(profile, warmup_episodes=warmup, max_target_lead=lead, actor_wait_s=actor_wait,
@@ -93,6 +103,10 @@ class ArbiterNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, 'rlt/markers', 10)
         self.event_pub = self.create_publisher(EpisodeEvent, 'episode/events', EVENTS_QOS)
         self.stats_pub = self.create_publisher(String, 'rlt/episode_stats', STATS_QOS)
+        self.estop_pub = self.create_publisher(Bool, 'rlt/emergency_stop_state', LATCHED_QOS)
+        self.estop_pub.publish(Bool(data=False))
+        self.create_subscription(Bool, 'rlt/emergency_stop', self.on_emergency_stop, 10)
+        self.create_service(Trigger, 'rlt/reset_emergency_stop', self.on_reset_emergency_stop)
         self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
         self.create_subscription(RLToken, 'rlt/rl_token', self.on_token, CHUNK_QOS)
         self.create_subscription(ActionChunk, 'rlt/reference_chunk', self.on_reference, CHUNK_QOS)
@@ -121,7 +135,7 @@ class ArbiterNode(Node):
             self.get_logger().warning(f'joint_states ignored: {err}', throttle_duration_sec=2.0)
             return
         stamp = stamp_ns(msg.header)
-        if self.episode_source == 'operator' and not self.engine.active:
+        if self.episode_source == 'operator' and not self.engine.active and self.engine.stop_reason is None:
             self.start_operator_episode(stamp)
         self.engine.observe(stamp, position, self.now())
         self.join_inputs(self.join.add_proprio, stamp, [*position, *velocity])  # drains the engine's output
@@ -173,6 +187,8 @@ class ArbiterNode(Node):
     # --- human ---
 
     def on_joy(self, msg: Joy):
+        if estop_pressed(msg.buttons, self.mapping):
+            self.emergency_stop('joystick stop button')
         action = joy_action(msg.buttons, msg.axes, self.mapping)
         held = action is not None
         if held != self.human_held:
@@ -180,7 +196,10 @@ class ArbiterNode(Node):
             self.publish_event(EpisodeEvent.TAKEOVER_START if held else EpisodeEvent.TAKEOVER_END, detail='joy')
         self.engine.set_human(action, self.now())
         for name in self.edges.update(msg.buttons):
-            if name == 'phase':
+            if name == 'estop_reset':
+                if not estop_pressed(msg.buttons, self.mapping):
+                    self.reset_emergency_stop('joystick reset button')
+            elif name == 'phase':
                 self.engine.toggle_phase(self.now())
                 self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.engine.episode.phase.active
                                    else EpisodeEvent.PHASE_EXIT_CRITICAL, detail='human')
@@ -192,6 +211,36 @@ class ArbiterNode(Node):
                     self.engine.end_episode(success, now=self.now())
                     self.publish_event(EpisodeEvent.EPISODE_END, success=success, detail='operator label')
         self.drain()
+
+    # --- emergency stop ---
+
+    def on_emergency_stop(self, msg: Bool):
+        if msg.data:
+            self.emergency_stop('rlt/emergency_stop')
+
+    def emergency_stop(self, reason: str):
+        latched = self.engine.stop_reason is not None
+        hold = self.engine.emergency_stop(reason, self.now())
+        if not latched:
+            if hold is not None:
+                self.publish_trajectory([hold])
+            self.estop_pub.publish(Bool(data=True))
+            self.marker_pub.publish(emergency_stop_markers(self.engine.stop_reason, hold,
+                                                           self.get_clock().now().to_msg()))
+        self.drain()
+
+    def reset_emergency_stop(self, reason: str) -> bool:
+        if not self.engine.reset_emergency_stop():
+            return False
+        self.get_logger().warning(f'emergency stop released ({reason})')
+        self.estop_pub.publish(Bool(data=False))
+        self.marker_pub.publish(emergency_stop_markers(None, None, self.get_clock().now().to_msg()))
+        return True
+
+    def on_reset_emergency_stop(self, request, response):
+        response.success = self.reset_emergency_stop('rlt/reset_emergency_stop')
+        response.message = 'released' if response.success else 'no emergency stop was latched'
+        return response
 
     # --- episodes ---
 
@@ -267,15 +316,20 @@ class ArbiterNode(Node):
             self.get_logger().error(f'{self.dropped_transitions} recorded transitions were dropped while held')
         super().destroy_node()
 
-    def publish_command(self, cmd):
+    def publish_trajectory(self, points) -> JointTrajectory:
+        """Joint positions to the controller, one point per control step."""
         traj = JointTrajectory(joint_names=list(self.joint_names))
         traj.header.stamp = self.get_clock().now().to_msg()
-        for k, point in enumerate(cmd.points, start=1):
+        for k, point in enumerate(points, start=1):
             t = k * self.dt
             traj.points.append(JointTrajectoryPoint(
                 positions=[float(v) for v in point],
                 time_from_start=Duration(sec=int(t), nanosec=int(round((t % 1) * 1e9)))))
         self.traj_pub.publish(traj)
+        return traj
+
+    def publish_command(self, cmd):
+        traj = self.publish_trajectory(cmd.points)
         header = traj.header
         header.stamp.sec, header.stamp.nanosec = divmod(cmd.stamp_ns, 1_000_000_000)
         self.executed_pub.publish(chunk_to_msg(cmd.executed, cmd.source, header=header, episode_id=cmd.episode_id,

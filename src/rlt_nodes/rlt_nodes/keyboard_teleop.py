@@ -6,9 +6,10 @@ Keys (each press holds the dead-man button and moves for `hold_s`):
   w/s  +y/-y     a/d  -x/+x     r/f  up/down (z)
   space  stop (dead-man released)     p  toggle the critical phase
   1  label success     0  label failure     q  quit
-Axes and buttons follow the arbiter's default mapping (LB = button 4 dead-man, axes 0/1/4 =
-x/y/z, A = 0 success, B = 1 failure, RB = 5 phase). Readings go out once per control step of the robot
-profile (`robot_profile`). `key_to_joy` is the pure mapping.
+  x  EMERGENCY STOP (latched)          z  reset the emergency stop
+Axes and buttons follow the arbiter's default mapping (`rlt_core.control.teleop.JoyMapping`: LB dead-man,
+axes 0/1/4 = x/y/z, A success, B failure, RB phase, Back emergency stop, Start reset). Readings go out once
+per control step of the robot profile (`robot_profile`). `key_to_joy` is the pure mapping.
 """
 
 import select
@@ -20,13 +21,17 @@ from rclpy.node import Node
 from sensor_msgs.msg import Joy
 
 from rlt_core.control.profile import RobotProfile
+from rlt_core.control.teleop import JoyMapping
 from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.spin import spin_node
 
 N_AXES, N_BUTTONS = 8, 12
-DEADMAN, SUCCESS, FAILURE, PHASE = 4, 0, 1, 5
-MOVES = {'a': (0, -1.0), 'd': (0, 1.0), 'w': (1, 1.0), 's': (1, -1.0), 'r': (4, 1.0), 'f': (4, -1.0)}
-BUTTONS = {'1': SUCCESS, '0': FAILURE, 'p': PHASE}
+MAPPING = JoyMapping()
+DEADMAN = MAPPING.deadman_button
+X, Y, Z = MAPPING.axes
+MOVES = {'a': (X, -1.0), 'd': (X, 1.0), 'w': (Y, 1.0), 's': (Y, -1.0), 'r': (Z, 1.0), 'f': (Z, -1.0)}
+BUTTONS = {'1': MAPPING.success_button, '0': MAPPING.failure_button, 'p': MAPPING.phase_button,
+           'x': MAPPING.estop_button, 'z': MAPPING.estop_reset_button}
 
 
 def key_to_joy(key: str, speed: float = 0.5):

@@ -1,4 +1,4 @@
-"""RViz markers of the arbiter's decisions: reference and executed chunks, phase and Q."""
+"""RViz markers of the arbiter's decisions: reference and executed chunks, phase and Q, the emergency stop."""
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -36,3 +36,20 @@ def chunk_markers(start, executed_points, reference, source, text, stamp, frame=
     label.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
     out.markers.append(label)
     return out
+
+
+def emergency_stop_markers(reason, hold, stamp, frame='base_link') -> MarkerArray:
+    """A red text over the held position while an emergency stop is latched (`reason`); with `reason` None,
+    the deletion of that text."""
+    label = Marker(ns='emergency_stop', id=0, type=Marker.TEXT_VIEW_FACING,
+                   action=Marker.ADD if reason is not None else Marker.DELETE)
+    label.header.stamp, label.header.frame_id = stamp, frame
+    label.pose.orientation.w = 1.0
+    if reason is not None:
+        label.text = f'EMERGENCY STOP ({reason}): reset to resume'
+        if hold is not None:
+            label.pose.position.x, label.pose.position.y = float(hold[0]), float(hold[1])
+            label.pose.position.z = float(hold[2]) + 0.05
+        label.scale.z = 0.015
+        label.color = ColorRGBA(r=1.0, g=0.0, b=0.0, a=1.0)
+    return MarkerArray(markers=[label])

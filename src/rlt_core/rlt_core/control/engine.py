@@ -25,6 +25,10 @@ ends with `end_episode(success, final_step)` (the simulator's EPISODE_END, or an
 of the last action is 1 on success, and the final observation's state closes the last windows. The first
 `warmup_episodes` episodes execute the VLA's chunk and their transitions are flagged as warmup.
 
+An emergency stop (`emergency_stop`) wins over every source of control, the human's included: the robot is
+sent to hold where it is measured, the episode ends there (a failure, truncated: what it recorded is kept), and
+nothing is issued and no episode starts until `reset_emergency_stop`.
+
 No ROS here. `take()` returns what the caller sends on: commands, transitions and finished episodes' statistics.
 """
 
@@ -93,6 +97,8 @@ class EpisodeStats:
     transitions: int = 0
     refused_commands: int = 0
     """Chunks that failed the last check before the controller (the robot held instead)."""
+    emergency_stop: str | None = None
+    """Why an emergency stop ended the episode, if one did."""
     approximated_states: int = 0
     unrecorded_transitions: int = 0
     """Critical-phase windows that could not be recorded: the VLA had not yet computed any state."""
@@ -106,6 +112,7 @@ class EpisodeStats:
                 'steps': self.steps, 'critical_steps': self.critical_steps, 'intervention': self.intervention,
                 'steps_by_source': dict(self.steps_by_source), 'chunks_by_source': dict(self.chunks_by_source),
                 'transitions': self.transitions, 'refused_commands': self.refused_commands,
+                'emergency_stop': self.emergency_stop,
                 'approximated_states': self.approximated_states,
                 'unrecorded_transitions': self.unrecorded_transitions}
 
@@ -197,6 +204,10 @@ class EpisodeEngine:
         self.episodes_started = 0
         self.active = False
         self.latest_stamp = None
+        self.measured: np.ndarray | None = None
+        """The latest measured joint positions (in or between episodes)."""
+        self.stop_reason: str | None = None
+        """Why an emergency stop holds the robot, latched until `reset_emergency_stop`; None when none does."""
         self.episode = Episode(0, -1, False, CriticalPhase(self.phase_config),
                                TransitionBuilder(self.C, profile.stride))
         """The current (or last) episode's state."""
@@ -253,6 +264,9 @@ class EpisodeEngine:
         episode while fewer than `warmup_episodes` have started, unless `warmup` says otherwise."""
         if self.active:
             self._close_unfinished()
+        if self.stop_reason is not None:
+            self.warnings.append(f'episode {episode_id} not started: emergency stop ({self.stop_reason}) until reset')
+            return
         self.episodes_started += 1
         warmup = self.episodes_started <= self.warmup_episodes if warmup is None else bool(warmup)
         builder = TransitionBuilder(self.C, self.profile.stride)
@@ -272,6 +286,30 @@ class EpisodeEngine:
         ep.end_time = now
         self._settle_final()
         self._progress(now)
+
+    def emergency_stop(self, reason: str, now: float) -> np.ndarray | None:
+        """Latch a hold of the robot until `reset_emergency_stop`, whoever drives. The current episode ends at the
+        latest observation, a failure cut short (truncated). Returns the joint positions to send the robot to
+        at once (the measured ones, brought into the joint limits if within `max_target_lead` of them), or None
+        when nothing was measured yet."""
+        first = self.stop_reason is None
+        self.stop_reason = str(reason)
+        ep = self.episode
+        if first:
+            self.warnings.append(f'emergency stop: {reason}; the robot holds until reset')
+        if self.active and ep.end_step is None:
+            ep.stats.emergency_stop = self.stop_reason
+            ep.chunk, ep.human_action, ep.decide_after = None, None, None
+            self.end_episode(False, terminated=False, now=now)
+        if self.measured is None:
+            return None
+        inside = np.clip(self.measured, self.low, self.high)
+        return inside if np.all(np.abs(inside - self.measured) <= self.max_target_lead) else self.measured.copy()
+
+    def reset_emergency_stop(self) -> bool:
+        """Release a latched emergency stop: the next episode may start. Returns whether one was latched."""
+        latched, self.stop_reason = self.stop_reason is not None, None
+        return latched
 
     def _close_unfinished(self):
         """The next episode starts before this one settled (its end never arrived, or its final observation
@@ -305,16 +343,17 @@ class EpisodeEngine:
         """Observation o_{n+1}: the robot's joint positions at `stamp_ns`. With it, where the caller has them at that
         moment: the task's critical-phase signal, and the operator's input (an action while driving, None when not)."""
         ep = self.episode
+        position = np.asarray(position, np.float64)
+        if position.shape != self.low.shape or not np.all(np.isfinite(position)):
+            self.warnings.append(f'observation ignored: joint positions {position} are not {self.low.size} '
+                                 'finite values')
+            return
+        self.measured = position
         if self.active and stamp_ns <= ep.start_stamp:
             return  # from before the episode began
         self.latest_stamp = int(stamp_ns)
         if not self.active or ep.final is not None:
             self._progress(now)
-            return
-        position = np.asarray(position, np.float64)
-        if position.shape != self.low.shape or not np.all(np.isfinite(position)):
-            self.warnings.append(f'observation ignored: joint positions {position} are not {self.low.size} '
-                                 'finite values')
             return
         ep.position = position
         ep.n += 1
@@ -396,6 +435,8 @@ class EpisodeEngine:
                 ep.decide_after = self.latest_stamp
             self._progress(now)
             return
+        if self.stop_reason is not None:
+            return  # the emergency stop wins
         ep.human_action = np.asarray(action, np.float32)
         ep.human_time = now
         if self.active and ep.final is None and ep.end_step is None and ep.target is not None:
@@ -441,7 +482,7 @@ class EpisodeEngine:
         """Whether a chunk is waiting to be decided."""
         ep = self.episode
         return (ep.end_step is None and not self.chunk_active and ep.decide_after is not None
-                and not self._human_fresh(now))
+                and not self._human_fresh(now) and self.stop_reason is None)
 
     def _human_fresh(self, now: float) -> bool:
         ep = self.episode

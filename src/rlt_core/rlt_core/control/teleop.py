@@ -3,6 +3,8 @@
 The mapping works with the standard `joy` driver: hold the dead-man button and the chosen axes
 move the robot at up to `max_delta` per control step; other buttons (rising edges) label the
 episode or toggle the critical phase. A Joy reading older than `timeout_s` counts as released.
+The emergency-stop button latches a hold of the robot whenever it is down; the reset button (a rising
+edge, with the stop button up) releases it.
 """
 
 from dataclasses import dataclass
@@ -28,6 +30,10 @@ class JoyMapping:
     """Labels the episode a failure (B)."""
     phase_button: int = 5
     """Toggles the critical phase (RB)."""
+    estop_button: int = 6
+    """Emergency stop: latches a hold of the robot (Back)."""
+    estop_reset_button: int = 7
+    """Releases a latched emergency stop (Start)."""
 
     def __post_init__(self):
         if not (len(self.axes) == len(self.axis_signs) == len(self.max_delta)):
@@ -51,8 +57,14 @@ def joy_action(buttons, axes, mapping: JoyMapping):
     return out
 
 
+def estop_pressed(buttons, mapping: JoyMapping) -> bool:
+    """Whether the emergency-stop button is down."""
+    return _button(buttons, mapping.estop_button)
+
+
 class ButtonEdges:
-    """Rising edges of the label and phase buttons: 'success', 'failure', 'phase'."""
+    """Rising edges of the label, phase and emergency-stop reset buttons: 'success', 'failure', 'phase',
+    'estop_reset'."""
 
     def __init__(self, mapping: JoyMapping):
         self.mapping = mapping
@@ -60,7 +72,7 @@ class ButtonEdges:
 
     def update(self, buttons) -> list[str]:
         named = {'success': self.mapping.success_button, 'failure': self.mapping.failure_button,
-                 'phase': self.mapping.phase_button}
+                 'phase': self.mapping.phase_button, 'estop_reset': self.mapping.estop_reset_button}
         pressed = {name for name, index in named.items() if _button(buttons, index)}
         fired = sorted(pressed - self.previous)
         self.previous = pressed
