@@ -18,7 +18,10 @@ profile's general per-step limit (`limits.high`); the first point within that li
 `max_target_lead` of the measured joint position. The measured position is that of the newest
 sim_robot joint state stamped before the trajectory (a command is checked once a state stamped after it
 has arrived); the one before it is also accepted (the arbiter may not have received the newest yet).
-`commands_outside_limits` counts the commands that fail, `violations` gives each reason's count.
+`commands_outside_limits` counts the commands that fail, `violations` gives each reason's count, and
+`violation_examples` the first ten, each with the age of the measured position it was checked against and
+of the observation the arbiter decided it on (the stamp of the rlt/executed_chunk published with it), at the
+trajectory's stamp.
 
 1. Fault injection. For each kill (`--kills` per node of ingestion, vla_server, actor, learner and
    arbiter, in a seeded random order), after a random wait of `--kill-wait-s` the node's process
@@ -122,8 +125,9 @@ class CommandChecker:
             return f'the command would start {np.max(np.abs(points[0] - measured)):.4f} from the measured position'
         return reason
 
-    def check(self, joint_names, points, measured_candidates) -> str | None:
-        """Count one command; it passes if it passes against any of the candidate measured positions."""
+    def check(self, joint_names, points, measured_candidates, context: dict | None = None) -> str | None:
+        """Count one command; it passes if it passes against any of the candidate measured positions. `context` goes
+        with its example if it fails."""
         self.checked += 1
         reasons = [self.violation(joint_names, points, m) for m in measured_candidates or [None]]
         if any(r is None for r in reasons):
@@ -132,7 +136,8 @@ class CommandChecker:
         self.violations[re.sub(r' -?[\d.]+ ', ' ', reason.split(' (')[0])] += 1  # counted without its figures
         if len(self.examples) < 10:
             self.examples.append({'reason': reason, 'section': self.section, 'points': np.round(points, 5).tolist(),
-                                  'measured': [np.round(m, 5).tolist() for m in measured_candidates or []]})
+                                  'measured': [np.round(m, 5).tolist() for m in measured_candidates or []],
+                                  **(context or {})})
         return reason
 
     @property
@@ -612,7 +617,8 @@ class Watcher:
         self.publishers_of: dict[bytes, str] = {}
         self.joint_states: list[tuple[int, list]] = []  # (stamp ns, positions in the profile's order), recent
         self.trajectories: list[tuple[float, float]] = []  # (receipt, duration)
-        self.unchecked: list[tuple[int, list, list]] = []  # (stamp, joint names, points) of commands to check
+        self.unchecked: list[tuple[int, list, list, float]] = []  # (stamp, names, points, receipt) to check
+        self.executed: list[tuple[float, int]] = []  # (receipt, observation stamp ns) of the newest executed chunks
         self.vla_chunks: list[tuple[float, int]] = []  # (receipt, observation stamp ns)
         self.heard: dict[str, float] = {}  # node -> receipt of its newest message
         self.episodes: list[dict] = []
@@ -666,11 +672,6 @@ class Watcher:
         while self.unchecked and self.unchecked[0][0] < stamp:  # every state stamped before it is in
             self.check(*self.unchecked.pop(0))
 
-    def measured_before(self, stamp_ns: int) -> list:
-        """The newest two measured positions stamped at or before `stamp_ns`, newest first."""
-        before = [p for s, p in self.joint_states if s <= stamp_ns]
-        return before[::-1][:2]
-
     def on_trajectory(self, msg, info):
         if self.sender(f'{self.profile.controller_name}/joint_trajectory', info) != 'arbiter':
             return
@@ -680,19 +681,29 @@ class Watcher:
             last = msg.points[-1].time_from_start
             self.trajectories.append((received, last.sec + 1e-9 * last.nanosec))
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        self.unchecked.append((stamp, list(msg.joint_names), points))
+        self.unchecked.append((stamp, list(msg.joint_names), points, received))
 
-    def check(self, stamp: int, joint_names: list, points: list):
+    def check(self, stamp: int, joint_names: list, points: list, received: float):
         try:
             points = np.array(points, dtype=float)
         except ValueError:  # ragged
             points = np.full((1, 1), np.nan)
-        self.checker.check(joint_names, points, self.measured_before(stamp))
+        measured = [(s, p) for s, p in self.joint_states if s <= stamp][::-1][:2]
+        # The observation the arbiter decided it on: that of the executed chunk it published next.
+        decided = next((obs for t, obs in self.executed if t >= received), None)
+        context = {'measured_age_s': round((stamp - measured[0][0]) * 1e-9, 3) if measured else None,
+                   'decided_on_observation_age_s': round((stamp - decided) * 1e-9, 3) if decided else None}
+        self.checker.check(joint_names, points, [p for _, p in measured], context)
 
     def on_executed(self, msg, info):
         from rlt_interfaces.msg import ActionChunk
-        if self.sender('rlt/executed_chunk', info) == 'arbiter' and msg.source == ActionChunk.SOURCE_VLA:
-            self.vla_chunks.append((time.monotonic(), msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec))
+        if self.sender('rlt/executed_chunk', info) != 'arbiter':
+            return
+        chunk = (time.monotonic(), msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+        self.executed.append(chunk)
+        del self.executed[:-100]
+        if msg.source == ActionChunk.SOURCE_VLA:
+            self.vla_chunks.append(chunk)
 
     def on_episode_stats(self, msg, info):
         if self.sender('rlt/episode_stats', info) != 'arbiter':
