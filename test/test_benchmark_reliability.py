@@ -133,3 +133,11 @@ def test_fuzz_kinds_are_what_they_say():
     transition = fuzzer.make('rlt/transitions', 'state_size_mismatch')
     assert len(transition.state) != len(transition.next_state)
     assert fuzzer.make('rlt/transitions', 'wrong_chunk_len').chunk_length != PROFILE.actor_chunk_len
+
+
+def test_checker_without_a_fresh_measured_position_checks_all_but_the_start():
+    checker = CommandChecker(PROFILE, LEAD)
+    far = np.full(PROFILE.action_dim, 0.03)
+    assert checker.check(NAMES, walk(far), []) is None
+    assert checker.check(NAMES, np.vstack([walk(far, 2), walk(far, 2)[-1] + 2 * STEP]), []) is not None
+    assert checker.start_unchecked == 2 and checker.outside_limits == 1

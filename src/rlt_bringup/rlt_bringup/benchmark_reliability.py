@@ -17,7 +17,9 @@ every point inside [joint_lower, joint_upper]; each step between consecutive poi
 profile's general per-step limit (`limits.high`); the first point within that limit plus the arbiter's
 `max_target_lead` of the measured joint position. The measured position is that of the newest
 sim_robot joint state stamped before the trajectory (a command is checked once a state stamped after it
-has arrived); the one before it is also accepted (the arbiter may not have received the newest yet).
+has arrived); the one before it is also accepted (the arbiter may not have received the newest yet). Where
+this process has no state stamped within two control steps before the trajectory (it missed some), the
+start is not checked: `commands_start_unchecked` counts those.
 `commands_outside_limits` counts the commands that fail, `violations` gives each reason's count, and
 `violation_examples` the first ten, each with the age of the measured position it was checked against and
 of the observation the arbiter decided it on (the stamp of the rlt/executed_chunk published with it), at the
@@ -26,9 +28,8 @@ trajectory's stamp.
 1. Fault injection. For each kill (`--kills` per node of ingestion, vla_server, actor, learner and
    arbiter, in a seeded random order), after a random wait of `--kill-wait-s` the node's process
    group gets SIGKILL; after a random `--restart-delay-s` it is started again with the same argv, and
-   the next kill waits until it is back (its first message after the restart: ingestion
-   rlt/observation, vla_server rlt/rl_token, learner rlt/learner_stats, arbiter rlt/executed_chunk; the
-   actor, which publishes only with weights: its rlt/rl_token subscription in the graph). Per node:
+   the next kill waits until it is back (it logged the last line of its start-up, on /rosout: its
+   subscriptions and publishers are up). Per node:
    - `recovery_s` (median, max): from the kill until the robot holds or is back on the VLA, whichever
      comes first. The robot holds once the command in force has run out: a trajectory is in force from
      its receipt until its receipt plus its last point's time_from_start, a newer one replaces it, and a
@@ -82,9 +83,15 @@ from pathlib import Path
 import numpy as np
 
 from rlt_bringup import embedded, graph
+from rlt_core.control.engine import command_violation
+from rlt_core.control.sync import joint_state_in_order
+from rlt_core.rl.actor import Actor, pack_weights
 
 FAULT_NODES = ('ingestion', 'vla_server', 'actor', 'learner', 'arbiter')
 FUZZ_NODE = 'rlt_reliability_fuzz'
+STARTUP_LINES = {'ingestion': 'ingestion', 'vla_server': 'VLA server', 'actor': 'actor', 'learner': 'learner',
+                 'arbiter': 'arbiter'}
+"""How the line each node logs at the end of its start-up begins."""
 UNKNOWN_NODE = '_NODE_NAME_UNKNOWN_'
 """The node name of an endpoint whose participant's node list has not been discovered yet."""
 
@@ -98,6 +105,8 @@ class CommandChecker:
         self.profile, self.max_target_lead = profile, max_target_lead
         self.low, self.high = np.array(profile.joint_lower), np.array(profile.joint_upper)
         self.checked = 0
+        self.start_unchecked = 0
+        """Commands whose start was not checked: no measured position within two control steps before them."""
         self.section = ''
         """The benchmark's section now, noted with each example."""
         self.violations: Counter[str] = Counter()
@@ -106,7 +115,6 @@ class CommandChecker:
 
     def violation(self, joint_names, points, measured) -> str | None:
         """Why a command (joint names, (K, J) points) must not reach the robot at `measured`, or None."""
-        from rlt_core.control.engine import command_violation
         if list(joint_names) != list(self.profile.joint_names):
             return f'joint names {list(joint_names)} are not {list(self.profile.joint_names)}'
         points = np.asarray(points, dtype=float)
@@ -126,10 +134,14 @@ class CommandChecker:
         return reason
 
     def check(self, joint_names, points, measured_candidates, context: dict | None = None) -> str | None:
-        """Count one command; it passes if it passes against any of the candidate measured positions. `context` goes
-        with its example if it fails."""
+        """Count one command; it passes if it passes against any of the candidate measured positions (none: all but
+        its start is checked). `context` goes with its example if it fails."""
         self.checked += 1
-        reasons = [self.violation(joint_names, points, m) for m in measured_candidates or [None]]
+        if not measured_candidates:
+            self.start_unchecked += 1
+            first = np.asarray(points, dtype=float)[:1].reshape(-1)
+            measured_candidates = [first if first.size == len(self.low) else None]
+        reasons = [self.violation(joint_names, points, m) for m in measured_candidates]
         if any(r is None for r in reasons):
             return None
         reason = reasons[0]
@@ -439,7 +451,6 @@ class FuzzMessages:
     def weights(self, kind: str, i: int):
         """Forged ActorWeights (`pack_weights` of a small actor), each wrong in one way; versions above any a
         learner publishes, so that only their content can refuse them."""
-        from rlt_core.rl.actor import Actor, pack_weights
         from rlt_interfaces.msg import ActorWeights
         config = self.profile.actor_config(self.state_dim, hidden=(16, 16))
         if kind == 'wrong_chunk_len':
@@ -597,14 +608,15 @@ class Watcher:
     def __init__(self, profile, max_target_lead: float):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
+        from rcl_interfaces.msg import Log
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
         from std_msgs.msg import String, UInt64
         from trajectory_msgs.msg import JointTrajectory
 
-        from rlt_interfaces.msg import ActionChunk, ActorWeights, Observation, RLToken
-        from rlt_nodes.qos import CHUNK_QOS, LATCHED_QOS, OBSERVATION_QOS, STATS_QOS
+        from rlt_interfaces.msg import ActionChunk, ActorWeights, RLToken
+        from rlt_nodes.qos import CHUNK_QOS, LATCHED_QOS, STATS_QOS
         self.rclpy, self.profile = rclpy, profile
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -621,6 +633,7 @@ class Watcher:
         self.executed: list[tuple[float, int]] = []  # (receipt, observation stamp ns) of the newest executed chunks
         self.vla_chunks: list[tuple[float, int]] = []  # (receipt, observation stamp ns)
         self.heard: dict[str, float] = {}  # node -> receipt of its newest message
+        self.started: dict[str, float] = {}  # node -> receipt of its newest start-up line on /rosout
         self.episodes: list[dict] = []
         self.section = 'start'
         self.learner_stats: list[dict] = []
@@ -639,7 +652,7 @@ class Watcher:
         sub(String, 'rlt/learner_stats', self.on_learner_stats, 10)
         sub(ActorWeights, 'rlt/actor_weights', self.on_weights, LATCHED_QOS)
         sub(UInt64, 'rlt/actor_version', self.on_actor_version, LATCHED_QOS)
-        sub(Observation, 'rlt/observation', lambda m, info: self.sender('rlt/observation', info), OBSERVATION_QOS)
+        sub(Log, '/rosout', self.on_log, QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
         sub(RLToken, 'rlt/rl_token', self.on_token, CHUNK_QOS)
         sub(DiagnosticArray, '/diagnostics', self.on_diagnostics, 100)
         self.fuzz_publishers = {}
@@ -661,9 +674,12 @@ class Watcher:
 
     # --- callbacks ---
 
+    def on_log(self, msg):
+        if msg.name in FAULT_NODES and msg.msg.startswith(f'{STARTUP_LINES[msg.name]}:'):
+            self.started[msg.name] = time.monotonic()
+
     def on_joint_state(self, msg, info):
-        from rlt_core.control.sync import joint_state_in_order
-        if self.sender('joint_states', info) != 'sim_robot':
+        if self.sender('joint_states', info) == FUZZ_NODE:  # the robot (sim_robot) is the only other
             return
         position, _ = joint_state_in_order(msg.name, msg.position, msg.velocity, self.profile.joint_names)
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -673,7 +689,7 @@ class Watcher:
             self.check(*self.unchecked.pop(0))
 
     def on_trajectory(self, msg, info):
-        if self.sender(f'{self.profile.controller_name}/joint_trajectory', info) != 'arbiter':
+        if self.sender(f'{self.profile.controller_name}/joint_trajectory', info) == FUZZ_NODE:  # else the arbiter
             return
         received = time.monotonic()
         points = [list(p.positions) for p in msg.points]
@@ -688,7 +704,8 @@ class Watcher:
             points = np.array(points, dtype=float)
         except ValueError:  # ragged
             points = np.full((1, 1), np.nan)
-        measured = [(s, p) for s, p in self.joint_states if s <= stamp][::-1][:2]
+        fresh = stamp - int(2e9 * self.profile.dt)  # older, and the watcher missed states: the start is not checked
+        measured = [(s, p) for s, p in self.joint_states if fresh <= s <= stamp][::-1][:2]
         # The observation the arbiter decided it on: that of the executed chunk it published next.
         decided = next((obs for t, obs in self.executed if t >= received), None)
         context = {'measured_age_s': round((stamp - measured[0][0]) * 1e-9, 3) if measured else None,
@@ -763,11 +780,6 @@ class Watcher:
     def subscribers(self, topic: str) -> set:
         return {i.node_name for i in self.node.get_subscriptions_info_by_topic(self.node.resolve_topic_name(topic))}
 
-    def subscriptions(self, topic: str, node: str) -> set:
-        """The GIDs of `node`'s subscriptions to `topic` in the graph."""
-        return {bytes(i.endpoint_gid) for i in self.node.get_subscriptions_info_by_topic(
-            self.node.resolve_topic_name(topic)) if i.node_name == node}
-
     def fuzz_publisher(self, topic: str, msg_type):
         """A publisher in the fuzz node that every subscriber matches (RELIABLE, TRANSIENT_LOCAL)."""
         if topic not in self.fuzz_publishers:
@@ -792,13 +804,9 @@ class Watcher:
 
 # --- the sections ---
 
-def back(watcher: Watcher, node: str, since: float, old_subscriptions: set) -> bool:
-    """Whether a restarted node is back: a message of its own after `since` (the actor: a subscription of its own
-    to rlt/rl_token that is not among `old_subscriptions`, as it publishes only with weights, which a learner killed
-    before may not yet have re-published; a killed process's endpoints stay in the graph for a while)."""
-    if node == 'actor':
-        return bool(watcher.subscriptions('rlt/rl_token', node) - old_subscriptions)
-    return watcher.heard.get(node, 0.0) > since
+def back(watcher: Watcher, node: str, since: float) -> bool:
+    """Whether a restarted node is back: it logged the last line of its start-up (on /rosout) after `since`."""
+    return watcher.started.get(node, 0.0) > since
 
 
 def fault_injection(args, procs: Processes, watcher: Watcher, rng: random.Random) -> dict:
@@ -807,15 +815,13 @@ def fault_injection(args, procs: Processes, watcher: Watcher, rng: random.Random
     kills = defaultdict(list)
     for k, node in enumerate(order):
         watcher.spin(rng.uniform(*args.kill_wait_s))
-        old_subscriptions = watcher.subscriptions('rlt/rl_token', node)
         kill_t, kill_wall_ns = time.monotonic(), time.time_ns()
         procs.kill(node)
         watcher.spin(rng.uniform(*args.restart_delay_s))
         restart_t = time.monotonic()
         procs.start(node)
         watcher.forget_process(node)
-        ok = watcher.spin_until(lambda node=node, t=restart_t, old=old_subscriptions: back(watcher, node, t, old),
-                                args.restart_timeout_s)
+        ok = watcher.spin_until(lambda node=node, t=restart_t: back(watcher, node, t), args.restart_timeout_s)
         kills[node].append({'kill_t': kill_t, 'kill_wall_ns': kill_wall_ns, 'restart_t': restart_t,
                             'restart_s': time.monotonic() - restart_t if ok else None})
         print(f'reliability: kill {k + 1}/{len(order)}: {node}, back after '
@@ -1032,6 +1038,7 @@ def main(argv=None):
         'interrupted': interrupted, 'wall_minutes': round((time.monotonic() - start) / 60, 1),
         'commands_checked': watcher.checker.checked if watcher else 0,
         'commands_outside_limits': watcher.checker.outside_limits if watcher else None,
+        'commands_start_unchecked': watcher.checker.start_unchecked if watcher else None,
         'violations': dict(watcher.checker.violations) if watcher else {},
         'violation_examples': watcher.checker.examples if watcher else [],
         'episodes': len(episodes), 'transitions_recorded': sum(e['transitions'] for e in episodes),
