@@ -610,7 +610,7 @@ class Watcher:
         from diagnostic_msgs.msg import DiagnosticArray
         from rcl_interfaces.msg import Log
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
         from std_msgs.msg import String, UInt64
         from trajectory_msgs.msg import JointTrajectory
@@ -652,7 +652,10 @@ class Watcher:
         sub(String, 'rlt/learner_stats', self.on_learner_stats, 10)
         sub(ActorWeights, 'rlt/actor_weights', self.on_weights, LATCHED_QOS)
         sub(UInt64, 'rlt/actor_version', self.on_actor_version, LATCHED_QOS)
-        sub(Log, '/rosout', self.on_log, QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+        # TRANSIENT_LOCAL, as /rosout is published: a node's start-up line arrives even if it was logged before
+        # this subscription matched the new process.
+        sub(Log, '/rosout', self.on_log, QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                                    durability=DurabilityPolicy.TRANSIENT_LOCAL))
         sub(RLToken, 'rlt/rl_token', self.on_token, CHUNK_QOS)
         sub(DiagnosticArray, '/diagnostics', self.on_diagnostics, 100)
         self.fuzz_publishers = {}
