@@ -19,6 +19,13 @@ import pytest
 HELPERS = Path(__file__).parent / 'helpers'
 
 
+def replay_file(replay_dir: Path):
+    """The records of a learner's replay log, as a numpy structured array (its layout from layout.json)."""
+    import numpy as np
+    descr = json.loads((replay_dir / 'layout.json').read_text())['descr']
+    return np.fromfile(replay_dir / 'transitions.bin', np.dtype([tuple(f) for f in descr]))
+
+
 def replay_records(replay_dir: Path) -> int:
     """Whole records in a learner's replay log (transitions.bin, record size from layout.json)."""
     itemsize = json.loads((replay_dir / 'layout.json').read_text())['itemsize']

@@ -5,6 +5,7 @@ joystick's takeover until the reset service or button releases it; its state is 
 """
 
 import os
+import time
 
 import numpy as np
 from conftest import write_profile
@@ -36,10 +37,11 @@ def test_emergency_stop_holds_the_robot_over_the_joystick_until_reset(processes,
     node = test_node.node
     joints, trajectories, states, stats, stop_markers = [], [], [], [], []
     node.create_subscription(JointState, 'joint_states', joints.append, 10)
-    node.create_subscription(JointTrajectory, 'gantry_controller/joint_trajectory', trajectories.append, 100)
+    commands = node.create_subscription(JointTrajectory, 'gantry_controller/joint_trajectory', trajectories.append,
+                                        100)
     node.create_subscription(Bool, 'rlt/emergency_stop_state', lambda m: states.append(m.data), LATCHED_QOS)
     node.create_subscription(String, 'rlt/episode_stats', stats.append, STATS_QOS)
-    node.create_subscription(MarkerArray, 'rlt/markers', lambda m: stop_markers.extend(
+    markers = node.create_subscription(MarkerArray, 'rlt/markers', lambda m: stop_markers.extend(
         k for k in m.markers if k.ns == 'emergency_stop'), 100)
     joy = node.create_publisher(Joy, 'joy', 10)
     stop = node.create_publisher(Bool, 'rlt/emergency_stop', 10)
@@ -66,6 +68,14 @@ def test_emergency_stop_holds_the_robot_over_the_joystick_until_reset(processes,
             next_joint_state()
         return len(trajectories) - sent
 
+    def drive_until(condition, x=1.0, timeout=30.0):
+        """Drive, one Joy per joint state, until `condition()` (a loaded machine can take a while to answer)."""
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            drive(x=x)
+            next_joint_state()
+        return condition()
+
     def position():
         return np.array(joints[-1].position)
 
@@ -73,12 +83,13 @@ def test_emergency_stop_holds_the_robot_over_the_joystick_until_reset(processes,
         return f'{what}\n{processes.stop(arbiter)[-3000:]}'
 
     assert test_node.spin_until(lambda: joints and states == [False] and stop.get_subscription_count()
-                                and joy.get_subscription_count()
+                                and joy.get_subscription_count() and commands.get_publisher_count()
+                                and markers.get_publisher_count()
                                 and reset.service_is_ready(), timeout=60), fail('arbiter not up')
 
     # The joystick drives the robot.
     x0 = position()[0]
-    assert driving_for(10) > 0 and position()[0] > x0 + 0.005, fail('the joystick did not move the robot')
+    assert drive_until(lambda: position()[0] > x0 + 0.005), fail('the joystick did not move the robot')
 
     # The stop: one hold point where the robot is measured; the latched state and a red marker.
     sent = len(trajectories)
@@ -106,7 +117,7 @@ def test_emergency_stop_holds_the_robot_over_the_joystick_until_reset(processes,
     assert test_node.spin_until(lambda: states[-1] is False and stop_markers[-1].action == Marker.DELETE,
                                 timeout=5)
     x1 = position()[0]
-    assert driving_for(10, x=-1.0) > 0 and position()[0] < x1 - 0.005, fail('no control after the reset')
+    assert drive_until(lambda: position()[0] < x1 - 0.005, x=-1.0), fail('no control after the reset')
 
     # The joystick's own stop button latches it too; its reset button (with the stop button up) releases it.
     drive([MAPPING.estop_button])

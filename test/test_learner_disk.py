@@ -8,7 +8,7 @@ import time
 
 import rclpy
 from conftest import replay_records
-from test_learner_node import transition
+from test_learner_node import STATE, A, C, transition
 
 from rlt_core.rl.checkpoint import Checkpoints
 from rlt_nodes.learner import LearnerNode
@@ -104,3 +104,43 @@ def test_with_checkpoint_every_dividing_publish_every_every_published_actor_is_o
     assert [p[2] for p in published] == [10, 20, 30, 40]
     assert all(version == on_disk and updates_on_disk == updates
                for version, on_disk, updates_on_disk, updates in published), published
+
+
+def numbered(i: int, sequence: int, writer: int = 77, acked: int = 0):
+    msg = transition(i)
+    msg.writer_id, msg.sequence, msg.acked_sequence = writer, sequence, acked
+    return msg
+
+
+def test_numbered_transitions_are_stored_once_in_order_and_acknowledged_once_on_disk(ros_env, tmp_path, monkeypatch):
+    acks = []
+    real_write = os.write
+    try:
+        node = start_learner(ros_env, replay_dir=str(tmp_path), compile='false', min_transitions=1000,
+                             disk_retry_s=0.1)
+        node.ack_pub.publish = lambda m: acks.append((m.writer_id, m.sequence))
+        try:
+            for seq in (1, 2, 3):
+                node.on_transition(numbered(seq, seq))
+            assert acks == [(77, 1), (77, 2), (77, 3)] and replay_records(tmp_path) == 3
+            node.on_transition(numbered(2, 2))  # sent again: not stored twice, acknowledged again
+            node.on_transition(numbered(5, 5))  # skips 4: refused, unacknowledged (the sender sends 4 first)
+            assert node.duplicates == 1 and node.refused == 1 and acks[-1] == (77, 3) and len(acks) == 4
+            node.on_transition(numbered(9, 1, writer=78, acked=40))  # its sender had 40 acknowledged elsewhere
+            node.on_transition(numbered(9, 41, writer=78, acked=40))
+            assert acks[-1] == (78, 41) and node.duplicates == 2
+            monkeypatch.setattr(os, 'write', lambda fd, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, 'full')))
+            node.on_transition(numbered(4, 4))  # the write fails: kept in memory, not acknowledged
+            node.on_transition(numbered(5, 5))  # refused while the disk is full: its sender keeps it
+            assert node.disk.paused and acks[-1] == (78, 41) and node.refused == 2
+            monkeypatch.setattr(os, 'write', real_write)
+            assert wait_for(lambda: not node.disk.paused)
+            assert (77, 4) in acks and replay_records(tmp_path) == 5  # 4 written once the disk took it
+            node.on_transition(numbered(5, 5))
+            assert acks[-1] == (77, 5) and node.rejections.counts['rlt/transitions'] == 2
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown()
+    from rlt_core.rl.replay import ReplayBuffer
+    assert ReplayBuffer(STATE, C, A, path=tmp_path).last_sequence == {77: 5, 78: 41}

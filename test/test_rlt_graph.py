@@ -4,8 +4,8 @@ One run (short episodes, 1 warmup episode, a tiny learner batch) checks in order
 topics close; transitions reach the learner and are persisted (the warmup episode's earn no
 updates); weights reach the actor and its version increments; a joystick takeover makes the
 executed source human with the stored reference equal to the executed chunk; after the learner
-stops, the actor keeps refining on its last weights and every command stays within the joint and
-per-step limits.
+crashes, the actor keeps refining on its last weights; once it restarts, every transition of every reported
+episode is in its replay exactly once; every command stays within the joint and per-step limits.
 """
 
 import json
@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import replay_records, write_profile
+from conftest import replay_file, replay_records, write_profile
 from rclpy.qos import QoSCompatibility, QoSProfile, ReliabilityPolicy, qos_check_compatible
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String, UInt64
@@ -32,7 +32,8 @@ PROFILE = RobotProfile.load()
 """The graph's robot: the default profile (with shorter episodes in these tests)."""
 LOW, HIGH, MAX_DELTA = np.array(PROFILE.joint_lower), np.array(PROFILE.joint_upper), np.array(PROFILE.max_delta)
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-IGNORED_TOPICS = {'/parameter_events', '/rosout'}
+IGNORED_TOPICS = {'/parameter_events', '/rosout', '/rlt/emergency_stop'}
+"""Subscribed topics no graph node publishes: ROS's own, and the emergency stop (a button or safety system)."""
 C = PROFILE.actor_chunk_len
 
 
@@ -68,6 +69,7 @@ def sim_graph(processes, tmp_path):
 
 def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_node):
     procs, tmp_path = sim_graph
+    learner_argv = procs['learner'].args
     node = test_node.node
     traj, executed, transitions, versions, events, joints, actor_chunks = [], [], [], [], [], [], []
     stats, learner_stats = [], []
@@ -168,8 +170,10 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
             assert t.source == ActionChunk.SOURCE_HUMAN
             np.testing.assert_array_equal(np.asarray(t.reference_chunk), np.asarray(t.executed_chunk))
 
-    # 4. Persisted: every transition the learner received is a record in its replay file.
-    assert test_node.spin_until(lambda: learner_stats and learner_stats[-1]['received'] >= len(transitions) > 0,
+    # 4. Persisted: every transition the learner received is a record in its replay file. (This node also sees
+    # those sent again while the learner was not yet acknowledging: each counts once.)
+    sent = {(t.writer_id, t.sequence) for t in transitions}
+    assert test_node.spin_until(lambda: learner_stats and learner_stats[-1]['received'] >= len(sent) > 0,
                                 timeout=30), fail('the learner did not report every transition')
     assert replay_records(tmp_path / 'replay') >= learner_stats[-1]['received'] and learner_stats[-1]['updates'] > 0
     # The warmup episode's transitions are flagged: they fill the replay but earn no updates (G = 5 per
@@ -191,6 +195,22 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
     assert versions[-1] == last_version
     assert procs['actor'].poll() is None and procs['arbiter'].poll() is None
 
+    # 6. The learner restarts: what the arbiter recorded meanwhile, and what the killed learner had received but
+    # not yet stored, reaches the replay; every transition of every reported episode is stored exactly once.
+    ended_before = len(stats)
+    assert test_node.spin_until(lambda: len(stats) >= ended_before + 1, timeout=60), fail('no episode ended')
+    procs['learner'] = processes.spawn(*learner_argv)
+    assert test_node.spin_until(lambda: len(stats) >= ended_before + 2, timeout=60), fail('no episode ended')
+    reported = {s['episode_id']: s['transitions'] for s in stats}
+
+    def stored():
+        records = replay_file(tmp_path / 'replay')
+        return {e: int(np.sum(records['episode_id'] == e)) for e in reported}, records
+    assert test_node.spin_until(lambda: stored()[0] == reported, timeout=60), \
+        fail(f'reported {reported}, stored {stored()[0]}')
+    records = stored()[1]
+    assert len({(int(r['writer']), int(r['sequence'])) for r in records}) == len(records)  # none twice
+
     # Every command of the run stayed within the joint limits and the per-step limits.
     for msg in traj:
         assert tuple(msg.joint_names) == PROFILE.joint_names
@@ -202,8 +222,6 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
     # Everything stops cleanly on SIGINT. (Shared-memory files are checked in the runner test: this
     # process's own participant keeps the nodes' port segments open until the test node closes.)
     for name, proc in procs.items():
-        if name == 'learner':
-            continue  # killed above
         out = processes.stop(proc)
         assert proc.returncode == 0, f'{name} exited with {proc.returncode}:\n{out[-2000:]}'
 

@@ -56,20 +56,38 @@ def test_persistence_survives_a_crash_mid_record(tmp_path):
 
 
 def test_corrupt_records_on_disk_are_skipped_when_reloaded(tmp_path):
-    """A record altered on disk (NaN in its state, an impossible source) is not learned from after a restart."""
+    """A record altered on disk (NaN in its state, an impossible source, one flipped bit of a finite value) is not
+    learned from after a restart: its checksum fails."""
     rb = ReplayBuffer(3, 2, 1, path=tmp_path)
-    for i in range(4):
+    for i in range(5):
         rb.add(_t(i))
     rb.close()
     records = np.fromfile(tmp_path / 'transitions.bin', rb.dtype)
     records['state'][1, 0] = np.nan
     records['source'][2] = 9
-    records.tofile(tmp_path / 'transitions.bin')
+    raw = bytearray(records.tobytes())
+    raw[3 * rb.dtype.itemsize + rb.dtype.fields['executed_chunk'][1]] ^= 0x01  # still a finite float
+    (tmp_path / 'transitions.bin').write_bytes(bytes(raw))
     again = ReplayBuffer(3, 2, 1, path=tmp_path)
-    assert len(again) == 2 and again.skipped_on_load == 2
-    assert again.online.x[:2, 0].tolist() == [0, 3]
+    assert len(again) == 2 and again.skipped_on_load == 3
+    assert again.online.x[:2, 0].tolist() == [0, 4]
     prior = ReplayBuffer(3, 2, 1)
-    assert prior.load_prior(tmp_path) == 2 and prior.skipped_on_load == 2
+    assert prior.load_prior(tmp_path) == 2 and prior.skipped_on_load == 3
+    fixed = records[:1].copy()
+    fixed['state'][0, 0] = 9.0  # a plausible value with a stale checksum
+    assert 'checksum' in rb.record_problem(fixed[0])
+
+
+def test_each_writer_s_last_sequence_survives_a_restart(tmp_path):
+    rb = ReplayBuffer(3, 2, 1, path=tmp_path)
+    for seq in (1, 2, 3):
+        rb.add(_t(seq), writer=11, sequence=seq)
+    rb.add(_t(0), writer=12, sequence=7)
+    rb.add(_t(0))  # in process: no writer
+    assert rb.last_sequence == {11: 3, 12: 7}
+    rb.close()
+    again = ReplayBuffer(3, 2, 1, path=tmp_path)
+    assert again.last_sequence == {11: 3, 12: 7} and len(again) == 5
 
 
 def _run_episode(builder, T, critical_from=0, human_at=(), terminated=True):

@@ -11,8 +11,11 @@ dead-man button (sensor_msgs/Joy on `joy`) interrupts the current chunk at once 
 chosen axes.
 
 Chunk transitions (the profile's stride and C; during an intervention the human's chunk replaces the
-reference) go to rlt/transitions (RELIABLE, deep queue); while no subscriber has matched (the learner
-still starting, or restarting) they are held and sent once one has, so none is lost to discovery.
+reference) go to rlt/transitions, numbered, and are kept until the learner acknowledges them as stored
+(rlt/transitions_ack); what is not acknowledged within `ack_timeout_s` is sent again (the learner stores each
+once). At most `max_unacked_transitions` are out at a time; the others, and all while no learner subscribes,
+wait in a queue of at most `max_held_transitions` (beyond it the oldest are dropped, counted and logged). A
+learner that crashes or restarts thus loses none.
 Joystick buttons label the episode (LABEL_SUCCESS / LABEL_FAILURE) and toggle the critical phase
 (PHASE_*_CRITICAL, detail 'human') on episode/events. With `episode_source: sim` the simulator's
 episode/events (start, critical phase, end with success) drive episodes, phase and reward; with
@@ -28,6 +31,7 @@ releases it. The state is on rlt/emergency_stop_state (std_msgs/Bool, latched) a
 """
 
 import json
+import os
 import time
 from collections import deque
 
@@ -45,11 +49,12 @@ from rlt_core.control.sync import joint_state_in_order
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, estop_pressed, joy_action
 from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
 from rlt_core.runtime import default_models_dir
-from rlt_interfaces.msg import ActionChunk, EpisodeEvent, RLToken, Transition
+from rlt_interfaces.msg import ActionChunk, EpisodeEvent, RLToken, Transition, TransitionAck
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns, transition_to_msg
 from rlt_nodes.markers import chunk_markers, emergency_stop_markers
 from rlt_nodes.params import ROBOT_PROFILE, desc
-from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, LATCHED_QOS, STATS_QOS, TRANSITIONS_QOS
+from rlt_nodes.qos import ACKS_QOS, CHUNK_QOS, EVENTS_QOS, LATCHED_QOS, STATS_QOS, TRANSITIONS_QOS
+from rlt_nodes.rejections import Rejections
 from rlt_nodes.spin import spin_node
 
 
@@ -90,11 +95,20 @@ class ArbiterNode(Node):
         self.human_held = False
         self.episode_counter = 0
         self.q = None
-        # Transitions recorded while no subscriber has matched rlt/transitions: at most max_held_transitions,
-        # the oldest dropped beyond that (counted in dropped_transitions).
+        # Transitions recorded and not yet sent: at most max_held_transitions, the oldest dropped beyond that
+        # (counted in dropped_transitions). Sent ones wait in `unacked` until the learner acknowledges them.
         self.held = deque(maxlen=p('max_held_transitions', 100_000, desc(
-            'transitions held while no learner subscribes; beyond, the oldest are dropped (and counted)')).value)
+            'transitions waiting to be sent (no learner, or too many unacknowledged); beyond, the oldest are '
+            'dropped (and counted)')).value)
         self.dropped_transitions = 0
+        self.max_unacked = p('max_unacked_transitions', TRANSITIONS_QOS.depth, desc(
+            'transitions sent and not yet acknowledged by the learner, at most')).value
+        self.ack_timeout_s = p('ack_timeout_s', 2.0, desc('unacknowledged transitions are sent again after this, s')
+                               ).value
+        self.writer_id = int.from_bytes(os.urandom(8), 'little') >> 1 or 1
+        self.sequence = self.acked = 0  # the last numbered, the last acknowledged
+        self.unacked: deque[Transition] = deque()
+        self.last_ack_time = self.now()
 
         controller = profile.controller_name
         self.traj_pub = self.create_publisher(JointTrajectory, f'{controller}/joint_trajectory', 10)
@@ -114,8 +128,10 @@ class ArbiterNode(Node):
         self.create_subscription(Joy, 'joy', self.on_joy, 10)
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
         self.create_subscription(String, 'rlt/learner_stats', self.on_learner_stats, 10)
+        self.create_subscription(TransitionAck, 'rlt/transitions_ack', self.on_ack, ACKS_QOS)
         self.actor_version = 0
         self.create_subscription(UInt64, 'rlt/actor_version', self.on_actor_version, LATCHED_QOS)
+        self.rejections = Rejections(self)
         self.create_timer(0.01, self.on_timer)
         self.create_timer(0.5, self.check_actor)
         self.get_logger().info(f'arbiter: robot profile {profile.name} ({profile.hash}), commands on '
@@ -132,13 +148,13 @@ class ArbiterNode(Node):
         try:
             position, velocity = joint_state_in_order(msg.name, msg.position, msg.velocity, self.joint_names)
         except ValueError as err:
-            self.get_logger().warning(f'joint_states ignored: {err}', throttle_duration_sec=2.0)
+            self.rejections.refuse('joint_states', err)
             return
         stamp = stamp_ns(msg.header)
         if self.episode_source == 'operator' and not self.engine.active and self.engine.stop_reason is None:
             self.start_operator_episode(stamp)
-        self.engine.observe(stamp, position, self.now())
-        self.join_inputs(self.join.add_proprio, stamp, [*position, *velocity])  # drains the engine's output
+        self.engine.observe(stamp, position, self.now())  # the inputs below drain the engine's output
+        self.join_inputs(self.join.add_proprio, stamp, [*position, *velocity], 'joint_states')
 
     def on_timer(self):
         self.engine.tick(self.now())
@@ -147,17 +163,17 @@ class ArbiterNode(Node):
     # --- VLA and actor ---
 
     def on_token(self, msg: RLToken):
-        self.join_inputs(self.join.add_token, stamp_ns(msg.header), as_numpy(msg.data))
+        self.join_inputs(self.join.add_token, stamp_ns(msg.header), as_numpy(msg.data), 'rlt/rl_token')
 
     def on_reference(self, msg: ActionChunk):
         try:
             chunk = msg_to_chunk(msg)
         except ValueError as err:
-            self.get_logger().warning(f'refused reference chunk: {err}', throttle_duration_sec=2.0)
+            self.rejections.refuse('rlt/reference_chunk', err)
             return
-        self.join_inputs(self.join.add_reference, stamp_ns(msg.header), chunk)
+        self.join_inputs(self.join.add_reference, stamp_ns(msg.header), chunk, 'rlt/reference_chunk')
 
-    def join_inputs(self, add, stamp, value):
+    def join_inputs(self, add, stamp, value, topic):
         """One input of an observation; its RL state and reference go to the engine once all three are in."""
         try:
             joined = add(stamp, value)
@@ -165,7 +181,7 @@ class ArbiterNode(Node):
                 stamp, x, ref, _ = joined
                 self.engine.add_inputs(stamp, x, ref, self.now())
         except ValueError as err:
-            self.get_logger().warning(f'refused VLA inputs: {err}', throttle_duration_sec=2.0)
+            self.rejections.refuse(topic, err)
         self.drain()
 
     def on_actor_version(self, msg: UInt64):
@@ -180,7 +196,7 @@ class ArbiterNode(Node):
         try:
             self.engine.add_actor_chunk(stamp_ns(msg.header), msg_to_chunk(msg), self.now())
         except ValueError as err:
-            self.get_logger().warning(f'refused actor chunk: {err}', throttle_duration_sec=2.0)
+            self.rejections.refuse('rlt/actor_chunk', err)
             return
         self.drain()
 
@@ -289,9 +305,11 @@ class ArbiterNode(Node):
                                    f'critical={stats.critical_steps} by source {stats.steps_by_source}')
 
     def send_transitions(self, transitions):
-        """Publish, or hold while nothing subscribes: a RELIABLE writer drops what it sends before it has
-        matched a reader. Held ones go out oldest first, at most half the queue depth per call, so that a
-        backlog does not fill the queue at once. Beyond `max_held_transitions` the oldest held are dropped."""
+        """Queue, then send oldest first while a learner subscribes (a RELIABLE writer drops what it sends before
+        it has matched a reader) and fewer than `max_unacked_transitions` are unacknowledged, at most half the
+        queue depth per call so that a backlog does not fill the queue at once; send the unacknowledged again
+        once `ack_timeout_s` passes without an acknowledgement. Beyond `max_held_transitions` the oldest queued
+        are dropped."""
         dropped = max(0, len(self.held) + len(transitions) - self.held.maxlen)
         self.held.extend(transitions)
         if dropped:
@@ -299,19 +317,42 @@ class ArbiterNode(Node):
             self.get_logger().error(f'{self.dropped_transitions} recorded transitions dropped so far (the oldest): '
                                     f'{self.held.maxlen} held and still nothing subscribes to rlt/transitions',
                                     throttle_duration_sec=10.0)
-        if not self.held:
+        if not (self.held or self.unacked):
             return
         if self.transition_pub.get_subscription_count() == 0:
-            self.get_logger().info(f'{len(self.held)} transitions held: nothing subscribes to rlt/transitions yet',
-                                   throttle_duration_sec=10.0)
+            self.get_logger().info(f'{len(self.held) + len(self.unacked)} transitions held: nothing subscribes to '
+                                   'rlt/transitions', throttle_duration_sec=10.0)
             return
-        for _ in range(min(len(self.held), TRANSITIONS_QOS.depth // 2)):
-            self.transition_pub.publish(transition_to_msg(self.held.popleft()))
+        now, budget = self.now(), TRANSITIONS_QOS.depth // 2
+        if self.unacked and now - self.last_ack_time > self.ack_timeout_s:
+            self.get_logger().warning(f'{len(self.unacked)} transitions not acknowledged within {self.ack_timeout_s} '
+                                      's: sent again', throttle_duration_sec=10.0)
+            for msg in list(self.unacked)[:budget]:
+                msg.acked_sequence = self.acked
+                self.transition_pub.publish(msg)
+            self.last_ack_time = now
+            return
+        if not self.unacked:
+            self.last_ack_time = now  # the time-out counts from the first unacknowledged
+        for _ in range(min(len(self.held), budget, self.max_unacked - len(self.unacked))):
+            self.sequence += 1
+            msg = transition_to_msg(self.held.popleft())
+            msg.writer_id, msg.sequence, msg.acked_sequence = self.writer_id, self.sequence, self.acked
+            self.unacked.append(msg)
+            self.transition_pub.publish(msg)
+
+    def on_ack(self, msg: TransitionAck):
+        if msg.writer_id != self.writer_id or msg.sequence <= self.acked:
+            return
+        self.acked = min(msg.sequence, self.sequence)
+        while self.unacked and self.unacked[0].sequence <= self.acked:
+            self.unacked.popleft()
+        self.last_ack_time = self.now()
 
     def destroy_node(self):
-        if self.held:
-            self.get_logger().error(f'{len(self.held)} recorded transitions were never sent: nothing subscribed '
-                                    'to rlt/transitions')
+        if self.held or self.unacked:
+            self.get_logger().error(f'{len(self.held) + len(self.unacked)} recorded transitions were not stored by '
+                                    f'a learner ({len(self.unacked)} sent and not acknowledged)')
         if self.dropped_transitions:
             self.get_logger().error(f'{self.dropped_transitions} recorded transitions were dropped while held')
         super().destroy_node()

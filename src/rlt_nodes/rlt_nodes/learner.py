@@ -1,7 +1,10 @@
 """Learner: the asynchronous chunked-TD3 learner behind the replay topic.
 
 Every transition from rlt/transitions is appended, crash-safely, to a replay buffer on disk
-(`rlt_core.rl.replay.ReplayBuffer(path=replay_dir)`; a restarted learner reloads it). Once
+(`rlt_core.rl.replay.ReplayBuffer(path=replay_dir)`; a restarted learner reloads it), once and in its
+sender's order: a numbered transition (Transition.msg) already stored is not stored again, one that skips a
+number is refused (its sender sends it again), and once a transition is on disk (written and fsync'ed) a
+rlt_interfaces/TransitionAck on rlt/transitions_ack tells its sender it may forget it and those before. Once
 `min_transitions` are in, an update thread makes `rlt_core.rl.td3.RLTLearner` updates as fast as it
 may while keeping updates <= utd_ratio * learning transitions: those recorded after the arbiter's
 warmup episodes (the in-process loop's schedule; a restarted learner also counts all it reloads,
@@ -24,9 +27,10 @@ so even after a crash the re-published actor is the last one published. A larger
 less often, and after a crash the re-published actor may be up to that many updates behind.
 A checkpoint of another learner (robot profile, state_dim, C, A, widths) is refused with a logged error saying
 what to do, and left as it is; the learner then takes no transitions. When a write fails (a full disk),
-updates and checkpoints pause, received transitions wait in memory (at most `max_unsaved_transitions`, the
-oldest dropped and counted), and every `disk_retry_s` the learner tries again; once the disk takes them it
-resumes.
+updates and checkpoints pause, numbered transitions are refused unacknowledged (their senders keep them and send
+them again), unnumbered ones wait in memory (at most `max_unsaved_transitions`, the oldest dropped and counted),
+and every `disk_retry_s` the learner tries again; once the disk takes them it resumes and acknowledges.
+Refused transitions are counted on /diagnostics (`rlt_nodes.rejections`).
 
 Hyper-parameters default to those of `rlt_train.train_rlt.RLTTrainConfig`. The actor's chunk length, action
 dimension, scale and output range come from the robot profile (`robot_profile`), and its weights carry the
@@ -49,10 +53,11 @@ from rlt_core.rl.checkpoint import CheckpointMismatchError, Checkpoints, Learner
 from rlt_core.rl.schedule import updates_allowed
 from rlt_core.rl.td3 import RLTLearner, TD3Config
 from rlt_core.runtime import setup_torch
-from rlt_interfaces.msg import ActorWeights, Transition
+from rlt_interfaces.msg import ActorWeights, Transition, TransitionAck
 from rlt_nodes.conversions import msg_to_transition
 from rlt_nodes.params import ROBOT_PROFILE, desc
-from rlt_nodes.qos import LATCHED_QOS, TRANSITIONS_QOS
+from rlt_nodes.qos import ACKS_QOS, LATCHED_QOS, TRANSITIONS_QOS
+from rlt_nodes.rejections import Rejections
 from rlt_nodes.spin import spin_node
 
 
@@ -98,6 +103,7 @@ class LearnerNode(Node):
         self.learner = self.replay = self.disk = None
         self.setup_error = None  # why the learner refuses to start (another learner's checkpoint)
         self.version, self.received, self.refused, self.learning = 0, 0, 0, 0
+        self.duplicates = 0  # numbered transitions received again (already stored)
         self.checkpoint_updates = 0  # updates of the last checkpoint written or resumed
         self.metrics, self.failure = {}, None
         self.lock = threading.Lock()  # the replay and its counters, shared by the executor and the update thread
@@ -105,6 +111,8 @@ class LearnerNode(Node):
         self.updater = threading.Thread(target=self.update_loop, name='learner-updates', daemon=True)
         self.weights_pub = self.create_publisher(ActorWeights, 'rlt/actor_weights', LATCHED_QOS)
         self.stats_pub = self.create_publisher(String, 'rlt/learner_stats', 10)
+        self.ack_pub = self.create_publisher(TransitionAck, 'rlt/transitions_ack', ACKS_QOS)
+        self.rejections = Rejections(self)
         self.create_subscription(Transition, 'rlt/transitions', self.on_transition, TRANSITIONS_QOS)
         self.create_timer(1.0, self.publish_stats)
         self.get_logger().info(f'learner: robot profile {self.profile.name} ({self.profile.hash}), '
@@ -161,6 +169,7 @@ class LearnerNode(Node):
         return False
 
     def on_transition(self, msg: Transition):
+        writer, sequence = msg.writer_id, msg.sequence
         try:
             t = msg_to_transition(msg)
             if t.executed_chunk.shape != (self.profile.actor_chunk_len, self.profile.action_dim):
@@ -178,20 +187,38 @@ class LearnerNode(Node):
                     except OSError as err:  # tried again with the next transition
                         raise ValueError(f'replay or checkpoint in {self.replay_dir} not readable or '
                                          f'writable: {err}') from err
-                paused = self.disk.paused
-                self.disk.add(t)
+                if writer:
+                    expected = max(self.replay.last_sequence.get(writer, 0), msg.acked_sequence) + 1
+                    if sequence < expected:  # sent again: stored before
+                        self.duplicates += 1
+                        self.acknowledge(writer)
+                        return
+                    if sequence > expected:
+                        raise ValueError(f'sequence {sequence} of sender {writer:x} skips {expected} (it is sent '
+                                         'again)')
+                if self.disk.paused and writer:
+                    raise ValueError(f'the disk refuses writes ({self.disk.error}): not stored, not acknowledged')
+                self.disk.add(t, writer, sequence)
                 self.learning += not t.warmup
-                if self.disk.paused and not paused:
-                    self.get_logger().error(f'replay not written ({self.disk.error}): updates paused; received '
-                                            f'transitions kept in memory (at most {self.max_unsaved}), writes '
-                                            f'retried every {self.disk_retry_s} s')
+                if self.disk.paused:
+                    self.get_logger().error(f'replay not written ({self.disk.error}): updates paused, numbered '
+                                            'transitions refused (their senders keep them), others kept in memory; '
+                                            f'writes retried every {self.disk_retry_s} s')
+                elif writer:
+                    self.acknowledge(writer)
         except ValueError as err:
             self.refused += 1
-            serious = isinstance(err, CheckpointMismatchError) or isinstance(err.__cause__, OSError)
-            log = self.get_logger().error if serious else self.get_logger().warning
-            log(f'refused transition: {err}', throttle_duration_sec=10.0)
+            if isinstance(err, CheckpointMismatchError) or isinstance(err.__cause__, OSError):
+                self.get_logger().error(f'refused transition: {err}', throttle_duration_sec=10.0)
+            self.rejections.refuse('rlt/transitions', err)
             return
         self.received += 1
+
+    def acknowledge(self, writer: int):
+        """Tell `writer` that all its transitions up to the last one stored are on disk (the lock held)."""
+        stored = self.replay.last_sequence.get(writer)
+        if stored is not None and not self.disk.paused:
+            self.ack_pub.publish(TransitionAck(writer_id=writer, sequence=stored))
 
     def update_loop(self):
         """The update thread: sample under the lock, update outside it, publish the weights now and then."""
@@ -231,6 +258,8 @@ class LearnerNode(Node):
         if written:
             if checkpoint_due:
                 self.checkpoint_updates = self.learner.num_updates
+            for writer in self.replay.last_sequence:
+                self.acknowledge(writer)
             self.get_logger().info('the disk takes writes again: what waited is written, updates resumed')
         elif written is False:
             self.get_logger().error(f'disk still refuses writes ({self.disk.error}): {len(self.replay.unsaved)} '
@@ -254,7 +283,8 @@ class LearnerNode(Node):
             raise RuntimeError('the learner\'s update thread failed') from self.failure
         stats = {'updates': self.learner.num_updates if self.learner else 0,
                  'transitions': self.replay.num_added if self.replay else 0, 'learning_transitions': self.learning,
-                 'received': self.received, 'refused': self.refused, 'weights_version': self.version,
+                 'received': self.received, 'refused': self.refused, 'duplicates': self.duplicates,
+                 'weights_version': self.version,
                  'checkpoint_updates': self.checkpoint_updates, 'disk_paused': bool(self.disk and self.disk.paused),
                  'unsaved': len(self.replay.unsaved) if self.replay else 0,
                  'dropped_unsaved': self.replay.dropped_unsaved if self.replay else 0}

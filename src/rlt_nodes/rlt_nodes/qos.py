@@ -14,5 +14,6 @@ OBSERVATION_QOS = _reliable(1)     # rlt/observation: only the newest is worth a
 CHUNK_QOS = _reliable(10)          # rlt/rl_token, rlt/reference_chunk, rlt/actor_chunk, rlt/executed_chunk
 EVENTS_QOS = _reliable(100)        # episode/events: none may be dropped
 TRANSITIONS_QOS = _reliable(1000)  # rlt/transitions: the arbiter also holds them until a learner matches
+ACKS_QOS = _reliable(100)         # rlt/transitions_ack: the learner's acknowledgements
 STATS_QOS = _reliable(100, latched=True)  # rlt/episode_stats: a late subscriber gets the last 100
 LATCHED_QOS = _reliable(1, latched=True)  # rlt/actor_weights, rlt/actor_version, rlt/episode_count: the latest

@@ -146,10 +146,10 @@ class LearnerDisk:
     def error(self) -> OSError | None:
         return self.replay.write_error or self.checkpoint_error
 
-    def add(self, t):
+    def add(self, t, writer: int = 0, sequence: int = 0):
         """Add a transition to the replay (written, or kept in memory while writes fail)."""
         failed_before = self.replay.write_error is not None
-        self.replay.add(t)
+        self.replay.add(t, writer, sequence)
         if self.replay.write_error is not None and not failed_before:
             self.last_try = self.clock()
 

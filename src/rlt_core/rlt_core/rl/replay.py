@@ -12,7 +12,11 @@ a third, read-only buffer; every batch draws `prior_fraction` of its samples fro
 On-disk format (`ReplayBuffer(path=DIR)`): `DIR/layout.json` describes one fixed-size record
 as a numpy structured dtype (`numpy.dtype(descr)` rebuilds it); `DIR/transitions.bin` is the
 records, appended and flushed as they are added (and fsync'ed every `fsync_every` records).
-A record cut short by a crash is dropped when the file is reloaded; nothing before it is lost.
+Each record carries the CRC-32 of its other bytes, and where it came from: the sender's `writer` id and
+its `sequence` number there (0 and 0 in process); `last_sequence` keeps the highest stored per writer, so
+that a sender's transitions are stored once, in order, also across restarts. A record cut short by a
+crash is dropped when the file is reloaded, and one that fails its checksum or holds values no transition
+can have is skipped and counted (`skipped_on_load`); nothing else is lost.
 A write that fails (OSError: a full disk, ENOSPC) is cut back to the last whole record. With
 `max_unsaved=0` (the default) `add` then raises it; with `max_unsaved > 0` the buffer stays usable: the
 records not yet written wait in memory (`unsaved`, at most `max_unsaved`, the oldest dropped and counted
@@ -23,6 +27,7 @@ Read it without rlt: `np.fromfile('transitions.bin', np.dtype(json.load(open('la
 
 import json
 import os
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,12 +68,20 @@ class ChunkTransition:
 def record_dtype(state_dim: int, chunk_len: int, action_dim: int) -> np.dtype:
     chunk = (chunk_len, action_dim)
     return np.dtype([
+        ('crc32', '<u4'), ('writer', '<u8'), ('sequence', '<u8'),
         ('episode_id', '<i8'), ('chunk_index', '<i8'), ('source', 'u1'), ('done', '?'),
         ('truncated', '?'), ('critical_phase', '?'), ('n_steps', '<i4'),
         ('state', '<f4', (state_dim,)), ('executed_chunk', '<f4', chunk), ('reference_chunk', '<f4', chunk),
         ('rewards', '<f4', (chunk_len,)), ('next_state', '<f4', (state_dim,)),
         ('next_reference_chunk', '<f4', chunk),
     ])
+
+
+def _crc32(rec) -> int:
+    """CRC-32 of a record's bytes with its own checksum field zeroed."""
+    rec = rec.copy()
+    rec['crc32'] = 0
+    return zlib.crc32(rec.tobytes())
 
 
 class _Storage:
@@ -119,6 +132,8 @@ class ReplayBuffer:
         self.prior = None
         self.prior_fraction = prior_fraction
         self.num_added = 0
+        self.last_sequence: dict[int, int] = {}
+        """The highest `sequence` added per `writer` (writer 0 is not tracked)."""
         self.fsync_every = fsync_every
         self.unsaved = deque(maxlen=max_unsaved)  # records added but not yet written (a write failed)
         self.dropped_unsaved = 0
@@ -133,7 +148,7 @@ class ReplayBuffer:
     # --- persistence ---
 
     def layout(self) -> dict:
-        return {'format': 'rlt-replay-1', 'descr': self.dtype.descr, 'itemsize': self.dtype.itemsize,
+        return {'format': 'rlt-replay-2', 'descr': self.dtype.descr, 'itemsize': self.dtype.itemsize,
                 'state_dim': self.state_dim, 'chunk_len': self.chunk_len, 'action_dim': self.action_dim}
 
     def _check_layout(self, path: Path):
@@ -219,8 +234,9 @@ class ReplayBuffer:
 
     # --- adding and sampling ---
 
-    def to_record(self, t: ChunkTransition) -> np.ndarray:
+    def to_record(self, t: ChunkTransition, writer: int = 0, sequence: int = 0) -> np.ndarray:
         rec = np.zeros((), dtype=self.dtype)
+        rec['writer'], rec['sequence'] = writer, sequence
         n = len(t.rewards)
         if not 0 < n <= self.chunk_len:
             raise ValueError(f'{n} rewards for chunk_len {self.chunk_len}')
@@ -232,13 +248,17 @@ class ReplayBuffer:
         # Intervention: the human's chunk is executed, stored, and replaces the reference.
         rec['reference_chunk'] = t.executed_chunk if t.intervention else t.reference_chunk
         rec['rewards'][:n] = t.rewards
+        rec['crc32'] = _crc32(rec)
         problem = self.record_problem(rec)
         if problem:
             raise ValueError(f'transition {problem}')
         return rec
 
     def record_problem(self, rec) -> str | None:
-        """Why a record must not be learned from (non-finite values, an impossible step count or source), or None."""
+        """Why a record must not be learned from (a wrong checksum, non-finite values, an impossible step count or
+        source), or None."""
+        if _crc32(rec) != int(rec['crc32']):
+            return 'fails its CRC-32 checksum'
         for name in ('state', 'next_state', 'executed_chunk', 'reference_chunk', 'next_reference_chunk',
                      'rewards'):
             if not np.all(np.isfinite(rec[name])):
@@ -256,10 +276,11 @@ class ReplayBuffer:
             print(f'replay {path}: {len(records) - len(good)} corrupt records skipped', flush=True)
         return good
 
-    def add(self, t: ChunkTransition):
-        """Add a transition (ValueError if it is not finite or of another shape); with a `path`, write it
-        (OSError when that fails, or with `max_unsaved`, keep it in `unsaved` while writes fail: see `persist`)."""
-        rec = self.to_record(t)
+    def add(self, t: ChunkTransition, writer: int = 0, sequence: int = 0):
+        """Add a transition (ValueError if it is not finite or of another shape), sequence number `sequence` of
+        sender `writer`; with a `path`, write it (OSError when that fails, or with `max_unsaved`, keep it in
+        `unsaved` while writes fail: see `persist`)."""
+        rec = self.to_record(t, writer, sequence)
         if self._file is not None and not self.unsaved.maxlen:
             self._write([rec])
         elif self._file is not None:
@@ -271,6 +292,9 @@ class ReplayBuffer:
         self._insert(rec)
 
     def _insert(self, rec):
+        writer = int(rec['writer'])
+        if writer:
+            self.last_sequence[writer] = max(self.last_sequence.get(writer, 0), int(rec['sequence']))
         self.online.add(rec)
         if rec['source'] == SOURCE_HUMAN:
             self.interventions.add(rec)
