@@ -81,3 +81,22 @@ def test_generic_defaults_scale_by_one_unit():
 def test_bad_config_is_refused():
     with pytest.raises(ValueError):
         ActorConfig(state_dim=5, action_dim=3, action_scale=(0.1, 0.1))
+
+
+def test_an_actor_started_at_the_reference_acts_as_the_vla_and_can_reach_the_whole_range():
+    config = ActorConfig(state_dim=5, chunk_len=2, action_dim=3, action_scale=(1.0, 1.0, 1.0),
+                         action_limit=(0.2, 0.2, 1.0), hidden=(16, 16), start_at_reference=True)
+    actor = Actor(config)
+    x, ref = torch.randn(4, 5), torch.rand(4, 6) * 0.4 - 0.2
+    ref[:, 2] = 0.5
+    torch.testing.assert_close(actor(x, ref), actor.clamp(ref))  # the untrained actor is the reference
+    with torch.no_grad():
+        actor.net[-1].bias.fill_(-10.0)  # a saturated correction reaches the bottom of the range from any ref
+    torch.testing.assert_close(actor(x, ref), -actor.bound.expand(4, 6))
+    loss = actor(x, ref).sum()
+    with torch.no_grad():
+        actor.net[-1].bias.zero_()
+    actor(x, ref).sum().backward()
+    assert actor.net[-1].weight.grad.abs().sum() > 0 and loss.item() < 0  # it learns from the start
+    with pytest.raises(ValueError, match='start_at_reference'):
+        ActorConfig(state_dim=5, use_reference=False, start_at_reference=True)

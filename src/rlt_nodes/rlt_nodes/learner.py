@@ -95,6 +95,9 @@ class LearnerNode(Node):
             batch_size=self.batch_size, utd_ratio=self.utd_ratio)
         self.actor_std = p('actor_std', ActorConfig.std,
                            desc('fixed std of the actor Gaussian (normalised units)')).value
+        self.actor_start_at_reference = p('actor_start_at_reference', ActorConfig.start_at_reference, desc(
+            'the actor is the reference plus a correction that starts at zero (it acts as the VLA until it '
+            'learns)')).value
         self.seed = p('seed', 0, desc('seed of the networks and sampling')).value
         self.threads = p('threads', 1, desc('torch threads')).value
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
@@ -136,7 +139,8 @@ class LearnerNode(Node):
                               max_unsaved=self.max_unsaved)
         # C, the action dimension, scale (max_delta) and output range (critical_max_delta) and the hash: the profile's
         learner = RLTLearner(self.profile.actor_config(t.state.size, hidden=self.td3.critic_hidden,
-                                                       std=self.actor_std),
+                                                       std=self.actor_std,
+                                                       start_at_reference=self.actor_start_at_reference),
                              self.td3, seed=self.seed, device=self.device, compile=self.compile)
         self.replay, self.learner = replay, learner
         self.disk = LearnerDisk(replay, checkpoints, retry_s=self.disk_retry_s)

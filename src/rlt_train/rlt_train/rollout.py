@@ -1,10 +1,20 @@
-"""Running the frozen VLA closed-loop in the simulated cell, chunk by chunk."""
+"""Running the frozen VLA closed-loop in the simulated cell, through the episode engine as on the robot.
+
+Each episode runs through `rlt_core.control.engine.EpisodeEngine` (as `train_rlt` and the arbiter do), the VLA
+driving throughout: chunks of `execute_steps` actions, each point within the robot profile's per-step limits
+(its critical-phase limits in the critical phase) and joint limits.
+"""
 
 import numpy as np
 import torch
 
+from rlt_core.control.engine import EpisodeEngine
+from rlt_core.control.profile import RobotProfile
 from rlt_core.models.vla.backbone import VLABackbone, VLAInput
 from rlt_sim import PegInsertionEnv, SimConfig
+
+NO_STATE = np.zeros(1, np.float32)
+"""The RL state the engine is given: the VLA alone drives, nothing is recorded."""
 
 
 @torch.no_grad()
@@ -13,33 +23,39 @@ def vla_chunk(vla: VLABackbone, obs: dict, instruction: str) -> np.ndarray:
     return vla(VLAInput.from_env(obs, instruction)).chunk[0].numpy()
 
 
-def run_vla_episode(env: PegInsertionEnv, vla: VLABackbone, seed: int, execute_steps: int) -> dict:
-    """One episode of the VLA executing the first `execute_steps` actions of each chunk."""
+def run_vla_episode(env: PegInsertionEnv, vla: VLABackbone, seed: int, profile: RobotProfile) -> dict:
+    """One episode of the VLA executing the first `profile.actor_chunk_len` actions of each chunk."""
+    engine = EpisodeEngine(profile, record=False)
+    engine.start_episode(0, warmup=True)  # the VLA's chunk, whatever the phase
     obs, info = env.reset(seed=seed)
-    steps = critical_steps = 0
     reached = bool(info['critical_phase'])
-    done = False
-    while not done:
-        chunk = vla_chunk(vla, obs, env.instruction)
-        for action in chunk[:execute_steps]:
-            obs, _, terminated, truncated, info = env.step(action)
-            steps += 1
-            critical_steps += int(info['critical_phase'])
-            reached |= bool(info['critical_phase'])
-            done = terminated or truncated
-            if done:
-                break
-    return {'success': bool(info['success']), 'steps': steps, 'critical_steps': critical_steps,
+    n, done = 0, False
+    while True:
+        n += 1
+        now = n * profile.dt
+        if done:  # the final observation closes the episode's counts
+            engine.end_episode(bool(info['success']), final_step=n, now=now)
+        engine.observe(n, obs['proprio'][:profile.action_dim], now, critical=info['critical_phase'])
+        if done:
+            break
+        if engine.wants_inputs(now):
+            engine.add_inputs(n, NO_STATE, vla_chunk(vla, obs, env.instruction), now)
+        obs, _, terminated, truncated, info = env.step(engine.pending_action())
+        reached |= bool(info['critical_phase'])
+        done = terminated or truncated
+    stats = engine.episode.stats
+    return {'success': bool(info['success']), 'steps': stats.steps, 'critical_steps': stats.critical_steps,
             'reached_critical': reached}
 
 
 def evaluate_vla(vla: VLABackbone, episodes: int, seed: int, execute_steps: int,
-                 config: SimConfig | None = None, progress=None) -> dict:
+                 profile: RobotProfile | None = None, progress=None) -> dict:
     """Success rate, critical-phase reach rate and mean critical-phase steps over seeded episodes."""
-    env = PegInsertionEnv(config or SimConfig())
+    profile = (profile or RobotProfile.load()).with_chunks(execute_steps, 1)
+    env = PegInsertionEnv(SimConfig.from_profile(profile))
     results = []
     for k in range(episodes):
-        results.append(run_vla_episode(env, vla, seed + k, execute_steps))
+        results.append(run_vla_episode(env, vla, seed + k, profile))
         if progress is not None:
             progress(results)
     env.close()

@@ -98,6 +98,8 @@ class RLTTrainConfig:
     """Fraction of actor-update samples with a zeroed reference."""
     actor_std: float = ActorConfig.std
     """Fixed std of the actor's Gaussian (normalised action units: 1 mm per step)."""
+    actor_start_at_reference: bool = ActorConfig.start_at_reference
+    """The actor is the reference plus a correction that starts at zero: it acts as the VLA until it learns."""
     target_noise: float = TD3Config.target_noise
     """Std of the TD3 smoothing noise on a' in the critic target (normalised action units)."""
     actor_lr: float = TD3Config.actor_lr
@@ -300,7 +302,9 @@ def train(cfg: RLTTrainConfig) -> dict:
         state_dim = inputs.state_dim if encoder is None else encoder.feature_dim + inputs.norm.dim
         actor_cfg = profile.actor_config(state_dim, hidden=cfg.hidden, std=cfg.actor_std,
                                          use_reference=cfg.ablation != 'no_reference',
-                                         residual=cfg.residual_scale if cfg.ablation == 'residual' else 0.0)
+                                         residual=cfg.residual_scale if cfg.ablation == 'residual' else 0.0,
+                                         start_at_reference=cfg.actor_start_at_reference
+                                         and cfg.ablation not in ('no_reference', 'residual'))
         learner = RLTLearner(actor_cfg, TD3Config(
             gamma=cfg.gamma, beta=cfg.beta, ref_dropout=cfg.ref_dropout, actor_lr=cfg.actor_lr,
             target_noise=cfg.target_noise, noise_clip=2.5 * cfg.target_noise,

@@ -25,7 +25,6 @@ from rlt_core.control.profile import RobotProfile
 from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
 from rlt_core.runtime import setup_torch
-from rlt_sim import SimConfig
 from rlt_sim.dataset import IMAGE_KEYS, decode_png, load_demos
 from rlt_train.cli import parse_config
 from rlt_train.rollout import evaluate_vla
@@ -190,7 +189,7 @@ def train(cfg: VLATrainConfig) -> dict:
         model.freeze()
         bar = tqdm(total=cfg.eval_episodes, desc='closed-loop evaluation')
         report['closed_loop'] = evaluate_vla(model, cfg.eval_episodes, cfg.eval_seed, cfg.execute_steps or H,
-                                             SimConfig.from_profile(profile), progress=lambda r: bar.update(1))
+                                             profile, progress=lambda r: bar.update(1))
         bar.close()
         for k, v in report['closed_loop'].items():
             writer.add_scalar(f'eval/{k}', v, cfg.steps)

@@ -47,6 +47,10 @@ class ActorConfig:
     """Give the reference chunk to the actor (False: the no-reference ablation)."""
     residual: float = 0.0
     """> 0: the actor outputs ref_chunk + residual * tanh(MLP) instead (the residual-RL baseline)."""
+    start_at_reference: bool = False
+    """The mean is the reference chunk plus a learned correction of up to twice the output range (every action in
+    the range stays reachable from any reference) whose last layer starts at zero: the untrained actor acts as
+    the VLA, and leaves it only as far as its updates take it."""
     profile_hash: str = ''
     """`RobotProfile.hash` of the robot the actor was made for; an actor node refuses weights of another."""
     extra: dict = field(default_factory=dict)
@@ -66,6 +70,8 @@ class ActorConfig:
                 f'action_limit needs {self.action_dim} positive entries, got {self.action_limit}')
         if self.std < 0 or self.residual < 0:
             raise ValueError('std and residual must be >= 0')
+        if self.start_at_reference and (not self.use_reference or self.residual > 0):
+            raise ValueError('start_at_reference needs the reference as input and no residual')
 
     @property
     def chunk_size(self) -> int:
@@ -100,7 +106,9 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
 
 
 class Actor(nn.Module):
-    """pi_theta(a | x, ref_chunk): mean = bound * tanh(MLP([x, ref_chunk])), fixed std; samples stay in the bound."""
+    """pi_theta(a | x, ref_chunk): mean = bound * tanh(MLP([x, ref_chunk])) (with `start_at_reference`:
+    clip(ref_chunk + 2 bound * tanh(MLP([x, ref_chunk])), its last layer zero at the start)), fixed std; samples
+    stay in the bound."""
 
     def __init__(self, config: ActorConfig):
         super().__init__()
@@ -111,12 +119,17 @@ class Actor(nn.Module):
         # (C*A,) output range in normalised units; from the config, so not part of the weights
         self.register_buffer('bound', torch.tensor(config.bound, dtype=torch.float32).repeat(config.chunk_len),
                              persistent=False)
+        if config.start_at_reference:
+            nn.init.zeros_(self.net[-1].weight)
+            nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, x: torch.Tensor, ref_chunk: torch.Tensor) -> torch.Tensor:
         """Mean chunk (B, C*A) in normalised units, from x (B, state_dim) and ref (B, C*A)."""
         h = torch.cat([x, ref_chunk], dim=-1) if self.config.use_reference else x
         if self.config.residual > 0:
             return self.clamp(ref_chunk + self.config.residual * torch.tanh(self.net(h)))
+        if self.config.start_at_reference:
+            return self.clamp(ref_chunk + 2 * self.bound * torch.tanh(self.net(h)))
         return self.bound * torch.tanh(self.net(h))
 
     def clamp(self, a: torch.Tensor) -> torch.Tensor:
