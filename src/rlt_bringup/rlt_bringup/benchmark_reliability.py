@@ -42,13 +42,13 @@ trajectory's stamp.
      the next kill.
 2. Fuzz. `--fuzz-messages` malformed messages (`FuzzMessages`: every kind on every topic the graph's
    nodes subscribe to, evenly, at `--fuzz-rate` per second) beside the graph's own traffic. `crashes`:
-   node processes that exited (each is restarted, and its log's last lines are kept); `rejections`: the
+   node processes that exited (each is restarted; the end of its traceback is kept); `rejections`: the
    refusals each node counted during the fuzz, per topic (from its diagnostic_msgs/DiagnosticArray on
    /diagnostics, `rlt_nodes.rejections`; nodes that do not count refusals do not appear).
 3. Soak. `--soak-min` minutes of the graph as it is. Resident memory (VmRSS of each node's process,
    every `--rss-period-s`): `rss_mb_start` (the first sample after one minute), `rss_mb_end`, and
    `growth_pct` between them; hold-still steps (episodes' `steps_by_source['hold']`), episodes and
-   success rate of the episodes reported during the soak.
+   success rate of the episodes reported during the soak; `exits`: node processes that exited (restarted).
 
 Over the whole run:
 - `transitions_lost`: for every episode the arbiter reported on rlt/episode_stats, its transitions minus
@@ -60,7 +60,6 @@ Over the whole run:
   `checkpoint_updates` on rlt/learner_stats came below one seen before (a restarted learner reports
   zeros until it has loaded its checkpoint), or `updates` came below the last checkpoint's.
   `learner_updates_redone`: updates made after a checkpoint and lost with a killed learner, summed.
-- `unexpected_exits`: node processes that exited outside the fuzz without being killed.
 """
 
 import argparse
