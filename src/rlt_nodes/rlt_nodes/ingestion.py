@@ -8,6 +8,8 @@ Invalid input (not the camera's encoding or size, NaN joint values, unknown join
 throttled, logged reason.
 """
 
+from rlt_nodes.spin import spin_node  # noqa: I001 - first: a SIGINT during the imports below stops the node
+
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -18,7 +20,6 @@ from rlt_interfaces.msg import Observation
 from rlt_nodes.conversions import stamp_ns
 from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import OBSERVATION_QOS
-from rlt_nodes.spin import spin_node
 
 
 class IngestionNode(Node):
