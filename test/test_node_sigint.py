@@ -1,6 +1,6 @@
-"""SIGINT stops a node however it was started: also when its parent left SIGINT ignored (a shell's background
-job, `./rlt test &`, and every process below it) and the signal comes while the node still imports its modules,
-before rclpy handles SIGINT."""
+"""SIGINT stops a node at any moment of its start, before rclpy handles SIGINT: also when its parent left SIGINT
+ignored (a shell's background job, `./rlt test &`, and every process below it), and without the traceback (or
+the KeyboardInterrupt swallowed on the way) of a KeyboardInterrupt among its imports."""
 
 import os
 import signal
@@ -60,6 +60,16 @@ def test_sigint_during_the_imports_after_rlt_nodes_spin_stops_the_process(proces
     assert 'imported' in processes.read_until(proc, 'imported', timeout=60)
     interrupt(proc)
     assert proc.returncode == -signal.SIGINT
+
+
+def test_sigint_before_spin_node_ends_a_ros_node_at_once_without_a_traceback(processes):
+    """A process started as a ROS node (`--ros-args`), SIGINT at its default, ends on a SIGINT that comes after it
+    imported rlt_nodes.spin as SIGINT ends a process, without a KeyboardInterrupt's traceback."""
+    proc = processes.spawn(sys.executable, '-u', '-c', 'import signal, rlt_nodes.spin; print("imported"); '
+                           'signal.pause()', '--ros-args')
+    assert 'imported' in processes.read_until(proc, 'imported', timeout=60)
+    out = interrupt(proc)
+    assert proc.returncode == -signal.SIGINT and 'Traceback' not in out, out
 
 
 def test_ingestion_started_with_sigint_ignored_stops_on_a_sigint_while_it_starts(processes, tmp_path):

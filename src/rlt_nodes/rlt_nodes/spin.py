@@ -1,16 +1,18 @@
 """The one `main()` shape every rlt node uses: init, spin one node, shut down cleanly on Ctrl-C (SIGINT).
 
-SIGINT stops a node however it was started. A process started with SIGINT ignored (a shell's background job,
-and every process below it) would otherwise honour it only once `rclpy.init()` installs rclpy's handler: one
-that came while the node imported its modules would be lost, and the node would spin until killed. Importing
-this module makes such a SIGINT end the process at once (nothing of ROS exists yet); `spin_node` hands over
-to the clean stop before `rclpy.init()`. The ingestion node imports it first, so that this covers its other
-imports.
+SIGINT stops a node at any moment, also while it still imports its modules, before rclpy handles SIGINT:
+there Python's KeyboardInterrupt could be swallowed (raised inside a weakref callback or a destructor, it is
+only printed) and a process started with SIGINT ignored (a shell's background job, and every process below
+it) discarded it; either way the node came up and spun until SIGKILL. Importing this module into a process
+started as a ROS node (`--ros-args` on its command line) or with SIGINT ignored makes SIGINT end the process
+at once, as SIGINT ends a process by default (nothing of ROS exists yet), until `spin_node` has rclpy
+handle it. The ingestion node imports it first, so that this covers its other imports.
 """
 
 import faulthandler
 import os
 import signal
+import sys
 import time
 
 
@@ -20,7 +22,7 @@ def _stop_before_start(signum, frame):
     os.kill(os.getpid(), signal.SIGINT)
 
 
-if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # only a process whose parent left SIGINT ignored
+if '--ros-args' in sys.argv or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, _stop_before_start)
 
 
@@ -31,11 +33,12 @@ def spin_node(node_class, args=None):
     # A node that does not stop on SIGINT gets a SIGUSR1 from the runner before its SIGKILL: every thread's
     # stack then goes to stderr, the node's log.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    # From here on SIGINT raises KeyboardInterrupt, handled below, whatever the parent left (see above).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     node = None
     try:
         rclpy.init(args=args)
+        # rclpy now handles SIGINT (it shuts the context down) and chains to Python's handler: from here on
+        # SIGINT also raises KeyboardInterrupt, handled below.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         node = node_class()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
