@@ -33,12 +33,12 @@ def spin_node(node_class, args=None):
     # A node that does not stop on SIGINT gets a SIGUSR1 from the runner before its SIGKILL: every thread's
     # stack then goes to stderr, the node's log.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # SIGINT raises KeyboardInterrupt, handled below, whatever the parent left; before `rclpy.init()`, which
+    # installs rclpy's handler over it (a later `signal.signal` would replace rclpy's handler) and chains to it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     node = None
     try:
         rclpy.init(args=args)
-        # rclpy now handles SIGINT (it shuts the context down) and chains to Python's handler: from here on
-        # SIGINT also raises KeyboardInterrupt, handled below.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         node = node_class()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
