@@ -1,12 +1,12 @@
 """The one `main()` shape every rlt node uses: init, spin one node, shut down cleanly on Ctrl-C (SIGINT).
 
-SIGINT stops a node at any moment, also while it still imports its modules, before rclpy handles SIGINT:
-there Python's KeyboardInterrupt could be swallowed (raised inside a weakref callback or a destructor, it is
-only printed) and a process started with SIGINT ignored (a shell's background job, and every process below
-it) discarded it; either way the node came up and spun until SIGKILL. Importing this module into a process
-started as a ROS node (`--ros-args` on its command line) or with SIGINT ignored makes SIGINT end the process
-at once, as SIGINT ends a process by default (nothing of ROS exists yet), until `spin_node` has rclpy
-handle it. The ingestion node imports it first, so that this covers its other imports.
+SIGINT stops a node at any moment, also while it still imports its modules, before rclpy handles SIGINT.
+There Python's KeyboardInterrupt can be swallowed (raised inside a weakref callback or a destructor, it is
+only printed), and a process started with SIGINT ignored (a shell's background job, and every process below
+it) discards the signal; either way the node would come up and spin until killed. So in a process started
+as a ROS node (`--ros-args` on its command line) or with SIGINT ignored, importing this module makes SIGINT
+end the process at once, as SIGINT ends a process by default (nothing of ROS exists yet), until `spin_node`
+has rclpy handle it. The ingestion node imports it first, so that this covers its other imports.
 """
 
 import faulthandler
