@@ -8,6 +8,8 @@ Invalid input (not the camera's encoding or size, NaN joint values, unknown join
 counted per topic with its reason (`rlt_nodes.rejections.Rejections`: logged, reported on /diagnostics).
 """
 
+from rlt_nodes.spin import spin_node  # noqa: I001 - first: a SIGINT during the imports below stops the node
+
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -19,7 +21,6 @@ from rlt_nodes.conversions import stamp_ns
 from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import OBSERVATION_QOS
 from rlt_nodes.rejections import Rejections
-from rlt_nodes.spin import spin_node
 
 
 class IngestionNode(Node):
