@@ -27,6 +27,7 @@ from rlt_bringup.tiny_models import make_tiny_models
 
 
 def main(argv=None):
+    embedded.sigint_at_default()
     parser = argparse.ArgumentParser(prog='benchmark_latency', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--chunks', type=int, default=200, help='executed chunks to measure')

@@ -983,6 +983,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    embedded.sigint_at_default()
     from rlt_core.control.profile import RobotProfile
     out = Path(args.output or f'runs/reliability-{time.strftime("%Y%m%d-%H%M%S")}').resolve()
     (out / 'logs').mkdir(parents=True, exist_ok=True)

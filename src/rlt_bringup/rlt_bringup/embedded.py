@@ -49,6 +49,14 @@ def commands(specs, overrides_file: Path, config: Path | None = None) -> list[tu
                       *graph.ros_arguments(s, config, overrides_file if s.parameters else None)]) for s in specs]
 
 
+def sigint_at_default():
+    """Give the nodes started from this process SIGINT at its default even where this process was started with it
+    ignored (a shell's background job): a SIGINT that comes while a node starts then ends it instead of being lost
+    (a node cannot catch what arrives before its own code runs). Call before starting any thread."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def ros_environment() -> dict:
     env = dict(os.environ)
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
@@ -230,6 +238,7 @@ def main(argv=None):
     parser.add_argument('--timeout-min', type=float, default=0.0, help='stop after this many minutes (0: never)')
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`timeout` stop the graph as cleanly as Ctrl-C
+    sigint_at_default()
 
     out = Path(args.output or f'runs/{datetime.now():%Y%m%d-%H%M%S}').resolve()
     (out / 'logs').mkdir(parents=True, exist_ok=True)
