@@ -1,7 +1,8 @@
 """The emergency stop, on real processes: the sim robot driven by the arbiter, an operator on the joystick.
 
 The stop (topic or joystick button) sends the robot to hold where it is, ends the episode, and wins over the
-joystick's takeover until the reset service or button releases it; its state is latched and in the markers.
+joystick's takeover until the reset service or button releases it, also across a crash of the arbiter
+(SIGKILL); its state is latched and in the markers.
 """
 
 import os
@@ -61,12 +62,17 @@ def test_emergency_stop_holds_the_robot_over_the_joystick_until_reset(processes,
         return test_node.spin_until(lambda: len(joints) > n, timeout=5)
 
     def driving_for(steps, x=1.0):
-        """Drive for `steps` joint states; the number of trajectories sent meanwhile."""
+        """Drive for `steps` joint states; the number of chunks (trajectories of more than one point, not holds)
+        sent meanwhile."""
         n, sent = len(joints), len(trajectories)
         while len(joints) < n + steps:
             drive(x=x)
             next_joint_state()
-        return len(trajectories) - sent
+        return sum(len(t.points) > 1 for t in trajectories[sent:])
+
+    def hold_after(sent):
+        """The first hold (a one-point trajectory) sent after the first `sent` trajectories, or None."""
+        return next((t for t in trajectories[sent:] if len(t.points) == 1), None)
 
     def drive_until(condition, x=1.0, timeout=30.0):
         """Drive, one Joy per joint state, until `condition()` (a loaded machine can take a while to answer)."""
@@ -94,9 +100,8 @@ def test_emergency_stop_holds_the_robot_over_the_joystick_until_reset(processes,
     # The stop: one hold point where the robot is measured; the latched state and a red marker.
     sent = len(trajectories)
     stop.publish(Bool(data=True))
-    assert test_node.spin_until(lambda: states[-1] and len(trajectories) > sent, timeout=10), fail('no hold')
-    hold = trajectories[-1]
-    assert len(hold.points) == 1
+    assert test_node.spin_until(lambda: states[-1] and hold_after(sent), timeout=10), fail('no hold')
+    hold = hold_after(sent)
     assert np.max(np.abs(np.array(hold.points[0].positions) - position())) < 0.006  # at most a step behind
     assert test_node.spin_until(lambda: stop_markers and stop_markers[-1].action == Marker.ADD, timeout=5)
     assert 'EMERGENCY STOP' in stop_markers[-1].text
@@ -119,10 +124,27 @@ def test_emergency_stop_holds_the_robot_over_the_joystick_until_reset(processes,
     x1 = position()[0]
     assert drive_until(lambda: position()[0] < x1 - 0.005, x=-1.0), fail('no control after the reset')
 
-    # The joystick's own stop button latches it too; its reset button (with the stop button up) releases it.
+    # The joystick's own stop button latches it too.
+    sent = len(trajectories)
     drive([MAPPING.estop_button])
-    assert test_node.spin_until(lambda: states[-1] is True, timeout=10), fail('joystick stop ignored')
+    assert test_node.spin_until(lambda: states[-1] is True and hold_after(sent), timeout=10), \
+        fail('joystick stop ignored')
     assert driving_for(10) == 0
+
+    # The arbiter crashes while stopped: the one that replaces it starts stopped and ignores the joystick until a
+    # reset (its hold at the first measurement may go out before this node has matched it).
+    processes.kill(arbiter)
+    states.clear()
+    arbiter = processes.spawn(*arbiter.args)
+    assert test_node.spin_until(lambda: states == [True] and joy.get_subscription_count(), timeout=60), \
+        fail('the restarted arbiter did not start stopped')
+    assert test_node.spin_until(settled, timeout=10)
+    held = position()
+    assert driving_for(10) == 0 and np.max(np.abs(position() - held)) < 1e-4
+
+    # The joystick's reset button (with the stop button up) releases it.
     drive([MAPPING.estop_reset_button])
     assert test_node.spin_until(lambda: states[-1] is False, timeout=10), fail('joystick reset ignored')
+    x2 = position()[0]
+    assert drive_until(lambda: position()[0] > x2 + 0.005), fail('no control after the reset')
     assert arbiter.poll() is None

@@ -27,13 +27,16 @@ that join late).
 Emergency stop: `true` on rlt/emergency_stop (std_msgs/Bool) or the joystick's stop button latches a hold,
 whoever drives: the robot is sent at once to its measured position, the episode ends, nothing moves it and no
 episode starts until the rlt/reset_emergency_stop service (std_srvs/Trigger) or the joystick's reset button
-releases it. The state is on rlt/emergency_stop_state (std_msgs/Bool, latched) and in the markers.
+releases it. The state is on rlt/emergency_stop_state (std_msgs/Bool, latched) and in the markers. The latch
+is kept on disk (`emergency_stop_file`): an arbiter that restarts, after a crash too, starts stopped and sends
+the robot to hold at its first measurement.
 """
 
 import json
 import os
 import time
 from collections import deque
+from pathlib import Path
 
 from builtin_interfaces.msg import Duration
 from rclpy.node import Node
@@ -47,6 +50,7 @@ from rlt_core.control.engine import SOURCE_NAMES, EpisodeEngine
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.sync import joint_state_in_order
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, estop_pressed, joy_action
+from rlt_core.rl.checkpoint import atomic_write
 from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
 from rlt_core.runtime import default_models_dir
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, RLToken, Transition, TransitionAck
@@ -117,8 +121,18 @@ class ArbiterNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, 'rlt/markers', 10)
         self.event_pub = self.create_publisher(EpisodeEvent, 'episode/events', EVENTS_QOS)
         self.stats_pub = self.create_publisher(String, 'rlt/episode_stats', STATS_QOS)
+        ros_home = os.environ.get('ROS_HOME', os.path.expanduser('~/.ros'))
+        self.estop_file = Path(p('emergency_stop_file', '', desc(
+            f'where a latched emergency stop is kept across restarts (empty: {ros_home}/rlt/emergency_stop)')).value
+            or Path(ros_home) / 'rlt' / 'emergency_stop')
         self.estop_pub = self.create_publisher(Bool, 'rlt/emergency_stop_state', LATCHED_QOS)
-        self.estop_pub.publish(Bool(data=False))
+        self.hold_at_first_measurement = self.estop_file.exists()
+        if self.hold_at_first_measurement:
+            reason = self.estop_file.read_text(errors='replace').strip() or 'unknown'
+            self.engine.emergency_stop(f'latched before this arbiter started ({reason})', self.now())
+            self.get_logger().error(f'emergency stop latched before this arbiter started ({reason}): the robot '
+                                    'holds until it is reset')
+        self.estop_pub.publish(Bool(data=self.hold_at_first_measurement))
         self.create_subscription(Bool, 'rlt/emergency_stop', self.on_emergency_stop, 10)
         self.create_service(Trigger, 'rlt/reset_emergency_stop', self.on_reset_emergency_stop)
         self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
@@ -154,6 +168,10 @@ class ArbiterNode(Node):
         if self.episode_source == 'operator' and not self.engine.active and self.engine.stop_reason is None:
             self.start_operator_episode(stamp)
         self.engine.observe(stamp, position, self.now())  # the inputs below drain the engine's output
+        if (self.hold_at_first_measurement and self.engine.stop_reason is not None
+                and self.traj_pub.get_subscription_count() > 0):  # the controller listens: hold where measured
+            self.hold_at_first_measurement = False
+            self.publish_trajectory([self.engine.emergency_stop(self.engine.stop_reason, self.now())])
         self.join_inputs(self.join.add_proprio, stamp, [*position, *velocity], 'joint_states')
 
     def on_timer(self):
@@ -240,6 +258,12 @@ class ArbiterNode(Node):
         if not latched:
             if hold is not None:
                 self.publish_trajectory([hold])
+            try:
+                self.estop_file.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.estop_file, reason.encode())
+            except OSError as err:
+                self.get_logger().error(f'emergency stop latched, but not kept in {self.estop_file} ({err}): '
+                                        'a restarted arbiter would not know it')
             self.estop_pub.publish(Bool(data=True))
             self.marker_pub.publish(emergency_stop_markers(self.engine.stop_reason, hold,
                                                            self.get_clock().now().to_msg()))
@@ -248,6 +272,10 @@ class ArbiterNode(Node):
     def reset_emergency_stop(self, reason: str) -> bool:
         if not self.engine.reset_emergency_stop():
             return False
+        try:
+            self.estop_file.unlink(missing_ok=True)
+        except OSError as err:
+            self.get_logger().error(f'{self.estop_file} not removed ({err}): a restarted arbiter starts stopped')
         self.get_logger().warning(f'emergency stop released ({reason})')
         self.estop_pub.publish(Bool(data=False))
         self.marker_pub.publish(emergency_stop_markers(None, None, self.get_clock().now().to_msg()))

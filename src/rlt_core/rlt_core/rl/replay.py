@@ -153,6 +153,9 @@ class ReplayBuffer:
 
     def _check_layout(self, path: Path):
         saved = json.loads((path / 'layout.json').read_text())
+        if saved.get('format') != self.layout()['format']:
+            raise ValueError(f'{path} holds transitions in format {saved.get("format")!r}, this rlt reads '
+                             f'{self.layout()["format"]!r}: use another folder for this run')
         if saved['itemsize'] != self.dtype.itemsize or np.dtype([tuple(f) for f in saved['descr']]) != self.dtype:
             raise ValueError(f'{path} holds transitions of another layout '
                              f'(state_dim={saved["state_dim"]}, chunk_len={saved["chunk_len"]}, '
