@@ -81,6 +81,7 @@ def test_spec_forms_parse(tmp_path):
     assert BackboneSpec.parse('my_pkg.vla:MyVLA:/m/w') == BackboneSpec('class', Path('/m/w'), 'my_pkg.vla:MyVLA')
     assert str(BackboneSpec.parse('my_pkg.vla:MyVLA:/m/w')) == 'my_pkg.vla:MyVLA:/m/w'
     assert BackboneSpec.parse(str(BackboneSpec.parse('pi0:/m/pi0'))) == BackboneSpec('pi0', Path('/m/pi0'))
+    assert BackboneSpec.parse('pi0:m/pi0').resolved() == BackboneSpec('pi0', Path.cwd() / 'm/pi0')  # for other cwds
     odd = tmp_path / 'a:B'  # an existing folder is a SmallVLA's, whatever its name looks like
     odd.mkdir()
     assert BackboneSpec.parse(str(odd)).kind == 'small'

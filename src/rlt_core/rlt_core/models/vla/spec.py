@@ -17,7 +17,7 @@ reads the normalisation of any spec without building the model.
 
 import importlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlt_core.control.profile import ProfileError, RobotProfile
@@ -57,6 +57,10 @@ class BackboneSpec:
             path = match['path']
             return cls('class', Path(path) if path else None, f"{match['module']}:{match['name']}")
         return cls('small', Path(text))
+
+    def resolved(self) -> 'BackboneSpec':
+        """The same spec with an absolute folder, for processes started in another directory."""
+        return replace(self, path=self.path.resolve()) if self.path else self
 
     def __str__(self) -> str:
         if self.kind == 'class':
