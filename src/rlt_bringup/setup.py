@@ -30,6 +30,7 @@ setup(
         'console_scripts': [
             'embedded = rlt_bringup.embedded:main',
             'benchmark_latency = rlt_bringup.benchmark_latency:main',
+            'benchmark_reliability = rlt_bringup.benchmark_reliability:main',
         ],
     },
 )

@@ -313,9 +313,11 @@ class ArbiterNode(Node):
 
     def on_learner_stats(self, msg: String):
         try:
-            self.q = json.loads(msg.data).get('values/q')
-        except (ValueError, AttributeError):
-            pass
+            q = json.loads(msg.data).get('values/q')
+            if q is not None:
+                self.q = float(q)  # shown in the markers only
+        except (ValueError, TypeError, AttributeError) as err:
+            self.rejections.refuse('rlt/learner_stats', f'not a JSON object with a numeric values/q: {err}')
 
     # --- outputs ---
 
