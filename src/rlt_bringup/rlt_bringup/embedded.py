@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from rlt_bringup import graph
+from rlt_core.models.vla.spec import BackboneSpec
 
 STATS_GRACE_S = 10.0
 """After the last episode ends, how long to wait for the arbiter's statistics of it, and for the
@@ -228,7 +229,8 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--episodes', type=int, default=300, help='online RL episodes to run')
     parser.add_argument('--output', default='', help='output folder (default: runs/<timestamp>)')
-    parser.add_argument('--vla', default='', help='VLA checkpoint folder (default: rlt_bringup models/vla)')
+    parser.add_argument('--vla', default='', help='VLA backbone spec: a SmallVLA folder, pi0:/folder or '
+                        'module:Class[:/path] (default: rlt_bringup models/vla)')
     parser.add_argument('--token', default='', help='RL token folder (default: rlt_bringup models/rl_token)')
     parser.add_argument('--robot-profile', default='',
                         help='robot profile of every node: a YAML path, or a name in config/profiles (default: '
@@ -245,7 +247,7 @@ def main(argv=None):
     overrides = {'learner': {'replay_dir': str(out / 'replay')}, 'episode_manager': {'episodes': args.episodes}}
     for node in ('vla_server', 'actor', 'arbiter'):
         if args.vla:
-            overrides.setdefault(node, {})['vla_path'] = str(Path(args.vla).resolve())
+            overrides.setdefault(node, {})['vla_path'] = str(BackboneSpec.parse(args.vla).resolved())
     if args.token:
         overrides.setdefault('vla_server', {})['token_path'] = str(Path(args.token).resolve())
     try:

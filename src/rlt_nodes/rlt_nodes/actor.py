@@ -35,7 +35,7 @@ class ActorNode(Node):
         super().__init__('actor')
         p = self.declare_parameter
         self.profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
-        vla_path = p('vla_path', '', desc('VLA checkpoint whose config.json holds the proprio normalisation')).value
+        vla_path = p('vla_path', '', desc('VLA backbone spec (as vla_server): its proprio normalisation')).value
         self.explore = p('explore', True, desc('add the actor Gaussian exploration noise (training)')).value
         self.always = p('publish_outside_critical', False,
                         desc('also refine chunks outside the critical phase (monitoring)')).value

@@ -17,7 +17,7 @@ from rlt_core.control.profile import RobotProfile
 from rlt_core.control.sync import check_image, joint_state_in_order
 from rlt_core.models.rl_token import RLTokenModel
 from rlt_core.models.vla.backbone import VLAInput
-from rlt_core.models.vla.small_vla import SmallVLA
+from rlt_core.models.vla.spec import BackboneSpec, check_backbone, load_backbone
 from rlt_core.runtime import default_models_dir, setup_torch
 from rlt_interfaces.msg import ActionChunk, Observation, RLToken
 from rlt_nodes.conversions import chunk_to_msg, token_to_msg
@@ -32,27 +32,29 @@ class VLAServerNode(Node):
         super().__init__('vla_server')
         p = self.declare_parameter
         self.profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
-        vla_path = p('vla_path', '', desc('SmallVLA checkpoint folder (empty: rlt_bringup models/vla)')).value
+        vla_path = p('vla_path', '', desc('VLA backbone spec: a SmallVLA folder, pi0:/folder or '
+                                          'module:Class[:/path] (empty: rlt_bringup models/vla)')).value
         token_path = p('token_path', '', desc('RL token folder (empty: rlt_bringup models/rl_token)')).value
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
+        dtype = p('dtype', 'float32', desc("the VLA's dtype: float32, or bfloat16/float16 on cuda")).value
         threads = p('threads', 1, desc('torch threads')).value
         self.torch = setup_torch(threads)
-        vla_path = vla_path or default_models_dir() / 'vla'
+        spec = BackboneSpec.parse(vla_path)
         token_path = token_path or default_models_dir() / 'rl_token'
-        self.vla = SmallVLA.load(vla_path).freeze().to(self.device)
+        self.vla = load_backbone(spec, self.device, dtype)
+        check_backbone(self.vla, self.profile, spec)
         self.token = RLTokenModel.load(token_path).to(self.device)
+        if self.token.config.embed_dim != self.vla.token_dim:
+            raise ValueError(f'RL token {token_path} reads {self.token.config.embed_dim}-d embeddings; '
+                             f'the VLA {spec} gives {self.vla.token_dim}-d ones')
         self.action_names = list(self.profile.joint_names)  # joint_delta: one action dimension per joint
-        if self.vla.config.chunk_len < self.profile.vla_chunk_len or self.vla.action_dim != self.profile.action_dim:
-            raise ValueError(f'VLA {vla_path} predicts chunks of {self.vla.config.chunk_len}x{self.vla.action_dim}; '
-                             f'robot profile {self.profile.name} needs H={self.profile.vla_chunk_len} actions of '
-                             f'{self.profile.action_dim} joints')
         self.rejections = Rejections(self)
         self.chunk_pub = self.create_publisher(ActionChunk, 'rlt/reference_chunk', CHUNK_QOS)
         self.token_pub = self.create_publisher(RLToken, 'rlt/rl_token', CHUNK_QOS)
         self.create_subscription(Observation, 'rlt/observation', self.on_observation,
                                  OBSERVATION_QOS)
         self.count, self.busy_s = 0, 0.0
-        self.get_logger().info(f'VLA server: {vla_path} + {token_path} on {self.device}, '
+        self.get_logger().info(f'VLA server: {spec} + {token_path} on {self.device} ({dtype}), '
                                f'token_dim {self.token.config.token_dim}, H={self.profile.vla_chunk_len}, '
                                f'robot profile {self.profile.name} ({self.profile.hash})')
 
