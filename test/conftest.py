@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from rlt_bringup.embedded import sigint_at_default
+
 HELPERS = Path(__file__).parent / 'helpers'
 
 
@@ -45,6 +47,7 @@ def write_profile(path: Path, image_size: int = 0, **changes) -> str:
 
 
 _domain_ids = itertools.count()
+sigint_at_default()  # for the nodes the tests start (pytest imports this module first)
 
 
 def _next_domain_id() -> int:

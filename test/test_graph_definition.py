@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from rlt_bringup import embedded, graph
-from rlt_core.control.profile import RobotProfile, profiles_dir
+from rlt_core.control.profile import ProfileError, RobotProfile, profiles_dir
+from rlt_core.models.vla.spec import check_backbone, load_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'src' / 'rlt_bringup' / 'config'
@@ -234,7 +235,12 @@ def test_each_node_takes_the_robot_from_its_profile(node_name, ros_env, tmp_path
     path = other_profile(tmp_path / 'other_cell.yaml')
     profile, default = RobotProfile.load(path), RobotProfile.load()
     package, module = all_node_scripts()[node_name]
-    rclpy.init(args=['--ros-args', '-p', f'robot_profile:={path}', '-p', 'compile:=false'])
+    models = []
+    if node_name == 'vla_server':  # the default VLA does not fit this robot (refused at start): a tiny one that does
+        from rlt_bringup.tiny_models import make_tiny_models
+        vla, token = make_tiny_models(tmp_path / 'models', path)
+        models = ['-p', f'vla_path:={vla}', '-p', f'token_path:={token}']
+    rclpy.init(args=['--ros-args', '-p', f'robot_profile:={path}', '-p', 'compile:=false', *models])
     node = None
     try:
         loaded = importlib.import_module(f'{package}.{module}')
@@ -250,7 +256,9 @@ def test_each_node_takes_the_robot_from_its_profile(node_name, ros_env, tmp_path
             assert {'/cameras/top/image_raw', '/cameras/hand/image_raw'} <= topics
             assert '/cameras/scene/image_raw' not in topics
         elif node_name == 'vla_server':
-            assert node.action_names == ['ax', 'ay', 'az']
+            assert node.action_names == ['ax', 'ay', 'az'] and node.vla.camera_names == ('top', 'hand')
+            with pytest.raises(ProfileError, match="does not fit robot profile 'other_cell'"):
+                check_backbone(load_backbone(''), profile)
         elif node_name == 'actor':
             node.on_weights(_weights(default, state_dim=5))  # weights for the default cell: refused
             assert node.actor is None

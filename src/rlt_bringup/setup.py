@@ -30,6 +30,8 @@ setup(
         'console_scripts': [
             'embedded = rlt_bringup.embedded:main',
             'benchmark_latency = rlt_bringup.benchmark_latency:main',
+            'benchmark_reliability = rlt_bringup.benchmark_reliability:main',
+            'benchmark_start_stop = rlt_bringup.benchmark_start_stop:main',
         ],
     },
 )

@@ -27,10 +27,11 @@ from rlt_bringup.tiny_models import make_tiny_models
 
 
 def main(argv=None):
+    embedded.sigint_at_default()
     parser = argparse.ArgumentParser(prog='benchmark_latency', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--chunks', type=int, default=200, help='executed chunks to measure')
-    parser.add_argument('--vla', default='', help='VLA checkpoint (default: a tiny untrained one)')
+    parser.add_argument('--vla', default='', help='VLA backbone spec (default: a tiny untrained SmallVLA)')
     parser.add_argument('--token', default='', help='RL token (default: a tiny untrained one)')
     parser.add_argument('--robot-profile', default='',
                         help='robot profile (a YAML path or a name; default: gantry_cell)')

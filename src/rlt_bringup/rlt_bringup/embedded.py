@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from rlt_bringup import graph
+from rlt_core.models.vla.spec import BackboneSpec
 
 STATS_GRACE_S = 10.0
 """After the last episode ends, how long to wait for the arbiter's statistics of it, and for the
@@ -47,6 +48,14 @@ def commands(specs, overrides_file: Path, config: Path | None = None) -> list[tu
     graph.write_overrides(specs, overrides_file)
     return [(s.name, [executable(s.package, s.executable),
                       *graph.ros_arguments(s, config, overrides_file if s.parameters else None)]) for s in specs]
+
+
+def sigint_at_default():
+    """Give the nodes started from this process SIGINT at its default even where this process was started with it
+    ignored (a shell's background job): a SIGINT that comes while a node starts then ends it instead of being lost
+    (a node cannot catch what arrives before its own code runs). Call before starting any thread."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def ros_environment() -> dict:
@@ -220,7 +229,8 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--episodes', type=int, default=300, help='online RL episodes to run')
     parser.add_argument('--output', default='', help='output folder (default: runs/<timestamp>)')
-    parser.add_argument('--vla', default='', help='VLA checkpoint folder (default: rlt_bringup models/vla)')
+    parser.add_argument('--vla', default='', help='VLA backbone spec: a SmallVLA folder, pi0:/folder or '
+                        'module:Class[:/path] (default: rlt_bringup models/vla)')
     parser.add_argument('--token', default='', help='RL token folder (default: rlt_bringup models/rl_token)')
     parser.add_argument('--robot-profile', default='',
                         help='robot profile of every node: a YAML path, or a name in config/profiles (default: '
@@ -230,13 +240,14 @@ def main(argv=None):
     parser.add_argument('--timeout-min', type=float, default=0.0, help='stop after this many minutes (0: never)')
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`timeout` stop the graph as cleanly as Ctrl-C
+    sigint_at_default()
 
     out = Path(args.output or f'runs/{datetime.now():%Y%m%d-%H%M%S}').resolve()
     (out / 'logs').mkdir(parents=True, exist_ok=True)
     overrides = {'learner': {'replay_dir': str(out / 'replay')}, 'episode_manager': {'episodes': args.episodes}}
     for node in ('vla_server', 'actor', 'arbiter'):
         if args.vla:
-            overrides.setdefault(node, {})['vla_path'] = str(Path(args.vla).resolve())
+            overrides.setdefault(node, {})['vla_path'] = str(BackboneSpec.parse(args.vla).resolved())
     if args.token:
         overrides.setdefault('vla_server', {})['token_path'] = str(Path(args.token).resolve())
     try:

@@ -43,11 +43,14 @@ LAUNCH_ARGUMENTS = {
     # launch argument: (default, description, [(node, parameter), ...])
     'robot_profile': ('', 'robot profile of every node: a YAML path, or a name in config/profiles (empty: '
                       'gantry_cell)', [(node, 'robot_profile') for node in CORE + SIM_ONLY]),
-    'vla_path': ('', 'SmallVLA checkpoint folder (empty: the installed models/vla)',
+    'vla_path': ('', 'VLA backbone spec: a SmallVLA folder, pi0:/folder (a local pi0 checkpoint) or '
+                 'module.path:Class[:/path] of a VLABackbone (empty: the installed models/vla)',
                  [('vla_server', 'vla_path'), ('actor', 'vla_path'), ('arbiter', 'vla_path')]),
     'token_path': ('', 'RL token folder (empty: the installed models/rl_token)', [('vla_server', 'token_path')]),
     'device': ('cpu', "torch device of the VLA server and the learner ('cuda' on a GPU workstation)",
                [('vla_server', 'device'), ('learner', 'device')]),
+    'vla_dtype': ('float32', "dtype of the VLA server's backbone: float32, or bfloat16/float16 on cuda",
+                  [('vla_server', 'dtype')]),
     'warmup_episodes': ('20', 'N_warm: episodes that execute the VLA chunk', [('arbiter', 'warmup_episodes')]),
     'explore': ('true', 'actor exploration noise (false for evaluation)', [('actor', 'explore')]),
     'replay_dir': ('', 'replay log folder of the learner (empty: ~/.ros/rlt/replay)', [('learner', 'replay_dir')]),
@@ -55,7 +58,7 @@ LAUNCH_ARGUMENTS = {
 """Arguments of rlt.launch.py and where each goes; an empty value keeps the parameter files' value."""
 
 
-STRING_PARAMETERS = ('robot_profile', 'vla_path', 'token_path', 'replay_dir', 'device')
+STRING_PARAMETERS = ('robot_profile', 'vla_path', 'token_path', 'replay_dir', 'device', 'dtype')
 """Launch arguments passed on as strings, never parsed as YAML."""
 
 

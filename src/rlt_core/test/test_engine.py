@@ -356,3 +356,18 @@ def test_emergency_stop_holds_a_robot_outside_its_box_where_it_is():
     assert arb.emergency_stop('before any measurement', now=0.0) is None
     robot.tick()
     np.testing.assert_array_equal(arb.emergency_stop('outside', now=0.05), [0.2, 0.0, 0.0])
+
+
+def test_an_old_or_repeated_measurement_is_never_taken_for_the_robot_s_position():
+    arb = make()
+    robot = FakeRobot(arb, start=(0.0, 0.0, 0.0))
+    arb.start_episode(0)
+    for _ in range(3):
+        robot.tick()
+    n, measured = arb.episode.n, arb.measured.copy()
+    arb.observe(robot.t * 1000 - 500, [0.05, 0.05, -0.05], now=robot.t * 0.05)  # out of order, far away
+    arb.observe(robot.t * 1000, [0.05, 0.05, -0.05], now=robot.t * 0.05)  # the same stamp again
+    assert arb.episode.n == n and np.array_equal(arb.measured, measured)
+    assert 'not after the latest' in arb.warnings[-1]
+    robot.tick()
+    assert arb.episode.n == n + 1 and np.all(np.abs(robot.sent[-1].start - robot.pos) <= 0.01)

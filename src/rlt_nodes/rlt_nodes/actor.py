@@ -7,8 +7,9 @@ weights, it publishes the refined chunk on rlt/actor_chunk (SOURCE_ACTOR, stampe
 observation). Weights arrive on rlt/actor_weights (latched); a message whose SHA-256 or shapes do
 not check out, whose robot profile hash, chunk length or action dimension are not those of this
 node's robot profile (`robot_profile`; `RobotProfile.check_actor`), or whose version is not newer
-than the current one, is refused with a logged reason; the version in use is latched on
-rlt/actor_version. When the learner stops, the actor keeps acting on its last weights.
+than the current one, is refused; the version in use is latched on rlt/actor_version. Refused input
+(weights, joint states, chunks, tokens) is counted per topic with its reason (`rlt_nodes.rejections.Rejections`:
+logged, reported on /diagnostics). When the learner stops, the actor keeps acting on its last weights.
 """
 
 from rclpy.node import Node
@@ -25,6 +26,7 @@ from rlt_interfaces.msg import ActionChunk, ActorWeights, EpisodeEvent, RLToken
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns
 from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, LATCHED_QOS
+from rlt_nodes.rejections import Rejections
 from rlt_nodes.spin import spin_node
 
 
@@ -33,7 +35,7 @@ class ActorNode(Node):
         super().__init__('actor')
         p = self.declare_parameter
         self.profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
-        vla_path = p('vla_path', '', desc('VLA checkpoint whose config.json holds the proprio normalisation')).value
+        vla_path = p('vla_path', '', desc('VLA backbone spec (as vla_server): its proprio normalisation')).value
         self.explore = p('explore', True, desc('add the actor Gaussian exploration noise (training)')).value
         self.always = p('publish_outside_critical', False,
                         desc('also refine chunks outside the critical phase (monitoring)')).value
@@ -45,6 +47,7 @@ class ActorNode(Node):
         self.join = RLInputJoin(ProprioNormalization.from_vla_checkpoint(vla_path), keep=50)
         self.phase = CriticalPhase()
         self.actor, self.version, self.token_dim = None, 0, None
+        self.rejections = Rejections(self)
         self.pub = self.create_publisher(ActionChunk, 'rlt/actor_chunk', CHUNK_QOS)
         self.version_pub = self.create_publisher(UInt64, 'rlt/actor_version', LATCHED_QOS)
         self.create_subscription(RLToken, 'rlt/rl_token', self.on_token, CHUNK_QOS)
@@ -58,25 +61,22 @@ class ActorNode(Node):
     # --- weights ---
 
     def on_weights(self, msg: ActorWeights):
+        def refuse(reason):
+            self.rejections.refuse('rlt/actor_weights', f'weights version {msg.version}: {reason}')
         if msg.version <= self.version:
-            self.get_logger().warning(f'refused weights version {msg.version}: not newer than {self.version}')
-            return
+            return refuse(f'not newer than {self.version}')
         try:
             actor = unpack_weights(msg.format, msg.sha256, msg.config_json, bytes(msg.payload))
         except ValueError as err:
-            self.get_logger().warning(f'refused weights version {msg.version}: {err}')
-            return
+            return refuse(err)
         try:
             self.profile.check_actor(actor.config)
         except ValueError as err:
-            self.get_logger().error(f'refused weights version {msg.version}: {err}', throttle_duration_sec=10.0)
-            return
+            return refuse(err)
         if self.token_dim is not None:
             state_dim = self.token_dim + self.join.norm.dim
             if actor.config.state_dim != state_dim:
-                self.get_logger().warning(f'refused weights version {msg.version}: state_dim '
-                                          f'{actor.config.state_dim} != token + proprio {state_dim}')
-                return
+                return refuse(f'state_dim {actor.config.state_dim} != token + proprio {state_dim}')
         first = self.actor is None
         self.actor, self.version = actor, msg.version
         self.version_pub.publish(UInt64(data=msg.version))
@@ -102,24 +102,25 @@ class ActorNode(Node):
         try:  # in the profile's joint order, as the arbiter and the learner see it
             position, velocity = joint_state_in_order(msg.name, msg.position, msg.velocity, self.profile.joint_names)
         except ValueError as err:
-            self.get_logger().warning(f'joint_states ignored: {err}', throttle_duration_sec=2.0)
+            self.rejections.refuse('joint_states', err)
             return
-        self.act(self.join.add_proprio, stamp_ns(msg.header), [*position, *velocity])
+        self.act('joint_states', self.join.add_proprio, stamp_ns(msg.header), [*position, *velocity])
 
     def on_token(self, msg: RLToken):
         self.token_dim = len(msg.data)
-        self.act(self.join.add_token, stamp_ns(msg.header), as_numpy(msg.data))
+        self.act('rlt/rl_token', self.join.add_token, stamp_ns(msg.header), as_numpy(msg.data))
 
     def on_reference(self, msg: ActionChunk):
         try:
             chunk = msg_to_chunk(msg)
         except ValueError as err:
-            self.get_logger().warning(f'refused reference chunk: {err}', throttle_duration_sec=2.0)
+            self.rejections.refuse('rlt/reference_chunk', err)
             return
-        self.act(self.join.add_reference, stamp_ns(msg.header), chunk, msg)
+        self.act('rlt/reference_chunk', self.join.add_reference, stamp_ns(msg.header), chunk, msg)
 
-    def act(self, add, stamp, *value):
-        """One input of an observation; once its token, reference and joint state are in, the refined chunk."""
+    def act(self, topic, add, stamp, *value):
+        """One input of an observation (from `topic`); once its token, reference and joint state are in, the
+        refined chunk. An input that does not fit the others (its size, the weights' state) is refused."""
         try:
             joined = add(stamp, *value)
             if joined is None or self.actor is None or not (self.phase.active or self.always):
@@ -128,7 +129,7 @@ class ActorNode(Node):
             C = self.actor.config.chunk_len
             chunk = self.actor.select_chunk(x, ref[:C], explore=self.explore, generator=self.generator).numpy()
         except (ValueError, RuntimeError) as err:
-            self.get_logger().warning(f'cannot refine chunk: {err}', throttle_duration_sec=2.0)
+            self.rejections.refuse(topic, f'cannot refine the chunk: {err}')
             return
         self.pub.publish(chunk_to_msg(chunk, ActionChunk.SOURCE_ACTOR, header=ref_msg.header,
                                       step_index=ref_msg.step_index, action_names=ref_msg.action_names))

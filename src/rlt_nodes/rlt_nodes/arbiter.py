@@ -71,7 +71,7 @@ class ArbiterNode(Node):
         self.joint_names = list(profile.joint_names)
         self.C, self.dt = profile.actor_chunk_len, profile.dt
         warmup = p('warmup_episodes', 20, desc('N_warm: first episodes that execute the VLA chunk')).value
-        vla_path = p('vla_path', '', desc('VLA checkpoint whose config.json holds the proprio normalisation')).value
+        vla_path = p('vla_path', '', desc('VLA backbone spec (as vla_server): its proprio normalisation')).value
         self.episode_source = p('episode_source', 'sim',
                                 desc("'sim': the simulator's episode/events drive episodes; "
                                      "'operator': joystick labels end them")).value
@@ -313,9 +313,11 @@ class ArbiterNode(Node):
 
     def on_learner_stats(self, msg: String):
         try:
-            self.q = json.loads(msg.data).get('values/q')
-        except (ValueError, AttributeError):
-            pass
+            q = json.loads(msg.data).get('values/q')
+            if q is not None:
+                self.q = float(q)  # shown in the markers only
+        except (ValueError, TypeError, AttributeError) as err:
+            self.rejections.refuse('rlt/learner_stats', f'not a JSON object with a numeric values/q: {err}')
 
     # --- outputs ---
 

@@ -4,9 +4,11 @@ Subscribes `cameras/<name>/image_raw` (sensor_msgs/Image, sensor-data QoS) for e
 camera and `joint_states`, pairs each joint state with one image per camera stamped within
 `sync_tolerance_s` of it (0: identical stamps, as the simulator publishes them) and publishes an
 rlt_interfaces/Observation stamped like the joint state, with the profile's joints in its order.
-Invalid input (not the camera's encoding or size, NaN joint values, unknown joints, stale) is dropped with a
-throttled, logged reason.
+Invalid input (not the camera's encoding or size, NaN joint values, unknown joints, stale) is dropped and
+counted per topic with its reason (`rlt_nodes.rejections.Rejections`: logged, reported on /diagnostics).
 """
+
+from rlt_nodes.spin import spin_node  # noqa: I001 - first: a SIGINT during the imports below stops the node
 
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -18,7 +20,7 @@ from rlt_interfaces.msg import Observation
 from rlt_nodes.conversions import stamp_ns
 from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import OBSERVATION_QOS
-from rlt_nodes.spin import spin_node
+from rlt_nodes.rejections import Rejections
 
 
 class IngestionNode(Node):
@@ -34,6 +36,7 @@ class IngestionNode(Node):
         self.max_age_s = p('max_age_s', 0.5, desc('drop observations older than this, s (0: never)')).value
         self.instruction = p('instruction', 'insert the peg into the hole',
                              desc('language instruction sent with every observation')).value
+        self.rejections = Rejections(self)
         self.sync = StampSync(self.cameras, tolerance_ns=int(tolerance * 1e9))
         self.pub = self.create_publisher(Observation, 'rlt/observation', OBSERVATION_QOS)
         for name in self.cameras:
@@ -44,21 +47,21 @@ class IngestionNode(Node):
         self.get_logger().info(f'ingestion: robot profile {self.profile.name} ({self.profile.hash}), cameras '
                                f'{self.cameras}, joints {self.joint_names}, tolerance {tolerance:g} s')
 
-    def drop(self, reason):
-        self.get_logger().warning(f'dropped input: {reason}', throttle_duration_sec=2.0)
+    def drop(self, topic, reason):
+        self.rejections.refuse(topic, reason)
 
     def on_image(self, name, msg: Image):
         reason = check_image(msg.encoding, msg.height, msg.width, msg.step, len(msg.data),
                              camera=self.camera_specs[name])
         if reason:
-            return self.drop(f'{name}: {reason}')
+            return self.drop(f'cameras/{name}/image_raw', reason)
         self.emit(self.sync.add_image(name, stamp_ns(msg.header), msg))
 
     def on_joint_state(self, msg: JointState):
         try:
             msg.position, msg.velocity = joint_state_in_order(msg.name, msg.position, msg.velocity, self.joint_names)
         except ValueError as reason:
-            return self.drop(f'joint_states: {reason}')
+            return self.drop('joint_states', reason)
         msg.name = list(self.joint_names)
         self.emit(self.sync.add_joint_state(stamp_ns(msg.header), msg))
 
@@ -68,7 +71,7 @@ class IngestionNode(Node):
         stamp, joints, images = matched
         reason = check_age(stamp, self.get_clock().now().nanoseconds, self.max_age_s)
         if reason:
-            return self.drop(reason)
+            return self.drop('joint_states', f'stale observation: {reason}')
         obs = Observation(step_index=self.count % 2**32, camera_names=self.cameras, joint_state=joints,
                           images=[images[name] for name in self.cameras], instruction=self.instruction)
         obs.header = joints.header

@@ -3,7 +3,9 @@
 For each rlt/observation it publishes the VLA's reference chunk (rlt/reference_chunk,
 ActionChunk with SOURCE_VLA) and the RL token z_rl (rlt/rl_token), both stamped with the
 observation's stamp and step_index. The observation queue holds one message: when inference is
-slower than the cameras, stale observations are dropped and the newest is processed.
+slower than the cameras, stale observations are dropped and the newest is processed. An observation
+that is not of the robot profile (cameras, image encoding and size, joints, finite values) is refused and
+counted with its reason (`rlt_nodes.rejections.Rejections`: logged, reported on /diagnostics).
 """
 
 import time
@@ -12,14 +14,16 @@ import numpy as np
 from rclpy.node import Node
 
 from rlt_core.control.profile import RobotProfile
+from rlt_core.control.sync import check_image, joint_state_in_order
 from rlt_core.models.rl_token import RLTokenModel
 from rlt_core.models.vla.backbone import VLAInput
-from rlt_core.models.vla.small_vla import SmallVLA
+from rlt_core.models.vla.spec import BackboneSpec, check_backbone, load_backbone
 from rlt_core.runtime import default_models_dir, setup_torch
 from rlt_interfaces.msg import ActionChunk, Observation, RLToken
 from rlt_nodes.conversions import chunk_to_msg, token_to_msg
 from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import CHUNK_QOS, OBSERVATION_QOS
+from rlt_nodes.rejections import Rejections
 from rlt_nodes.spin import spin_node
 
 
@@ -28,37 +32,62 @@ class VLAServerNode(Node):
         super().__init__('vla_server')
         p = self.declare_parameter
         self.profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
-        vla_path = p('vla_path', '', desc('SmallVLA checkpoint folder (empty: rlt_bringup models/vla)')).value
+        vla_path = p('vla_path', '', desc('VLA backbone spec: a SmallVLA folder, pi0:/folder or '
+                                          'module:Class[:/path] (empty: rlt_bringup models/vla)')).value
         token_path = p('token_path', '', desc('RL token folder (empty: rlt_bringup models/rl_token)')).value
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
+        dtype = p('dtype', 'float32', desc("the VLA's dtype: float32, or bfloat16/float16 on cuda")).value
         threads = p('threads', 1, desc('torch threads')).value
         self.torch = setup_torch(threads)
-        vla_path = vla_path or default_models_dir() / 'vla'
+        spec = BackboneSpec.parse(vla_path)
         token_path = token_path or default_models_dir() / 'rl_token'
-        self.vla = SmallVLA.load(vla_path).freeze().to(self.device)
+        self.vla = load_backbone(spec, self.device, dtype)
+        check_backbone(self.vla, self.profile, spec)
         self.token = RLTokenModel.load(token_path).to(self.device)
+        if self.token.config.embed_dim != self.vla.token_dim:
+            raise ValueError(f'RL token {token_path} reads {self.token.config.embed_dim}-d embeddings; '
+                             f'the VLA {spec} gives {self.vla.token_dim}-d ones')
         self.action_names = list(self.profile.joint_names)  # joint_delta: one action dimension per joint
-        if self.vla.config.chunk_len < self.profile.vla_chunk_len or self.vla.action_dim != self.profile.action_dim:
-            raise ValueError(f'VLA {vla_path} predicts chunks of {self.vla.config.chunk_len}x{self.vla.action_dim}; '
-                             f'robot profile {self.profile.name} needs H={self.profile.vla_chunk_len} actions of '
-                             f'{self.profile.action_dim} joints')
+        self.rejections = Rejections(self)
         self.chunk_pub = self.create_publisher(ActionChunk, 'rlt/reference_chunk', CHUNK_QOS)
         self.token_pub = self.create_publisher(RLToken, 'rlt/rl_token', CHUNK_QOS)
         self.create_subscription(Observation, 'rlt/observation', self.on_observation,
                                  OBSERVATION_QOS)
         self.count, self.busy_s = 0, 0.0
-        self.get_logger().info(f'VLA server: {vla_path} + {token_path} on {self.device}, '
+        self.get_logger().info(f'VLA server: {spec} + {token_path} on {self.device} ({dtype}), '
                                f'token_dim {self.token.config.token_dim}, H={self.profile.vla_chunk_len}, '
                                f'robot profile {self.profile.name} ({self.profile.hash})')
+
+    def check(self, msg: Observation):
+        """Why an observation is not one of this robot profile's, or None."""
+        if list(msg.camera_names) != list(self.profile.camera_names) or len(msg.images) != len(msg.camera_names):
+            return (f'{len(msg.images)} images of cameras {list(msg.camera_names)}; the robot profile has '
+                    f'{list(self.profile.camera_names)}')
+        for camera, img in zip(self.profile.cameras, msg.images, strict=True):
+            reason = check_image(img.encoding, img.height, img.width, img.step, len(img.data), camera=camera)
+            if reason:
+                return f'{camera.name}: {reason}'
+        js = msg.joint_state
+        try:
+            joint_state_in_order(js.name, js.position, js.velocity, self.profile.joint_names)
+        except ValueError as err:
+            return f'joint state: {err}'
+        return None
 
     def on_observation(self, msg: Observation):
         start = time.perf_counter()
         torch = self.torch
+        reason = self.check(msg)
+        if reason:
+            self.rejections.refuse('rlt/observation', reason)
+            return
         try:
             images = {name: torch.from_numpy(np.frombuffer(img.data, np.uint8).reshape(img.height, img.width, 3)
                                              .copy())[None].to(self.device)
                       for name, img in zip(msg.camera_names, msg.images, strict=True)}
-            proprio = np.concatenate([msg.joint_state.position, msg.joint_state.velocity]).astype(np.float32)
+            position, velocity = joint_state_in_order(msg.joint_state.name, msg.joint_state.position,
+                                                      msg.joint_state.velocity, self.profile.joint_names)
+            proprio = np.array([*position, *velocity], np.float32)
             obs = VLAInput(images=images, proprio=torch.from_numpy(proprio)[None].to(self.device),
                                  instruction=[msg.instruction])
             with torch.no_grad():
@@ -66,7 +95,7 @@ class VLAServerNode(Node):
                 z_rl = self.token.extract(out.embeddings, out.mask)[0].cpu().numpy()
             chunk = out.chunk[0, :self.profile.vla_chunk_len].cpu().numpy()  # H actions
         except (KeyError, ValueError, RuntimeError) as err:
-            self.get_logger().warning(f'observation refused: {err}', throttle_duration_sec=2.0)
+            self.rejections.refuse('rlt/observation', err)
             return
         self.token_pub.publish(token_to_msg(z_rl, header=msg.header, step_index=msg.step_index))
         self.chunk_pub.publish(chunk_to_msg(chunk, ActionChunk.SOURCE_VLA, header=msg.header,

@@ -52,7 +52,9 @@ class SimHumanNode(Node):
 
     def on_privileged(self, msg: Float64MultiArray):
         d = np.asarray(msg.data)
-        if d.size < 10:
+        if d.size < 10 or not np.all(np.isfinite(d)):
+            self.get_logger().warning(f'sim/privileged ignored: {d.size} values, fewer than 10 or not all finite',
+                                      throttle_duration_sec=2.0)
             return
         info = {'peg_tip_pos': d[0:3], 'hole_pos': d[3:6], 'critical_phase': bool(d[6]), 'step': int(d[7])}
         if self.needs_reset or int(d[8]) != self.episode:

@@ -1,11 +1,12 @@
 """Latency of the frozen VLA and the RL token at batch 1, and behaviour-cloning throughput.
 
-  python -m rlt_train.benchmark_vla [--vla DIR] [--token DIR] [--threads 1] [--device cuda] [--robot-profile P]
+  python -m rlt_train.benchmark_vla [--vla SPEC] [--token DIR] [--threads 1] [--device cuda] [--dtype bfloat16]
+                                    [--robot-profile P]
 
 Uses the committed default models unless told otherwise. Prints medians and p90 in ms over
 `--repeats` calls on real simulator observations (`--observation blank`: black images, for a
-machine without the simulator; the cost does not depend on the pixels), and training samples/s
-at batch 64.
+machine without the simulator; the cost does not depend on the pixels), and, for the default
+SmallVLA, behaviour-cloning samples/s at batch 64.
 """
 
 import argparse
@@ -17,6 +18,7 @@ import torch
 from rlt_core.models.rl_token import RLTokenModel
 from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA
+from rlt_core.models.vla.spec import DTYPES, load_backbone
 from rlt_core.runtime import default_models_dir, synchronize
 
 
@@ -35,7 +37,9 @@ def timed(fn, repeats, device='cpu'):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--vla', default=str(default_models_dir() / 'vla'))
+    p.add_argument('--vla', default=str(default_models_dir() / 'vla'),
+                   help='backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path]')
+    p.add_argument('--dtype', choices=DTYPES, default='float32', help="the VLA's dtype (half only on cuda)")
     p.add_argument('--token', default=str(default_models_dir() / 'rl_token'))
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--repeats', type=int, default=200)
@@ -48,7 +52,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    vla = SmallVLA.load(args.vla).freeze().to(device)
+    vla = load_backbone(args.vla, args.device, args.dtype)
     token = RLTokenModel.load(args.token).to(device)
     if args.observation == 'sim':
         from rlt_sim import PegInsertionEnv, SimConfig
@@ -56,10 +60,10 @@ def main(argv=None):
         obs, _ = env.reset(seed=0)
         batch = VLAInput.from_env(obs, env.instruction)
     else:
-        size = vla.config.image_size
-        batch = VLAInput(images={name: torch.zeros(1, size, size, 3, dtype=torch.uint8)
-                                    for name in vla.config.camera_names},
-                            proprio=torch.zeros(1, vla.proprio_mean.numel()),
+        height, width = vla.image_shape or (224, 224)
+        batch = VLAInput(images={name: torch.zeros(1, height, width, 3, dtype=torch.uint8)
+                                    for name in vla.camera_names},
+                            proprio=torch.zeros(1, vla.proprio_dim),
                             instruction=['insert the peg into the hole'])
     batch = VLAInput(images={k: v.to(device) for k, v in batch.images.items()},
                         proprio=batch.proprio.to(device), instruction=batch.instruction)
@@ -69,25 +73,28 @@ def main(argv=None):
         token_ms = timed(lambda: token.extract(out.embeddings, out.mask), args.repeats, device)
         both_ms = timed(lambda: token.extract(*(lambda o: (o.embeddings, o.mask))(vla(batch))), args.repeats, device)
 
-    trainee = SmallVLA(vla.config).to(device)
-    opt = torch.optim.AdamW(trainee.parameters(), lr=1e-4)
-    big = VLAInput(images={k: v.expand(64, -1, -1, -1).contiguous() for k, v in batch.images.items()},
-                      proprio=batch.proprio.expand(64, -1), instruction=batch.instruction * 64)
+    train_ms = None
+    if isinstance(vla, SmallVLA):  # behaviour cloning is the default VLA's own training
+        trainee = SmallVLA(vla.config).to(device)
+        opt = torch.optim.AdamW(trainee.parameters(), lr=1e-4)
+        big = VLAInput(images={k: v.expand(64, -1, -1, -1).contiguous() for k, v in batch.images.items()},
+                       proprio=batch.proprio.expand(64, -1), instruction=batch.instruction * 64)
 
-    def step():
-        loss = trainee.predict_normalized(big).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    train_ms, _ = timed(step, args.train_steps, device)
+        def step():
+            loss = trainee.predict_normalized(big).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        train_ms, _ = timed(step, args.train_steps, device)
     params = sum(p.numel() for p in vla.parameters()) / 1e6
-    print(f'default VLA: {params:.2f} M params, {out.embeddings.shape[1]} embeddings of {vla.token_dim}, '
+    print(f'{type(vla).__name__}: {params:.2f} M params, {out.embeddings.shape[1]} embeddings of {vla.token_dim}, '
           f'chunk {vla.chunk_len}x{vla.action_dim}; RL token dim {token.config.token_dim}; {args.device}, '
           f'{args.threads} thread(s)')
     print(f'VLA chunk (batch 1)          median {chunk_ms[0]:6.2f} ms   p90 {chunk_ms[1]:6.2f} ms')
     print(f'token extraction (batch 1)   median {token_ms[0]:6.2f} ms   p90 {token_ms[1]:6.2f} ms')
     print(f'VLA + token (batch 1)        median {both_ms[0]:6.2f} ms   p90 {both_ms[1]:6.2f} ms')
-    print(f'BC training (batch 64)       {64 / (train_ms / 1000):6.1f} samples/s')
+    if train_ms is not None:
+        print(f'BC training (batch 64)       {64 / (train_ms / 1000):6.1f} samples/s')
 
 
 if __name__ == '__main__':

@@ -31,8 +31,8 @@ from tqdm import tqdm
 from rlt_core.control.phase import CriticalPhase
 from rlt_core.control.profile import RobotProfile
 from rlt_core.models.rl_token import RLTokenModel
-from rlt_core.models.vla.backbone import VLAInput
-from rlt_core.models.vla.small_vla import SmallVLA
+from rlt_core.models.vla.backbone import VLABackbone, VLAInput
+from rlt_core.models.vla.spec import BackboneSpec, check_backbone, load_backbone
 from rlt_core.rl.replay import SOURCE_DEMO, ReplayBuffer
 from rlt_core.rl.rl_state import ProprioNormalization, rl_state
 from rlt_core.rl.transitions import TransitionBuilder
@@ -51,7 +51,8 @@ class DemoReplayConfig:
     output: str = 'data/demo_replay'
     """Replay folder to write (replaced if it exists)."""
     vla: str = ''
-    """Folder of the VLA checkpoint (default: rlt_bringup/models/vla)."""
+    """The frozen VLA's backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path] ('': the default
+    in rlt_bringup/models/vla)."""
     token: str = ''
     """Folder of the RL-token encoder (default: rlt_bringup/models/rl_token)."""
     episodes: int = 0
@@ -99,8 +100,8 @@ def check_demo_replay(path, vla_dir, token_dir, chunk_len: int, stride: int) -> 
 
 
 @torch.no_grad()
-def episode_transitions(data: dict, instruction: str, vla: SmallVLA, token: RLTokenModel, norm, profile: RobotProfile,
-                        episode_id: int):
+def episode_transitions(data: dict, instruction: str, vla: VLABackbone, token: RLTokenModel, norm,
+                        profile: RobotProfile, episode_id: int):
     """The transitions of one recorded episode (columns as `DemoDataset.episode(..., decode_images=False)`
     returns them: only the frames that need a state are decoded), cut as the robot profile says."""
     length = len(data['action'])
@@ -138,10 +139,11 @@ def convert(cfg: DemoReplayConfig) -> dict:
     setup_torch(cfg.threads, 0)
     profile = cfg.profile()
     models = default_models_dir()
-    vla_dir, token_dir = Path(cfg.vla or models / 'vla'), Path(cfg.token or models / 'rl_token')
-    vla = SmallVLA.load(vla_dir).freeze()
+    vla_spec, token_dir = BackboneSpec.parse(cfg.vla), Path(cfg.token or models / 'rl_token')
+    vla = load_backbone(vla_spec)
+    check_backbone(vla, profile, vla_spec)
     token = RLTokenModel.load(token_dir)
-    norm = ProprioNormalization(vla.proprio_mean.numpy(), vla.proprio_std.numpy())
+    norm = ProprioNormalization.from_vla_checkpoint(vla_spec)
     demos = load_demos(cfg.demos)
     n = demos.num_episodes if cfg.episodes == 0 else min(cfg.episodes, demos.num_episodes)
     out, tmp = Path(cfg.output), Path(cfg.output + '.tmp')
@@ -164,7 +166,7 @@ def convert(cfg: DemoReplayConfig) -> dict:
                                                      'stride': profile.stride, 'max_steps': profile.max_steps},
             'demos': str(Path(cfg.demos).resolve()), 'episodes': n,
             'successful_episodes': successes, 'transitions': count,
-            'vla_sha256': model_digest(vla_dir), 'token_sha256': model_digest(token_dir)}
+            'vla_sha256': model_digest(vla_spec.path), 'token_sha256': model_digest(token_dir)}
     (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

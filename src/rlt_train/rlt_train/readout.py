@@ -11,7 +11,8 @@ each, where the actor's first chunk is decided). Feature sets, each with the nor
 
   token      the RL token's z_rl, as the actor and critic see it
   per_camera the VLA's vision embeddings mean-pooled per camera and concatenated (standardised): a reference
-  pooled     the same pooled over all cameras into one vector
+  pooled     the same pooled over all cameras into one vector (a backbone other than the SmallVLA, whose
+             layout of embeddings is not known here: all its valid embeddings pooled, and no per_camera)
 
 Privileged state is read for the probes' labels only. `report.json` holds the figures.
 """
@@ -26,8 +27,9 @@ from tqdm import tqdm
 
 from rlt_core.control.profile import RobotProfile
 from rlt_core.models.rl_token import RLTokenModel
-from rlt_core.models.vla.backbone import VLAInput
+from rlt_core.models.vla.backbone import VLABackbone, VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA
+from rlt_core.models.vla.spec import BackboneSpec, check_backbone, load_backbone
 from rlt_core.rl.actor import mlp
 from rlt_core.rl.rl_state import ProprioNormalization
 from rlt_core.runtime import default_models_dir, setup_torch
@@ -43,7 +45,8 @@ class ReadoutConfig:
     output: str = 'runs/readout'
     """Folder for report.json."""
     vla: str = ''
-    """Folder of the VLA checkpoint (default: rlt_bringup/models/vla)."""
+    """The frozen VLA's backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path] ('': the default
+    in rlt_bringup/models/vla)."""
     token: tuple[str, ...] = ('',)
     """RL-token folders to compare ('': rlt_bringup/models/rl_token)."""
     episodes: int = 400
@@ -73,7 +76,7 @@ class ReadoutConfig:
 
 
 @torch.no_grad()
-def collect(vla: SmallVLA, cfg: ReadoutConfig) -> dict:
+def collect(vla: VLABackbone, cfg: ReadoutConfig) -> dict:
     """Critical-phase states on the stride: VLA embeddings (float16), masks, proprio, offsets (mm), episodes."""
     profile = RobotProfile.load(cfg.robot_profile)
     chunk_len, stride = profile.vla_chunk_len, profile.stride
@@ -134,10 +137,11 @@ def mlp_probe(x_train, y_train, x_val, steps: int, seed: int) -> np.ndarray:
 def readout(cfg: ReadoutConfig) -> dict:
     setup_torch(cfg.threads, cfg.seed)
     models = default_models_dir()
-    vla_dir = Path(cfg.vla or models / 'vla')
-    vla = SmallVLA.load(vla_dir).freeze()
+    vla_spec = BackboneSpec.parse(cfg.vla)
+    vla = load_backbone(vla_spec)
+    check_backbone(vla, RobotProfile.load(cfg.robot_profile), vla_spec)
     data = collect(vla, cfg)
-    norm = ProprioNormalization.from_vla_checkpoint(vla_dir)
+    norm = ProprioNormalization.from_vla_checkpoint(vla_spec)
     proprio = (data['proprio'] - norm.mean) / norm.std
     episode, offset = data['episode'], data['offset']
     val = episode >= cfg.episodes - cfg.val_episodes  # (an episode that never reached the phase adds nothing)
@@ -148,8 +152,14 @@ def readout(cfg: ReadoutConfig) -> dict:
     def standardised(f):
         return (f - f[~val].mean(0)) / (f[~val].std(0) + 1e-6)
 
-    means = camera_means(vla, data['embeddings'])  # every camera has as many embeddings: pooled = their mean
-    features = {'per_camera': standardised(means.reshape(len(means), -1)), 'pooled': standardised(means.mean(1))}
+    if isinstance(vla, SmallVLA):
+        means = camera_means(vla, data['embeddings'])  # every camera has as many embeddings: pooled = their mean
+        features = {'per_camera': standardised(means.reshape(len(means), -1)),
+                    'pooled': standardised(means.mean(1))}
+    else:
+        mask = data['mask'][..., None].float()
+        pooled = (data['embeddings'].float() * mask).sum(1) / mask.sum(1).clamp(min=1)
+        features = {'pooled': standardised(pooled.numpy())}
     for name in cfg.token:
         token = RLTokenModel.load(name or models / 'rl_token')
         features[f'token:{name or "default"}'] = torch.cat([

@@ -24,7 +24,9 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from rlt_core.models.rl_token import RLTokenConfig, RLTokenModel
+from rlt_core.models.vla.backbone import VLABackbone
 from rlt_core.models.vla.small_vla import SmallVLA
+from rlt_core.models.vla.spec import BackboneSpec, load_backbone
 from rlt_core.runtime import setup_torch
 from rlt_sim.dataset import load_demos
 from rlt_train.cli import parse_config
@@ -36,7 +38,7 @@ class TokenTrainConfig:
     """RL-token training (phase 1) on a frozen VLA."""
 
     vla: str = 'runs/vla'
-    """Folder of the VLA checkpoint."""
+    """The frozen VLA's backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path]."""
     demos: str = 'data/demos'
     """LeRobot dataset recorded by rlt_record_demos."""
     output: str = 'runs/rl_token'
@@ -93,7 +95,7 @@ class TokenTrainConfig:
 
 
 @torch.no_grad()
-def embed(vla: SmallVLA, frames: dict, batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+def embed(vla: VLABackbone, frames: dict, batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """The VLA's final-layer embeddings (N, M, D) as float16, with masks (N, M)."""
     zs, masks = [], []
     n = len(frames['tasks'])
@@ -105,14 +107,17 @@ def embed(vla: SmallVLA, frames: dict, batch_size: int = 128) -> tuple[torch.Ten
     return torch.cat(zs), torch.cat(masks)
 
 
-def cached_embeddings(cfg: TokenTrainConfig, vla: SmallVLA, train_frames: dict, val_frames: dict) -> tuple:
+def cached_embeddings(cfg: TokenTrainConfig, vla: VLABackbone, train_frames: dict, val_frames: dict) -> tuple:
     """(z_train, m_train, z_val, m_val) of the frozen VLA, from `cfg.cache_dir` when computed before.
 
-    The key covers the VLA's weights, the dataset and the frame selection, so a stale cache is never read.
+    The key covers the VLA's spec and weights, the dataset and the frame selection, so a stale cache is never read.
     """
     if not cfg.cache_dir:
         return *embed(vla, train_frames), *embed(vla, val_frames)
-    key = hashlib.sha256(Path(cfg.vla, 'model.safetensors').read_bytes())
+    spec = BackboneSpec.parse(cfg.vla)
+    key = hashlib.sha256(str(spec).encode())
+    for weights in sorted(Path(spec.path).glob('*.safetensors')) if spec.path else ():
+        key.update(weights.read_bytes())
     key.update(json.dumps([str(Path(cfg.demos).resolve()), cfg.frame_stride, cfg.max_frames, cfg.val_episodes,
                            cfg.seed, len(train_frames['tasks']), len(val_frames['tasks'])]).encode())
     path = Path(cfg.cache_dir, f'embeddings-{key.hexdigest()[:16]}.pt')
@@ -195,14 +200,17 @@ def train(cfg: TokenTrainConfig) -> dict:
     setup_torch(cfg.threads, cfg.seed)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    vla = SmallVLA.load(cfg.vla)
-    if cfg.alpha == 0:
-        vla.freeze()
+    vla = load_backbone(cfg.vla)  # frozen
+    if cfg.alpha > 0:
+        if not isinstance(vla, SmallVLA):
+            raise ValueError(f'fine-tuning the VLA jointly (alpha > 0) needs a SmallVLA; {cfg.vla} is a '
+                             f'{type(vla).__name__}')
+        vla.train().requires_grad_(True)
     demos = load_demos(cfg.demos)
     order = np.random.default_rng(cfg.seed).permutation(demos.num_episodes)
     n_val = min(cfg.val_episodes, demos.num_episodes // 5)
     val_eps, train_eps = order[:n_val], order[n_val:]
-    h = vla.config.chunk_len
+    h = vla.chunk_len
     train_frames = load_frames(demos, train_eps, cfg.frame_stride, h, cfg.max_frames, 'loading train frames')
     val_frames = load_frames(demos, val_eps, cfg.frame_stride, h, 10**9, 'loading val frames')
     train_priv = privileged(demos, train_eps, cfg.frame_stride, cfg.max_frames)

@@ -41,8 +41,8 @@ from rlt_core.control.engine import EpisodeEngine
 from rlt_core.control.profile import RobotProfile
 from rlt_core.models.image_encoder import FrameStore, ImageEncoder, downsample
 from rlt_core.models.rl_token import RLTokenModel
-from rlt_core.models.vla.backbone import VLAInput
-from rlt_core.models.vla.small_vla import SmallVLA
+from rlt_core.models.vla.backbone import VLABackbone, VLAInput
+from rlt_core.models.vla.spec import BackboneSpec, check_backbone, load_backbone
 from rlt_core.rl.actor import ActorConfig, load_actor, save_actor
 from rlt_core.rl.checkpoint import atomic_write
 from rlt_core.rl.replay import ReplayBuffer
@@ -69,7 +69,8 @@ class RLTTrainConfig:
     output: str = 'runs/rlt'
     """Folder for checkpoints, replay, metrics, TensorBoard logs and the learning curve."""
     vla: str = ''
-    """Folder of the VLA checkpoint (default: rlt_bringup/models/vla)."""
+    """The frozen VLA's backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path] ('': the default
+    in rlt_bringup/models/vla)."""
     token: str = ''
     """Folder of the RL-token encoder (default: rlt_bringup/models/rl_token)."""
     episodes: int = 400
@@ -168,12 +169,12 @@ def load_profile(cfg: RLTTrainConfig) -> RobotProfile:
 class FrozenPolicyInputs:
     """The frozen VLA and RL-token encoder: observation -> (x, ref_chunk)."""
 
-    def __init__(self, vla: SmallVLA, token: RLTokenModel, use_token: bool = True, oracle: bool = False,
-                 oracle_noise_mm: float = 0.3, frames: FrameStore | None = None):
+    def __init__(self, vla: VLABackbone, token: RLTokenModel, norm: ProprioNormalization, use_token: bool = True,
+                 oracle: bool = False, oracle_noise_mm: float = 0.3, frames: FrameStore | None = None):
         self.vla, self.token, self.use_token, self.oracle = vla, token, use_token, oracle
         self.oracle_noise_mm = oracle_noise_mm
         self.frames = frames  # image_encoder ablation: x = [proprio, id of the wrist frames]
-        self.norm = ProprioNormalization(vla.proprio_mean.numpy(), vla.proprio_std.numpy())
+        self.norm = norm
         self.state_dim = ((2 if oracle else token.config.token_dim if use_token else 0) + self.norm.dim
                           + (frames is not None))
         self.rng = np.random.default_rng(0)
@@ -285,14 +286,16 @@ def train(cfg: RLTTrainConfig) -> dict:
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     models = default_models_dir()
-    vla_dir, token_dir = Path(cfg.vla or models / 'vla'), Path(cfg.token or models / 'rl_token')
-    vla = SmallVLA.load(vla_dir).freeze()
+    vla_spec, token_dir = BackboneSpec.parse(cfg.vla), Path(cfg.token or models / 'rl_token')
+    vla = load_backbone(vla_spec)
+    check_backbone(vla, profile, vla_spec)
     token = RLTokenModel.load(token_dir)
     encoder = frames = None
     if cfg.ablation == 'image_encoder':
         encoder = ImageEncoder(cameras=len(WRIST_CAMERAS), size=cfg.image_size)
         frames = FrameStore((len(WRIST_CAMERAS), cfg.image_size, cfg.image_size, 3), path=out / 'frames.bin')
-    inputs = FrozenPolicyInputs(vla, token, use_token=cfg.ablation not in ('residual', 'image_encoder'),
+    inputs = FrozenPolicyInputs(vla, token, ProprioNormalization.from_vla_checkpoint(vla_spec),
+                                use_token=cfg.ablation not in ('residual', 'image_encoder'),
                                 oracle=cfg.ablation == 'oracle_offset', oracle_noise_mm=cfg.oracle_noise_mm,
                                 frames=frames)
     env = PegInsertionEnv(SimConfig.from_profile(profile))
@@ -316,7 +319,7 @@ def train(cfg: RLTTrainConfig) -> dict:
                           fsync_every=100,
                           prior_fraction=cfg.demo_fraction)
     if cfg.demo_replay and learner is not None:
-        meta = check_demo_replay(cfg.demo_replay, vla_dir, token_dir, profile.actor_chunk_len, profile.stride)
+        meta = check_demo_replay(cfg.demo_replay, vla_spec.path, token_dir, profile.actor_chunk_len, profile.stride)
         print(f'prior data: {replay.load_prior(cfg.demo_replay)} transitions from {meta["episodes"]} demonstrations')
     human = SimulatedHuman(rate=cfg.intervention_rate, seed=cfg.seed)
 

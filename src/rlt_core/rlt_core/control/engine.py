@@ -205,7 +205,9 @@ class EpisodeEngine:
         self.active = False
         self.latest_stamp = None
         self.measured: np.ndarray | None = None
-        """The latest measured joint positions (in or between episodes)."""
+        """The latest measured joint positions (in or between episodes); observations stamped at or before
+        `measured_stamp` are ignored."""
+        self.measured_stamp: int | None = None
         self.stop_reason: str | None = None
         """Why an emergency stop holds the robot, latched until `reset_emergency_stop`; None when none does."""
         self.episode = Episode(0, -1, False, CriticalPhase(self.phase_config),
@@ -348,7 +350,12 @@ class EpisodeEngine:
             self.warnings.append(f'observation ignored: joint positions {position} are not {self.low.size} '
                                  'finite values')
             return
-        self.measured = position
+        if self.measured_stamp is not None and stamp_ns <= self.measured_stamp:
+            self.warnings.append(f'observation ignored: stamped {stamp_ns}, not after the latest one '
+                                 f'({self.measured_stamp}): an old measurement is never taken for the robot\'s '
+                                 'position')
+            return
+        self.measured, self.measured_stamp = position, int(stamp_ns)
         if self.active and stamp_ns <= ep.start_stamp:
             return  # from before the episode began
         self.latest_stamp = int(stamp_ns)

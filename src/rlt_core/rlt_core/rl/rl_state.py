@@ -1,16 +1,14 @@
 """The RL state x = (z_rl, normalised proprio), as every consumer of the RL token builds it.
 
-The proprio normalisation is the frozen VLA's own (its checkpoint's `config.json` holds
-`proprio_mean` and `proprio_std`), so that the actor, the arbiter that stores transitions and
-the in-process trainer all see the same x for the same observation. `RLInputJoin` is how the
+The proprio normalisation is the frozen VLA's own, read from its checkpoint whatever its kind,
+so that the actor, the arbiter that stores transitions and the in-process trainer all see the
+same x for the same observation. `RLInputJoin` is how the
 graph's nodes (actor, arbiter) put the token, the reference chunk and the joint state of one
 observation together.
 """
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -23,13 +21,12 @@ class ProprioNormalization:
     """Per-dimension std of the proprioception (robot units)."""
 
     @classmethod
-    def from_vla_checkpoint(cls, directory) -> 'ProprioNormalization':
-        """Read `proprio_mean` / `proprio_std` from a VLA checkpoint's `config.json`."""
-        path = Path(directory) / 'config.json'
-        if not path.exists():
-            raise FileNotFoundError(f'no VLA checkpoint in {directory} (config.json missing)')
-        config = json.loads(path.read_text())
-        return cls(np.asarray(config['proprio_mean'], np.float32), np.asarray(config['proprio_std'], np.float32))
+    def from_vla_checkpoint(cls, spec) -> 'ProprioNormalization':
+        """The normalisation of the VLA that the backbone spec `spec` names (a SmallVLA folder, `pi0:/folder`,
+        `module:Class[:/path]`; see `rlt_core.models.vla.spec`), read from its files without loading it."""
+        from rlt_core.models.vla.spec import proprio_stats
+        mean, std = proprio_stats(spec)
+        return cls(np.asarray(mean, np.float32), np.asarray(std, np.float32))
 
     @property
     def dim(self) -> int:

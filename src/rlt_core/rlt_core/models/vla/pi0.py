@@ -16,12 +16,9 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, PI0Config, PI0ForConditionalGeneration
 
 from rlt_core.models.vla.backbone import VLABackbone, VLAInput, VLAOutput
+from rlt_core.models.vla.pi0_settings import DEFAULT_PROPRIO_DIM, META_FILE, read_settings, state_stats
 
-META_FILE = 'rlt_pi0.json'
-"""Our settings (cameras, dimensions, normalisation stats) saved next to the checkpoint."""
 TOKENIZER_FILES = ('tokenizer.json', 'tokenizer.model', 'tokenizer_config.json')
-STAT_KEYS = ('state_mean', 'state_std', 'actions_mean', 'actions_std')
-"""Dataset statistics, named as transformers' `PI0Processor` names them."""
 
 
 def tiny_config(chunk_len: int = 10, vocab_size: int = 1024) -> PI0Config:
@@ -63,7 +60,8 @@ class Pi0Backbone(VLABackbone):
 
     def __init__(self, model: PI0ForConditionalGeneration | None = None, config: PI0Config | None = None,
                  camera_names: tuple[str, ...] = ('wrist',), chunk_len: int | None = None,
-                 action_dim: int = 7, proprio_dim: int = 14, stats: dict[str, list[float]] | None = None,
+                 action_dim: int = 7, proprio_dim: int = DEFAULT_PROPRIO_DIM,
+                 stats: dict[str, list[float]] | None = None,
                  tokenizer=None, max_text_len: int = 48, num_steps: int | None = None):
         super().__init__()
         if model is None:
@@ -98,8 +96,8 @@ class Pi0Backbone(VLABackbone):
             self.register_buffer(f'{name}_std', torch.tensor(std[:dim]) + 1e-8, persistent=False)
 
     @classmethod
-    def tiny(cls, camera_names: tuple[str, ...] = ('wrist',), proprio_dim: int = 14, action_dim: int = 7,
-             chunk_len: int = 10, seed: int = 0, **kw) -> 'Pi0Backbone':
+    def tiny(cls, camera_names: tuple[str, ...] = ('wrist',), proprio_dim: int = DEFAULT_PROPRIO_DIM,
+             action_dim: int = 7, chunk_len: int = 10, seed: int = 0, **kw) -> 'Pi0Backbone':
         """A small random pi0 built offline from `tiny_config`; the same seed gives the same weights."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -116,14 +114,15 @@ class Pi0Backbone(VLABackbone):
             raise FileNotFoundError(f'no pi0 checkpoint at {path}: expected a local directory with '
                                     'config.json and weights (from save_pretrained); nothing is downloaded')
         model = PI0ForConditionalGeneration.from_pretrained(path, local_files_only=True)
-        meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).is_file() else {}
-        processor_file = path / 'processor_config.json'
-        if 'stats' not in meta and processor_file.is_file():
-            processor = json.loads(processor_file.read_text())
-            meta['stats'] = {k: processor[k] for k in STAT_KEYS if processor.get(k) is not None}
+        meta = read_settings(path)
         if any((path / f).is_file() for f in TOKENIZER_FILES):
             meta['tokenizer'] = AutoTokenizer.from_pretrained(path, local_files_only=True)
         return cls(model, **{**meta, **kw})
+
+    @classmethod
+    def proprio_stats(cls, path) -> tuple[list[float], list[float]]:
+        """The state stats of the checkpoint's settings (`pi0_settings.state_stats`)."""
+        return state_stats(path)
 
     def save_pretrained(self, path: str | Path) -> None:
         """The checkpoint, our settings and a transformers tokenizer (if any) into one directory."""
@@ -135,6 +134,11 @@ class Pi0Backbone(VLABackbone):
                     action_dim=self.action_dim, proprio_dim=self.proprio_dim, max_text_len=self.max_text_len,
                     num_steps=self.num_steps, stats=self.stats)
         (path / META_FILE).write_text(json.dumps(meta, indent=2))
+
+    def to_dtype(self, dtype: torch.dtype) -> 'Pi0Backbone':
+        """pi0's weights in `dtype`; the normalisation stats stay float32 (`prepare` casts the inputs)."""
+        self.model.to(dtype)
+        return self
 
     @torch.no_grad()
     def forward(self, obs: VLAInput, generator: torch.Generator | None = None) -> VLAOutput:

@@ -69,6 +69,14 @@ def hash_words(text: str, vocab_size: int, max_words: int) -> list[int]:
     return [1 + zlib.crc32(w.encode()) % (vocab_size - 1) for w in words]
 
 
+def read_config_file(directory) -> Path:
+    """The config.json of the SmallVLA checkpoint in `directory`."""
+    path = Path(directory) / 'config.json'
+    if not path.is_file():
+        raise FileNotFoundError(f'no SmallVLA checkpoint in {directory} (config.json missing)')
+    return path
+
+
 class CoordConvStem(nn.Module):
     """uint8 images (B, H, W, 3) -> feature grid tokens (B, grid*grid, d)."""
 
@@ -83,10 +91,10 @@ class CoordConvStem(nn.Module):
         self.proj = nn.Linear(c_in, d_model)
 
     def forward(self, images):
-        x = images.permute(0, 3, 1, 2).float() / 255.0
+        x = images.permute(0, 3, 1, 2).to(self.proj.weight.dtype) / 255.0
         b, _, h, w = x.shape
-        ys = torch.linspace(-1, 1, h, device=x.device).view(1, 1, h, 1).expand(b, 1, h, w)
-        xs = torch.linspace(-1, 1, w, device=x.device).view(1, 1, 1, w).expand(b, 1, h, w)
+        ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
         feats = self.net(torch.cat([x, xs, ys], dim=1))
         return self.proj(feats.flatten(2).transpose(1, 2))
 
@@ -96,6 +104,8 @@ class SmallVLA(VLABackbone):
         super().__init__()
         self.config = c = config
         self.token_dim, self.chunk_len, self.action_dim = c.d_model, c.chunk_len, c.action_dim
+        self.proprio_dim, self.camera_names = c.proprio_dim, tuple(c.camera_names)
+        self.image_shape = (c.image_size, c.image_size)
         self.stem = CoordConvStem(c.stem_channels, c.d_model)
         self.camera_embed = nn.Parameter(torch.zeros(len(c.camera_names), 1, c.d_model))
         self.pos_embed = nn.Parameter(torch.randn(1, c.grid * c.grid, c.d_model) * 0.02)
@@ -127,7 +137,8 @@ class SmallVLA(VLABackbone):
         vision = (vision + self.camera_embed[:, None] + self.pos_embed[None]).transpose(0, 1).flatten(1, 2)
         ids = self.tokenize(obs.instruction).to(self.word_pos.device)
         words = self.word_embed(ids) + self.word_pos
-        proprio = self.proprio_proj((obs.proprio - self.proprio_mean) / self.proprio_std)[:, None]
+        proprio = obs.proprio.to(self.proprio_mean.dtype)
+        proprio = self.proprio_proj((proprio - self.proprio_mean) / self.proprio_std)[:, None]
         queries = self.action_queries.expand(b, -1, -1)
         tokens = torch.cat([vision, words, proprio, queries], dim=1)
         pad = torch.cat([torch.zeros(b, vision.shape[1], dtype=torch.bool, device=ids.device), ids == 0,
@@ -143,7 +154,7 @@ class SmallVLA(VLABackbone):
     def forward(self, obs: VLAInput, generator=None) -> VLAOutput:
         embeddings, mask, query_out = self.encode(obs)
         chunk = self.action_head(query_out) * self.action_std + self.action_mean
-        return VLAOutput(embeddings=embeddings, mask=mask, chunk=chunk)
+        return VLAOutput(embeddings=embeddings.float(), mask=mask, chunk=chunk.float())
 
     def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
         return (actions - self.action_mean) / self.action_std
@@ -157,11 +168,15 @@ class SmallVLA(VLABackbone):
         (directory / 'config.json').write_text(json.dumps(asdict(self.config), indent=1))
 
     @classmethod
+    def proprio_stats(cls, directory) -> tuple[list[float], list[float]]:
+        """`proprio_mean` and `proprio_std` from the checkpoint's config.json."""
+        config = json.loads(read_config_file(directory).read_text())
+        return list(config['proprio_mean']), list(config['proprio_std'])
+
+    @classmethod
     def load(cls, directory) -> 'SmallVLA':
         directory = Path(directory)
-        if not (directory / 'config.json').exists():
-            raise FileNotFoundError(f'no SmallVLA checkpoint in {directory} (config.json missing)')
-        raw = json.loads((directory / 'config.json').read_text())
+        raw = json.loads(read_config_file(directory).read_text())
         config = SmallVLAConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
         model = cls(config)
         model.load_state_dict(load_file(directory / 'model.safetensors'))
