@@ -16,10 +16,10 @@ what that action did, as the simulator's demonstrations are recorded:
   stamp and a higher chunk_index) is in force, the chunk's rows run out (the robot holds: zero), or, for a human
   chunk, the operator lets go (the first ``TAKEOVER_END`` stamped after the chunk's observation: zero from the
   observation its step_index names, the arbiter's latest when it let go). Stamps and step indices, not arrival
-  order, decide: topics may arrive out of order. This is
-  what the arbiter executes whenever it decides a chunk before the next joint state arrives (a human chunk always
-  is; the VLA's and the actor's are when they answer within a control period). A chunk decided k steps late is
-  executed k steps later than recorded here, after k zero (hold) steps.
+  order, decide: topics may arrive out of order. This is what the arbiter executes whenever it decides a chunk
+  before the next joint state arrives (a human chunk always is; the VLA's and the actor's are when they answer
+  within a control period). A chunk decided k steps late is executed k steps later than recorded here, after k
+  zero (hold) steps.
 - ``action_source``: 0 VLA, 1 actor, 2 human: the source of that chunk (of the last chunk while holding; 0 before
   any). ``intervention``: the action is a human's (a human chunk in force, not a hold after it).
 - ``reference_chunk``: the VLA's reference chunk (H x A, row-major, flattened) for o_n when the VLA computed one
