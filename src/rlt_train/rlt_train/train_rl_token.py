@@ -4,9 +4,10 @@
 
 Computes the VLA's final-layer embeddings z_1..z_M for demonstration frames, trains the
 encoder/decoder with the reconstruction loss L_ro (optionally fine-tuning the VLA jointly with
-weight alpha), then drops the decoder and saves the frozen encoder. `report.json` holds the
-evidence that the token carries the task: held-out reconstruction error against the
-mean-embedding baseline, and probes from z_rl alone to the privileged peg-hole offset.
+weight alpha), then drops the decoder and saves the frozen encoder. Any LeRobot v3.0 dataset with the
+backbone's cameras, `observation.state` and `action` will do. `report.json` holds the evidence that the token
+carries the task: held-out reconstruction error against the mean-embedding baseline and, where the dataset has
+the simulator's ground truth (`privileged.peg_hole_offset`), probes from z_rl alone to the peg-hole offset.
 """
 
 import hashlib
@@ -30,7 +31,7 @@ from rlt_core.models.vla.spec import BackboneSpec, load_backbone
 from rlt_core.runtime import setup_torch
 from rlt_sim.dataset import load_demos
 from rlt_train.cli import parse_config
-from rlt_train.train_vla import batch_at, load_frames
+from rlt_train.train_vla import batch_at, check_features, load_frames
 
 
 @dataclass
@@ -40,7 +41,7 @@ class TokenTrainConfig:
     vla: str = 'runs/vla'
     """The frozen VLA's backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path]."""
     demos: str = 'data/demos'
-    """LeRobot dataset recorded by rlt_record_demos."""
+    """LeRobot v3.0 dataset: the backbone's cameras, observation.state, action (privileged.*: probes too)."""
     output: str = 'runs/rl_token'
     """Folder for the encoder, TensorBoard logs and report."""
     steps: int = 3000
@@ -81,9 +82,9 @@ class TokenTrainConfig:
     """Start from this saved token's encoder ('': from scratch; a saved token has no decoder, so its decoder
     starts fresh). With --steps 0 only the statistics are fitted again (and no reconstruction is reported)."""
     whiten: bool = True
-    """Whiten z_rl with the critical-phase training frames (RLTokenModel.set_statistics): the offset the actor and
-    critic need varies little there, and whitening gives it unit scale. --no-whiten: per-dimension
-    standardisation over all training frames."""
+    """Whiten z_rl with the critical-phase training frames (RLTokenModel.set_statistics; all training frames where
+    the dataset has no critical_phase column): the offset the actor and critic need varies little there, and
+    whitening gives it unit scale. --no-whiten: per-dimension standardisation over all training frames."""
 
     def __post_init__(self):
         if self.lr_schedule not in ('cosine', 'constant'):
@@ -133,20 +134,29 @@ def cached_embeddings(cfg: TokenTrainConfig, vla: VLABackbone, train_frames: dic
     return z_train, m_train, z_val, m_val
 
 
-def privileged(demos, episodes, stride: int, max_frames: int) -> dict:
-    """Peg-hole offsets (m), critical-phase flags and episode ids aligned with `load_frames`."""
-    offsets, critical, episode_ids, total = [], [], [], 0
+OFFSET_KEY = 'privileged.peg_hole_offset'
+"""The simulator's ground truth the probes read: peg tip minus hole, xy (m)."""
+CRITICAL_KEY = 'critical_phase'
+"""The per-frame flag of the critical phase."""
+
+
+def frame_labels(demos, episodes, stride: int, max_frames: int) -> dict:
+    """Per-frame labels aligned with `load_frames`: 'episode' ids, and 'critical' flags and peg-hole 'offset's (m)
+    where the dataset has those columns (the key is absent where it has not)."""
+    columns = [k for k in (CRITICAL_KEY, OFFSET_KEY) if k in demos.features]
+    labels, total = {'episode': [], 'critical': [], 'offset': []}, 0
     for ep in episodes:
-        d = demos.episode(ep, ['privileged.peg_hole_offset', 'critical_phase'])
-        keep = np.arange(0, len(d['critical_phase']), stride)
-        offsets.append(d['privileged.peg_hole_offset'][keep])
-        critical.append(d['critical_phase'][keep])
-        episode_ids.append(np.full(len(keep), ep))
+        d = demos.episode(ep, [*columns, 'episode_index'])
+        keep = np.arange(0, len(d['episode_index']), stride)
+        labels['episode'].append(np.full(len(keep), ep))
+        if CRITICAL_KEY in d:
+            labels['critical'].append(d[CRITICAL_KEY][keep].astype(bool))
+        if OFFSET_KEY in d:
+            labels['offset'].append(d[OFFSET_KEY][keep].astype(np.float64))
         total += len(keep)
         if total >= max_frames:
             break
-    return {'offset': np.concatenate(offsets).astype(np.float64), 'critical': np.concatenate(critical).astype(bool),
-            'episode': np.concatenate(episode_ids)}
+    return {k: np.concatenate(v) for k, v in labels.items() if v}
 
 
 def ridge(x_train, y_train, x_val, l2=1e-2):
@@ -168,7 +178,8 @@ def probe_report(z_train, y_train, z_val, y_val, critical_val, seed=0, critical_
 
     def scores(pred):
         r2 = 1.0 - ((pred - y_val) ** 2).sum() / ((y_val - y_val.mean(0)) ** 2).sum()
-        return {'r2': float(r2), 'rmse_critical_mm': rmse_mm(pred[critical_val], y_val[critical_val])}
+        critical = rmse_mm(pred[critical_val], y_val[critical_val]) if critical_val.any() else None
+        return {'r2': float(r2), 'rmse_critical_mm': critical}
 
     linear = scores(ridge(z_train, y_train, z_val))
     x_mean, x_std = z_train.mean(0), z_train.std(0) + 1e-6
@@ -207,14 +218,17 @@ def train(cfg: TokenTrainConfig) -> dict:
                              f'{type(vla).__name__}')
         vla.train().requires_grad_(True)
     demos = load_demos(cfg.demos)
+    check_features(demos, {c: vla.image_shape for c in vla.camera_names}, vla.proprio_dim, vla.action_dim,
+                   f'the backbone {cfg.vla}')
     order = np.random.default_rng(cfg.seed).permutation(demos.num_episodes)
     n_val = min(cfg.val_episodes, demos.num_episodes // 5)
     val_eps, train_eps = order[:n_val], order[n_val:]
     h = vla.chunk_len
-    train_frames = load_frames(demos, train_eps, cfg.frame_stride, h, cfg.max_frames, 'loading train frames')
-    val_frames = load_frames(demos, val_eps, cfg.frame_stride, h, 10**9, 'loading val frames')
-    train_priv = privileged(demos, train_eps, cfg.frame_stride, cfg.max_frames)
-    val_priv = privileged(demos, val_eps, cfg.frame_stride, 10**9)
+    cameras = vla.camera_names
+    train_frames = load_frames(demos, train_eps, cameras, cfg.frame_stride, h, cfg.max_frames, 'loading train frames')
+    val_frames = load_frames(demos, val_eps, cameras, cfg.frame_stride, h, 10**9, 'loading val frames')
+    train_labels = frame_labels(demos, train_eps, cfg.frame_stride, cfg.max_frames)
+    val_labels = frame_labels(demos, val_eps, cfg.frame_stride, 10**9)
 
     if cfg.alpha == 0:
         z_train, m_train, z_val, m_val = cached_embeddings(cfg, vla, train_frames, val_frames)
@@ -283,19 +297,30 @@ def train(cfg: TokenTrainConfig) -> dict:
         zr_val = torch.cat([token.extract(z_val[i:i + 512].float(), m_val[i:i + 512])
                             for i in range(0, len(z_val), 512)]).numpy()
     # z_rl is normalised from here on (the probes are invariant to it): whitened with the critical-phase frames
-    # the actor and critic see, or standardised with all frames.
-    critical = train_priv['critical'][:len(zr_train)]
-    stats_frames = zr_train[critical] if cfg.whiten else zr_train
+    # the actor and critic see (all frames where the dataset does not flag the critical phase), or standardised
+    # with all frames.
+    if cfg.whiten and 'critical' in train_labels:
+        stats_frames = zr_train[train_labels['critical'][:len(zr_train)]]
+        statistics = f'whitened with the {len(stats_frames)} critical-phase training frames'
+    else:
+        stats_frames = zr_train
+        statistics = f'{"whitened" if cfg.whiten else "standardised"} with all {len(zr_train)} training frames'
+        if cfg.whiten:
+            statistics += f': the dataset has no {CRITICAL_KEY} column'
     if len(stats_frames) < 4 * token.config.token_dim:
         raise ValueError(f'{len(stats_frames)} frames are too few to fit the statistics of a '
-                         f'{token.config.token_dim}-d token')
+                         f'{token.config.token_dim}-d token' + (' (--no-whiten uses all frames)' if cfg.whiten else ''))
     token.set_statistics(torch.from_numpy(stats_frames), whiten=cfg.whiten)
+    if 'offset' in train_labels:
+        critical_val = val_labels.get('critical', np.zeros(len(zr_val), bool))
+        probes = probe_report(zr_train, train_labels['offset'], zr_val, val_labels['offset'], critical_val, cfg.seed,
+                              critical_train=train_labels.get('critical'))
+    else:
+        probes = f'skipped: the dataset has no {OFFSET_KEY} (the simulator\'s ground truth)'
     report = {
         'config': asdict(cfg), 'command': 'python -m rlt_train.train_rl_token ' + shlex.join(sys.argv[1:]),
         'train_frames': n_train, 'val_frames': len(val_frames['tasks']), 'train_minutes': (time.time() - start) / 60,
-        'reconstruction': reconstruction,
-        'probe_offset': probe_report(zr_train, train_priv['offset'], zr_val, val_priv['offset'],
-                                     val_priv['critical'], cfg.seed, critical_train=train_priv['critical']),
+        'reconstruction': reconstruction, 'statistics': statistics, 'probe_offset': probes,
     }
     token.save(out)
     writer.close()

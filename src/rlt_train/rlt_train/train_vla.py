@@ -2,7 +2,8 @@
 
   python -m rlt_train.train_vla --demos data/demos --output runs/vla
 
-Reads a LeRobot dataset written by `rlt_record_demos`, trains `SmallVLA` to predict the next
+Reads a LeRobot v3.0 dataset (recorded by `rlt_record_demos` or from the graph) whose features match the robot
+profile: an image column per camera, `observation.state` and `action`. Trains `SmallVLA` to predict the next
 H actions (the robot profile's vla_chunk_len) from the camera images, proprioception and the instruction, and writes
 `model.safetensors` + `config.json`, TensorBoard scalars and `report.json` (validation loss and
 closed-loop success in the simulator) to the output folder.
@@ -25,7 +26,7 @@ from rlt_core.control.profile import RobotProfile
 from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
 from rlt_core.runtime import setup_torch
-from rlt_sim.dataset import IMAGE_KEYS, decode_png, load_demos
+from rlt_sim.dataset import decode_png, load_demos
 from rlt_train.cli import parse_config
 from rlt_train.rollout import evaluate_vla
 
@@ -35,7 +36,7 @@ class VLATrainConfig:
     """Behaviour cloning of the default VLA."""
 
     demos: str = 'data/demos'
-    """LeRobot dataset recorded by rlt_record_demos."""
+    """LeRobot v3.0 dataset: an image column per camera of the robot profile, observation.state, action."""
     output: str = 'runs/vla'
     """Folder for the checkpoint, TensorBoard logs and report."""
     steps: int = 6000
@@ -66,7 +67,7 @@ class VLATrainConfig:
     threads: int = 2
     """Torch threads."""
     eval_episodes: int = 50
-    """Closed-loop episodes in the simulator after training (0: skip)."""
+    """Closed-loop episodes in the simulator after training (0: skip, as for a robot the simulator does not model)."""
     eval_seed: int = 100_000
     """Seed of the first evaluation episode (kept apart from the demonstrations' seeds)."""
     execute_steps: int = 0
@@ -90,18 +91,45 @@ def chunk_targets(actions: np.ndarray, chunk_len: int) -> np.ndarray:
     return np.stack([padded[t:t + chunk_len] for t in range(T)])
 
 
-def load_frames(demos, episodes, frame_stride: int, chunk_len: int, max_frames: int, desc: str) -> dict:
-    """Images, proprio, chunk targets and instructions of every `frame_stride`-th frame."""
-    cams = list(IMAGE_KEYS)
-    images = {c: [] for c in cams}
+def image_key(camera: str) -> str:
+    """The dataset feature of a camera's images."""
+    return f'observation.images.{camera}'
+
+
+def check_features(demos, cameras: dict, proprio_dim: int, action_dim: int, reader: str) -> None:
+    """Raise one ValueError naming every way the dataset's features differ from what `reader` reads.
+
+    `cameras` maps each camera name to the (height, width) its images must have (None: any size); the state
+    holds `proprio_dim` values (joint positions, then velocities), an action `action_dim`.
+    """
+    features = demos.features
+    stored = [k.removeprefix('observation.images.') for k, f in features.items() if f['dtype'] == 'image']
+    problems = []
+    for camera, shape in cameras.items():
+        if image_key(camera) not in features:
+            problems.append(f'no images of camera {camera!r} (the dataset has {stored})')
+        elif shape is not None and tuple(features[image_key(camera)]['shape'][:2]) != tuple(shape):
+            problems.append(f'camera {camera!r} is {features[image_key(camera)]["shape"][:2]}, not {list(shape)}')
+    for key, dim in (('observation.state', proprio_dim), ('action', action_dim)):
+        if key not in features:
+            problems.append(f'no {key} column')
+        elif features[key]['shape'] != [dim]:
+            problems.append(f'{key} has {features[key]["shape"][0]} values, not {dim}')
+    if problems:
+        raise ValueError(f'the dataset {demos.root} does not fit {reader}: ' + '; '.join(problems))
+
+
+def load_frames(demos, episodes, cameras, frame_stride: int, chunk_len: int, max_frames: int, desc: str) -> dict:
+    """Images of `cameras`, proprio, chunk targets and instructions of every `frame_stride`-th frame."""
+    images = {c: [] for c in cameras}
     proprio, targets, tasks = [], [], []
     total = 0
     for ep in tqdm(episodes, desc=desc, leave=False):
-        data = demos.episode(ep, [*IMAGE_KEYS.values(), 'observation.state', 'action', 'task_index'],
+        data = demos.episode(ep, [*map(image_key, cameras), 'observation.state', 'action', 'task_index'],
                              decode_images=False)
         keep = np.arange(0, len(data['action']), frame_stride)
-        for c in cams:  # decode only the frames kept
-            images[c].append(np.stack([decode_png(data[IMAGE_KEYS[c]][i]) for i in keep]))
+        for c in cameras:  # decode only the frames kept
+            images[c].append(np.stack([decode_png(data[image_key(c)][i]) for i in keep]))
         proprio.append(data['observation.state'][keep])
         targets.append(chunk_targets(data['action'], chunk_len)[keep])
         tasks += [demos.tasks[int(i)] for i in data['task_index'][keep]]
@@ -138,18 +166,25 @@ def train(cfg: VLATrainConfig) -> dict:
     H = profile.vla_chunk_len
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
+    sizes = {(c.height, c.width) for c in profile.cameras}
+    if len(sizes) > 1 or any(h != w for h, w in sizes):
+        raise ValueError(f'SmallVLA reads square images of one size; the cameras of {profile.name!r} are {sizes}')
     demos = load_demos(cfg.demos)
+    check_features(demos, {c.name: (c.height, c.width) for c in profile.cameras}, 2 * profile.action_dim,
+                   profile.action_dim, f'the robot profile {profile.name!r}')
+    cameras = profile.camera_names
     n_val = min(cfg.val_episodes, demos.num_episodes // 5)
     order = np.random.default_rng(cfg.seed).permutation(demos.num_episodes)
-    train_frames = load_frames(demos, order[n_val:], cfg.frame_stride, H, cfg.max_frames, 'loading train frames')
-    val_frames = load_frames(demos, order[:n_val], cfg.frame_stride, H, 10**9, 'loading val frames')
+    train_frames = load_frames(demos, order[n_val:], cameras, cfg.frame_stride, H, cfg.max_frames,
+                               'loading train frames')
+    val_frames = load_frames(demos, order[:n_val], cameras, cfg.frame_stride, H, 10**9, 'loading val frames')
     n_train = len(train_frames['tasks'])
     print(f'{demos.num_episodes} episodes; {n_train} train frames, {len(val_frames["tasks"])} val frames')
 
     # Normalisation from the training data.
     targets = train_frames['targets'].flatten(0, 1)
     vla_cfg = SmallVLAConfig(
-        camera_names=tuple(IMAGE_KEYS), image_size=next(iter(train_frames['images'].values())).shape[1],
+        camera_names=cameras, image_size=next(iter(train_frames['images'].values())).shape[1],
         proprio_dim=train_frames['proprio'].shape[1], action_dim=targets.shape[1], chunk_len=H,
         d_model=cfg.d_model, n_layers=cfg.n_layers, stem_channels=cfg.stem_channels,
         proprio_mean=tuple(train_frames['proprio'].mean(0).tolist()),

@@ -9,15 +9,17 @@ import time
 from dataclasses import replace
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from rlt_train.cli import parse_config
 
-from rlt_core.control.profile import RobotProfile
+from rlt_core.control.profile import Camera, RobotProfile
 from rlt_core.models.rl_token import RLTokenModel
 from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.rl.replay import SOURCE_DEMO, record_dtype
 from rlt_core.runtime import default_models_dir
+from rlt_sim.dataset import PRIVILEGED_KEYS
 from rlt_sim.record import RecordConfig, record
 from rlt_train import demo_replay, readout, train_rl_token, train_rlt, train_vla
 
@@ -78,6 +80,53 @@ def test_token_statistics_are_refitted_from_a_saved_token(models, demos, tmp_pat
     assert not torch.allclose(RLTokenModel.load(tmp_path).encoder.z_whiten, torch.eye(8))
     with pytest.raises(SystemExit):
         train_rl_token.main(['--steps', '0'])  # statistics only needs a token to start from
+
+
+def without_columns(source, target, dropped):
+    """A copy of the dataset at `source` without the columns `dropped`."""
+    shutil.copytree(source, target)
+    info = json.loads((target / 'meta' / 'info.json').read_text())
+    info['features'] = {k: v for k, v in info['features'].items() if k not in dropped}
+    (target / 'meta' / 'info.json').write_text(json.dumps(info, indent=2))
+    for path in (target / 'data').glob('*/*.parquet'):
+        pq.write_table(pq.read_table(path).drop_columns(list(dropped)), path)
+    return target
+
+
+@pytest.fixture(scope='module')
+def robot_demos(demos, tmp_path_factory):
+    """The demonstrations as a robot records them: without the simulator's ground truth (privileged.*)."""
+    return without_columns(demos, tmp_path_factory.mktemp('robot') / 'demos', PRIVILEGED_KEYS)
+
+
+def test_phase_one_runs_on_a_dataset_without_ground_truth(robot_demos, tmp_path):
+    train_vla.main(['--demos', str(robot_demos), '--output', str(tmp_path / 'vla'), '--steps', '2', '--batch-size',
+                    '8', '--val-episodes', '1', '--d-model', '32', '--n-layers', '1', '--stem-channels', '8', '16',
+                    '32', '64', '--eval-episodes', '0', '--threads', '1'])
+    args = ['--vla', str(tmp_path / 'vla'), '--steps', '2', '--batch-size', '8', '--val-episodes', '1',
+            '--token-dim', '8', '--d-model', '16', '--threads', '1']
+    report = train_rl_token.train(parse_config(train_rl_token.TokenTrainConfig, [
+        *args, '--demos', str(robot_demos), '--output', str(tmp_path / 'rl_token')]))
+    assert report['probe_offset'].startswith('skipped: the dataset has no privileged.peg_hole_offset')
+    assert report['statistics'].endswith('critical-phase training frames') and report['reconstruction']['ratio'] > 0
+    assert RLTokenModel.load(tmp_path / 'rl_token').config.token_dim == 8
+    unflagged = without_columns(robot_demos, tmp_path / 'unflagged', ['critical_phase'])
+    report = train_rl_token.train(parse_config(train_rl_token.TokenTrainConfig, [
+        *args, '--demos', str(unflagged), '--output', str(tmp_path / 'rl_token_unflagged')]))
+    assert report['statistics'].endswith('training frames: the dataset has no critical_phase column')
+    assert RLTokenModel.load(tmp_path / 'rl_token_unflagged').config.token_dim == 8
+
+
+def test_a_dataset_that_does_not_fit_the_robot_profile_is_refused(robot_demos, tmp_path):
+    cell = RobotProfile.load()
+    two_joints = replace(cell, joint_names=cell.joint_names[:2], joint_lower=cell.joint_lower[:2],
+                         joint_upper=cell.joint_upper[:2], max_delta=cell.max_delta[:2],
+                         critical_max_delta=cell.critical_max_delta[:2],
+                         cameras=(Camera('top'), *cell.cameras[1:]))
+    with pytest.raises(ValueError, match="camera 'top'.*observation.state has 6 values, not 4; action has 3 values, "
+                                         'not 2'):
+        train_vla.main(['--demos', str(robot_demos), '--output', str(tmp_path),
+                        '--robot-profile', str(two_joints.save(tmp_path / 'two_joints.yaml'))])
 
 
 def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path):
