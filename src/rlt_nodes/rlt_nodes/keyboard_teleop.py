@@ -1,6 +1,6 @@
 """Keyboard teleop: drive the robot from a terminal as with a joystick (publishes sensor_msgs/Joy).
 
-  ros2 run rlt_nodes keyboard_teleop      (or: ./rlt exec keyboard_teleop)
+  ros2 run rlt_nodes keyboard_teleop      (or: ./rlt exec python -m rlt_nodes.keyboard_teleop)
 
 Keys (each press holds the dead-man button and moves for `hold_s`):
   w/s  +y/-y     a/d  -x/+x     r/f  up/down (z)
