@@ -111,11 +111,11 @@ class Processes:
 
 
 @pytest.fixture
-def ros_env(monkeypatch, tmp_path):
+def ros_env(monkeypatch, tmp_path_factory):
     """The environment of a private ROS graph: own domain id, discovery on loopback only, its own ROS_HOME (the
     nodes' default replay folder and logs)."""
     domain_id = _next_domain_id()
-    monkeypatch.setenv('ROS_HOME', str(tmp_path / 'ros_home'))
+    monkeypatch.setenv('ROS_HOME', str(tmp_path_factory.mktemp('ros_home')))
     monkeypatch.setenv('ROS_DOMAIN_ID', str(domain_id))
     monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     monkeypatch.setenv('PYTHONUNBUFFERED', '1')
