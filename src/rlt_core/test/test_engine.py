@@ -204,14 +204,14 @@ def test_next_chunk_is_decided_on_the_observation_where_the_previous_one_runs_ou
     arb.observe(1000, np.zeros(A), now=0.0)
     arb.add_inputs(1000, np.zeros(5), ref, now=0.0)
     first = arb.take()[0]
-    assert [c.stamp_ns for c in first] == [1000]
+    assert [(c.stamp_ns, c.step_index) for c in first] == [(1000, 1)]
     for t in range(2, C + 2):  # the robot executes the chunk; the VLA answers each observation late
         arb.observe(t * 1000, first[0].points[t - 2], now=t * 0.05)
         assert not arb.take()[0], 'no new chunk while one is in force or before the newest inputs'
         arb.add_inputs(t * 1000, np.zeros(5), ref, now=t * 0.05 + 0.02)
     # o_{C+1} arrived with the chunk exhausted: the new chunk waits for o_{C+1}'s inputs, not o_C's.
     (second,), _, _ = arb.take()
-    assert second.stamp_ns == (C + 1) * 1000
+    assert second.stamp_ns == (C + 1) * 1000 and second.step_index == C + 1
 
 
 def test_every_started_episode_is_reported_even_before_the_vla_answers():
@@ -371,3 +371,13 @@ def test_an_old_or_repeated_measurement_is_never_taken_for_the_robot_s_position(
     assert 'not after the latest' in arb.warnings[-1]
     robot.tick()
     assert arb.episode.n == n + 1 and np.all(np.abs(robot.sent[-1].start - robot.pos) <= 0.01)
+
+
+def test_a_chunk_decided_on_an_older_observation_starts_at_the_newest_one():
+    arb = make()
+    arb.start_episode(0)
+    arb.observe(1000, np.zeros(A), now=0.0)
+    arb.observe(2000, np.zeros(A), now=0.05)  # the VLA answers o_1 after o_2 arrived
+    arb.add_inputs(1000, np.zeros(5), np.full((C, A), 0.001, np.float32), now=0.06)
+    (command,), _, _ = arb.take()
+    assert (command.stamp_ns, command.step_index) == (1000, 2)  # its row 0 is the action after o_2

@@ -88,6 +88,18 @@ def test_a_release_counts_from_the_arbiters_latest_observation(profile):
     np.testing.assert_allclose(episode.frames['action'][2:4], [[0.05, 0.05], [0.0, 0.0]])
 
 
+def test_a_chunk_decided_late_starts_at_the_step_it_was_issued(profile):
+    a = EpisodeAssembler(profile, image_tolerance_ns=5 * MS, settle_s=0.0)
+    stamps = feed_episode(a, 0, steps=6, chunks=[(1, SOURCE_VLA, [[0.01, 0.0], [0.02, 0.0]])])
+    # The actor's chunk for o_2 reached the arbiter after o_4: issued then, its rows follow o_4 and o_5; the
+    # robot held after o_3 (the VLA's chunk ran out).
+    a.executed_chunk(stamps[1], 1, SOURCE_ACTOR, np.array([[0.0, 0.03], [0.0, 0.04]], np.float32), step_index=4)
+    [episode] = a.take_finished(now=1.0)
+    np.testing.assert_allclose(episode.frames['action'],
+                               [[0.01, 0], [0.02, 0], [0, 0], [0, 0.03], [0, 0.04], [0, 0]])
+    assert episode.frames['action_source'].tolist() == [0, 0, 0, 1, 1, 1]
+
+
 def test_operator_episodes_begin_on_the_joint_state_they_were_started_on(profile):
     a = EpisodeAssembler(profile, image_tolerance_ns=5 * MS, episode_source='operator', settle_s=0.0)
     a.start(0, 1, 'seed=0')  # a simulator's start: not an operator episode

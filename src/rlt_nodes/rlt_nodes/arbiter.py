@@ -404,7 +404,8 @@ class ArbiterNode(Node):
         header = traj.header
         header.stamp.sec, header.stamp.nanosec = divmod(cmd.stamp_ns, 1_000_000_000)
         self.executed_pub.publish(chunk_to_msg(cmd.executed, cmd.source, header=header, episode_id=cmd.episode_id,
-                                               chunk_index=cmd.chunk_index, action_names=self.joint_names))
+                                               chunk_index=cmd.chunk_index, step_index=cmd.step_index,
+                                               action_names=self.joint_names))
         phase = 'critical' if cmd.critical else 'approach'
         text = f'{phase} | {SOURCE_NAMES[cmd.source]}' + (f' | Q {self.q:.2f}' if self.q is not None else '')
         self.marker_pub.publish(chunk_markers(cmd.start, cmd.points, cmd.reference, cmd.source, text,

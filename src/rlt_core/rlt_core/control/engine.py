@@ -69,6 +69,9 @@ class Command:
     """(J,) the command target the points start from."""
     episode_id: int = 0
     chunk_index: int = 0
+    step_index: int = 0
+    """The episode's latest observation when the chunk was issued (1-based): row k is the action after
+    observation step_index + k (a chunk decided on an older observation starts later than that one)."""
     critical: bool = False
 
 
@@ -560,7 +563,7 @@ class EpisodeEngine:
             return
         ep.chunk = Command(points=points, executed=executed.astype(np.float32), reference=ref,
                            source=source, stamp_ns=int(stamp), start=start, episode_id=ep.episode_id,
-                           chunk_index=ep.chunk_index, critical=bool(critical))
+                           chunk_index=ep.chunk_index, step_index=ep.n, critical=bool(critical))
         ep.k = 0
         ep.chunk_index += 1
         ep.last_source = source

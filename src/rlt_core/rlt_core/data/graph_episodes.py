@@ -11,15 +11,15 @@ what that action did, as the simulator's demonstrations are recorded:
   `image_tolerance_ns`; beyond it the nearest is still taken and the episode's ``images_beyond_tolerance`` counts
   it), converted to RGB.
 - ``action``: the action a_n executed between o_n and o_{n+1}, in robot units (a joint delta per joint), from
-  ``rlt/executed_chunk``. A chunk is stamped with the observation it was decided on; its row k is taken as the
-  action after the k-th observation from that one, until a newer chunk of the episode (a later stamp, or the same
-  stamp and a higher chunk_index) is in force, the chunk's rows run out (the robot holds: zero), or, for a human
-  chunk, the operator lets go (the first ``TAKEOVER_END`` stamped after the chunk's observation: zero from the
-  observation its step_index names, the arbiter's latest when it let go). Stamps and step indices, not arrival
-  order, decide: topics may arrive out of order. This is what the arbiter executes whenever it decides a chunk
-  before the next joint state arrives (a human chunk always is; the VLA's and the actor's are when they answer
-  within a control period). A chunk decided k steps late is executed k steps later than recorded here, after k
-  zero (hold) steps.
+  ``rlt/executed_chunk``. A chunk is stamped with the observation it was decided on and carries the step_index of
+  the arbiter's latest observation when it was issued: its row k is the action after o_{step_index + k} (a chunk
+  decided late starts after the hold steps it waited for; a step_index of 0, from a publisher that does not set
+  it, starts it at the observation of its stamp). It is in force until a newer chunk of the episode (a later
+  start, or the same start and a higher chunk_index), the chunk's rows run out (the robot holds: zero), or, for a
+  human chunk, the operator lets go (the first ``TAKEOVER_END`` stamped after the chunk's observation: zero from
+  the observation its step_index names, the arbiter's latest when it let go). Stamps and step indices, not
+  arrival order, decide: topics may arrive out of order. This is what the arbiter's engine records as the
+  transitions' actions.
 - ``action_source``: 0 VLA, 1 actor, 2 human: the source of that chunk (of the last chunk while holding; 0 before
   any). ``intervention``: the action is a human's (a human chunk in force, not a hold after it).
 - ``reference_chunk``: the VLA's reference chunk (H x A, row-major, flattened) for o_n when the VLA computed one
@@ -92,6 +92,8 @@ class ExecutedChunk:
     source: int
     rows: np.ndarray
     """(C, A) the executed actions."""
+    step_index: int = 0
+    """Row 0 is the action after o_{step_index} of the episode (0: after the observation of `stamp`)."""
 
 
 @dataclasses.dataclass
@@ -187,8 +189,10 @@ class EpisodeAssembler:
         if camera in self.images:
             bisect.insort(self.images[camera], (int(stamp), rgb), key=lambda e: e[0])
 
-    def executed_chunk(self, stamp: int, chunk_index: int, source: int, rows: np.ndarray) -> None:
-        chunk = ExecutedChunk(int(stamp), int(chunk_index), int(source), np.asarray(rows, np.float32))
+    def executed_chunk(self, stamp: int, chunk_index: int, source: int, rows: np.ndarray, step_index: int = 0
+                       ) -> None:
+        chunk = ExecutedChunk(int(stamp), int(chunk_index), int(source), np.asarray(rows, np.float32),
+                              int(step_index))
         bisect.insort(self.chunks, chunk, key=lambda c: (c.stamp, c.chunk_index))
 
     def reference_chunk(self, stamp: int, rows: np.ndarray) -> None:
@@ -351,16 +355,16 @@ class EpisodeAssembler:
         actions = np.zeros((len(stamps), self.profile.action_dim), np.float32)
         sources = np.full(len(stamps), SOURCE_VLA, np.int64)
         driven = np.zeros(len(stamps), bool)
-        chunks = [c for c in self.chunks if stamps[0] <= c.stamp <= stamps[-1]]
         position = {s: n for n, s in enumerate(stamps)}
-        last_source, in_force, i = SOURCE_VLA, None, 0
-        for n, stamp in enumerate(stamps):
-            while i < len(chunks) and chunks[i].stamp <= stamp:  # by (stamp, chunk_index): the last one wins
-                if chunks[i].stamp in position:
-                    in_force = chunks[i]
+        starts = sorted(((max(c.step_index - 1, position[c.stamp]), c.chunk_index, c)
+                         for c in self.chunks if c.stamp in position), key=lambda e: e[:2])
+        last_source, in_force, first, i = SOURCE_VLA, None, 0, 0
+        for n in range(len(stamps)):
+            while i < len(starts) and starts[i][0] <= n:  # by (start, chunk_index): the last one wins
+                first, _, in_force = starts[i]
                 i += 1
             if in_force is not None:
-                k = n - position[in_force.stamp]
+                k = n - first
                 if k < len(in_force.rows) and not self._released(in_force, n, releases):
                     actions[n], driven[n] = in_force.rows[k], True
                 last_source = in_force.source
