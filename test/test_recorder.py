@@ -16,10 +16,13 @@ from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String
 
 from rlt_bringup.tiny_models import make_tiny_models
+from rlt_core.control.profile import RobotProfile
 from rlt_core.control.teleop import JoyMapping
 from rlt_core.data.lerobot import load_demos
 from rlt_core.data.mcap_log import read_messages
-from rlt_interfaces.msg import ActionChunk, EpisodeEvent
+from rlt_core.models.rl_token import RLTokenModel
+from rlt_core.models.vla.pi0 import Pi0Backbone
+from rlt_interfaces.msg import ActionChunk, EpisodeEvent, RLToken
 from rlt_nodes.conversions import as_numpy, stamp_ns
 from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, STATS_QOS
 
@@ -37,12 +40,12 @@ class Cell:
 
     def __init__(self, processes, test_node, tmp_path):
         self.processes, self.test_node, self.output = processes, test_node, tmp_path / 'recording'
-        vla, _ = make_tiny_models(tmp_path / 'models')
         self.profile = write_profile(tmp_path / 'cell.yaml', image_size=32, max_steps=100_000)
+        self.vla, _ = make_tiny_models(tmp_path / 'models', self.profile)
         common = ['--ros-args', '-p', f'robot_profile:={self.profile}']
         processes.spawn(_executable('rlt_sim_nodes', 'sim_robot'), *common)
         self.recorder = self.start_recorder()
-        self.arbiter = processes.spawn(_executable('rlt_nodes', 'arbiter'), *common, '-p', f'vla_path:={vla}',
+        self.arbiter = processes.spawn(_executable('rlt_nodes', 'arbiter'), *common, '-p', f'vla_path:={self.vla}',
                                        '-p', 'episode_source:=operator')
         node = test_node.node
         self.joints, self.chunks, self.events, self.stats = {}, [], [], {}
@@ -218,6 +221,33 @@ def test_recorder_dataset_and_mcap_match_what_the_graph_published(processes, tes
     image = images[divmod(int(frame['observation.stamp_ns'][0]), 1_000_000_000)]
     np.testing.assert_array_equal(np.frombuffer(image.data, np.uint8).reshape(32, 32, 3),
                                   frame['observation.images.scene'][0])
+
+    # Phase 1 on the recording, with the small VLA and with a pi0: tokens of the backbone's embedding width.
+    train = _executable('rlt_train', 'train_rl_token')
+    small = [train, '--vla', cell.vla, '--demos', str(cell.output / 'dataset'), '--steps', '3', '--batch-size', '8',
+             '--warmup-steps', '1', '--token-dim', '4', '--no-whiten', '--d-model', '16', '--encoder-layers', '1',
+             '--decoder-layers', '1', '--frame-stride', '1', '--val-episodes', '1', '--threads', '1']
+    pi0 = Pi0Backbone.tiny(RobotProfile.load(cell.profile).camera_names, proprio_dim=6, action_dim=3,
+                           chunk_len=RobotProfile.load(cell.profile).vla_chunk_len)
+    pi0.save_pretrained(tmp_path / 'pi0')
+    runs = {name: processes.spawn(*small, '--output', str(tmp_path / name), *extra) for name, extra in
+            (('token', ()), ('pi0_token', ('--vla', f'pi0:{tmp_path / "pi0"}')))}
+    for name, run in runs.items():
+        assert run.wait(timeout=300) == 0, run.stdout.read()[-3000:]
+        report = json.loads((tmp_path / name / 'report.json').read_text())
+        assert report['probe_offset'].startswith('skipped')  # no ground truth in a recording
+    assert RLTokenModel.load(tmp_path / 'pi0_token').config.embed_dim == pi0.token_dim
+
+    # ... and served: the VLA server on the trained token publishes z_rl for the graph's own observations.
+    tokens = []
+    test_node.node.create_subscription(RLToken, 'rlt/rl_token', tokens.append, CHUNK_QOS)
+    ros_args = ['--ros-args', '-p', f'robot_profile:={cell.profile}']
+    processes.spawn(_executable('rlt_nodes', 'ingestion'), *ros_args)
+    processes.spawn(_executable('rlt_nodes', 'vla_server'), *ros_args, '-p', f'vla_path:={cell.vla}',
+                    '-p', f'token_path:={tmp_path / "token"}')
+    assert test_node.spin_until(lambda: tokens, timeout=120), 'the VLA server published no token'
+    z_rl = as_numpy(tokens[-1].data)
+    assert z_rl.shape == (4,) and np.isfinite(z_rl).all() and stamp_ns(tokens[-1].header) in cell.joints
 
 
 def test_a_killed_recorder_keeps_its_episodes_and_the_next_run_appends(processes, test_node, tmp_path):

@@ -223,6 +223,8 @@ def train(cfg: TokenTrainConfig) -> dict:
     order = np.random.default_rng(cfg.seed).permutation(demos.num_episodes)
     n_val = min(cfg.val_episodes, demos.num_episodes // 5)
     val_eps, train_eps = order[:n_val], order[n_val:]
+    if not n_val:  # fewer than 5 episodes: none held out, the report's figures are on the training frames
+        val_eps = train_eps
     h = vla.chunk_len
     cameras = vla.camera_names
     train_frames = load_frames(demos, train_eps, cameras, cfg.frame_stride, h, cfg.max_frames, 'loading train frames')
@@ -319,7 +321,10 @@ def train(cfg: TokenTrainConfig) -> dict:
         probes = f'skipped: the dataset has no {OFFSET_KEY} (the simulator\'s ground truth)'
     report = {
         'config': asdict(cfg), 'command': 'python -m rlt_train.train_rl_token ' + shlex.join(sys.argv[1:]),
-        'train_frames': n_train, 'val_frames': len(val_frames['tasks']), 'train_minutes': (time.time() - start) / 60,
+        'train_frames': n_train, 'val_frames': len(val_frames['tasks']) if n_val else 0,
+        'evaluated_on': 'held-out episodes' if n_val else f'the training frames ({demos.num_episodes} episodes are '
+                                                          'too few to hold any out)',
+        'train_minutes': (time.time() - start) / 60,
         'reconstruction': reconstruction, 'statistics': statistics, 'probe_offset': probes,
     }
     token.save(out)
