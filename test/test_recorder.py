@@ -41,11 +41,11 @@ class Cell:
     def __init__(self, processes, test_node, tmp_path):
         self.processes, self.test_node, self.output = processes, test_node, tmp_path / 'recording'
         self.profile = write_profile(tmp_path / 'cell.yaml', image_size=32, max_steps=100_000)
-        self.vla, _ = make_tiny_models(tmp_path / 'models', self.profile)
+        vla, _ = make_tiny_models(tmp_path / 'models', self.profile)
         common = ['--ros-args', '-p', f'robot_profile:={self.profile}']
         processes.spawn(_executable('rlt_sim_nodes', 'sim_robot'), *common)
         self.recorder = self.start_recorder()
-        self.arbiter = processes.spawn(_executable('rlt_nodes', 'arbiter'), *common, '-p', f'vla_path:={self.vla}',
+        self.arbiter = processes.spawn(_executable('rlt_nodes', 'arbiter'), *common, '-p', f'vla_path:={vla}',
                                        '-p', 'episode_source:=operator')
         node = test_node.node
         self.joints, self.chunks, self.events, self.stats = {}, [], [], {}
@@ -222,9 +222,16 @@ def test_recorder_dataset_and_mcap_match_what_the_graph_published(processes, tes
     np.testing.assert_array_equal(np.frombuffer(image.data, np.uint8).reshape(32, 32, 3),
                                   frame['observation.images.scene'][0])
 
-    # Phase 1 on the recording, with the small VLA and with a pi0: tokens of the backbone's embedding width.
-    train = _executable('rlt_train', 'train_rl_token')
-    small = [train, '--vla', cell.vla, '--demos', str(cell.output / 'dataset'), '--steps', '3', '--batch-size', '8',
+    # The README's path on the recording: behaviour cloning of the small VLA, phase 1 with it and with a pi0
+    # (tokens of the backbone's embedding width), the small one served.
+    recording = str(cell.output / 'dataset')
+    bc = processes.spawn(_executable('rlt_train', 'train_vla'), '--demos', recording, '--output', str(tmp_path / 'vla'),
+                         '--robot-profile', cell.profile, '--eval-episodes', '0', '--steps', '3', '--batch-size', '4',
+                         '--d-model', '32', '--n-layers', '1', '--stem-channels', '8', '16', '32', '64')
+    assert bc.wait(timeout=300) == 0, bc.stdout.read()[-3000:]
+    assert 'train_loss' in json.loads((tmp_path / 'vla' / 'report.json').read_text())  # none held out
+    small = [_executable('rlt_train', 'train_rl_token'), '--vla', str(tmp_path / 'vla'), '--demos', recording,
+             '--steps', '3', '--batch-size', '8',
              '--warmup-steps', '1', '--token-dim', '4', '--no-whiten', '--d-model', '16', '--encoder-layers', '1',
              '--decoder-layers', '1', '--frame-stride', '1', '--val-episodes', '1', '--threads', '1']
     pi0 = Pi0Backbone.tiny(RobotProfile.load(cell.profile).camera_names, proprio_dim=6, action_dim=3,
@@ -243,7 +250,7 @@ def test_recorder_dataset_and_mcap_match_what_the_graph_published(processes, tes
     test_node.node.create_subscription(RLToken, 'rlt/rl_token', tokens.append, CHUNK_QOS)
     ros_args = ['--ros-args', '-p', f'robot_profile:={cell.profile}']
     processes.spawn(_executable('rlt_nodes', 'ingestion'), *ros_args)
-    processes.spawn(_executable('rlt_nodes', 'vla_server'), *ros_args, '-p', f'vla_path:={cell.vla}',
+    processes.spawn(_executable('rlt_nodes', 'vla_server'), *ros_args, '-p', f'vla_path:={tmp_path / "vla"}',
                     '-p', f'token_path:={tmp_path / "token"}')
     assert test_node.spin_until(lambda: tokens, timeout=120), 'the VLA server published no token'
     z_rl = as_numpy(tokens[-1].data)

@@ -31,7 +31,7 @@ from rlt_core.models.vla.spec import BackboneSpec, load_backbone
 from rlt_core.runtime import setup_torch
 from rlt_sim.dataset import load_demos
 from rlt_train.cli import parse_config
-from rlt_train.train_vla import batch_at, check_features, load_frames
+from rlt_train.train_vla import batch_at, check_features, load_frames, split_episodes
 
 
 @dataclass
@@ -220,11 +220,7 @@ def train(cfg: TokenTrainConfig) -> dict:
     demos = load_demos(cfg.demos)
     check_features(demos, {c: vla.image_shape for c in vla.camera_names}, vla.proprio_dim, vla.action_dim,
                    f'the backbone {cfg.vla}')
-    order = np.random.default_rng(cfg.seed).permutation(demos.num_episodes)
-    n_val = min(cfg.val_episodes, demos.num_episodes // 5)
-    val_eps, train_eps = order[:n_val], order[n_val:]
-    if not n_val:  # fewer than 5 episodes: none held out, the report's figures are on the training frames
-        val_eps = train_eps
+    train_eps, val_eps, held_out = split_episodes(demos.num_episodes, cfg.val_episodes, cfg.seed)
     h = vla.chunk_len
     cameras = vla.camera_names
     train_frames = load_frames(demos, train_eps, cameras, cfg.frame_stride, h, cfg.max_frames, 'loading train frames')
@@ -321,9 +317,9 @@ def train(cfg: TokenTrainConfig) -> dict:
         probes = f'skipped: the dataset has no {OFFSET_KEY} (the simulator\'s ground truth)'
     report = {
         'config': asdict(cfg), 'command': 'python -m rlt_train.train_rl_token ' + shlex.join(sys.argv[1:]),
-        'train_frames': n_train, 'val_frames': len(val_frames['tasks']) if n_val else 0,
-        'evaluated_on': 'held-out episodes' if n_val else f'the training frames ({demos.num_episodes} episodes are '
-                                                          'too few to hold any out)',
+        'train_frames': n_train, 'val_frames': len(val_frames['tasks']) if held_out else 0,
+        'evaluated_on': 'held-out episodes' if held_out else f'the training frames ({demos.num_episodes} episodes '
+                                                             'are too few to hold any out)',
         'train_minutes': (time.time() - start) / 60,
         'reconstruction': reconstruction, 'statistics': statistics, 'probe_offset': probes,
     }

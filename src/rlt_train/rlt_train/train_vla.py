@@ -26,6 +26,7 @@ from rlt_core.control.profile import RobotProfile
 from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
 from rlt_core.runtime import setup_torch
+from rlt_sim.cell import SimConfig
 from rlt_sim.dataset import decode_png, load_demos
 from rlt_train.cli import parse_config
 from rlt_train.rollout import evaluate_vla
@@ -119,6 +120,14 @@ def check_features(demos, cameras: dict, proprio_dim: int, action_dim: int, read
         raise ValueError(f'the dataset {demos.root} does not fit {reader}: ' + '; '.join(problems))
 
 
+def split_episodes(num_episodes: int, val_episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(train, evaluation, held_out): at most `val_episodes` and a fifth of the episodes, drawn by `seed`, are held
+    out; with fewer than 5 episodes none is, and the evaluation reads the training episodes."""
+    order = np.random.default_rng(seed).permutation(num_episodes)
+    n_val = min(val_episodes, num_episodes // 5)
+    return (order[n_val:], order[:n_val], True) if n_val else (order, order, False)
+
+
 def load_frames(demos, episodes, cameras, frame_stride: int, chunk_len: int, max_frames: int, desc: str) -> dict:
     """Images of `cameras`, proprio, chunk targets and instructions of every `frame_stride`-th frame."""
     images = {c: [] for c in cameras}
@@ -169,17 +178,23 @@ def train(cfg: VLATrainConfig) -> dict:
     sizes = {(c.height, c.width) for c in profile.cameras}
     if len(sizes) > 1 or any(h != w for h, w in sizes):
         raise ValueError(f'SmallVLA reads square images of one size; the cameras of {profile.name!r} are {sizes}')
+    if cfg.eval_episodes:  # before hours of training, not after
+        try:
+            SimConfig.from_profile(profile)
+        except ValueError as e:
+            raise ValueError(f'the closed-loop evaluation runs in the simulated cell, which cannot be built for '
+                             f'{profile.name!r} ({e}); --eval-episodes 0 trains without it') from None
     demos = load_demos(cfg.demos)
     check_features(demos, {c.name: (c.height, c.width) for c in profile.cameras}, 2 * profile.action_dim,
                    profile.action_dim, f'the robot profile {profile.name!r}')
     cameras = profile.camera_names
-    n_val = min(cfg.val_episodes, demos.num_episodes // 5)
-    order = np.random.default_rng(cfg.seed).permutation(demos.num_episodes)
-    train_frames = load_frames(demos, order[n_val:], cameras, cfg.frame_stride, H, cfg.max_frames,
+    train_eps, val_eps, held_out = split_episodes(demos.num_episodes, cfg.val_episodes, cfg.seed)
+    train_frames = load_frames(demos, train_eps, cameras, cfg.frame_stride, H, cfg.max_frames,
                                'loading train frames')
-    val_frames = load_frames(demos, order[:n_val], cameras, cfg.frame_stride, H, 10**9, 'loading val frames')
+    val_frames = load_frames(demos, val_eps, cameras, cfg.frame_stride, H, 10**9, 'loading val frames')
     n_train = len(train_frames['tasks'])
-    print(f'{demos.num_episodes} episodes; {n_train} train frames, {len(val_frames["tasks"])} val frames')
+    print(f'{demos.num_episodes} episodes; {n_train} train frames, '
+          + (f'{len(val_frames["tasks"])} val frames' if held_out else 'none held out (fewer than 5 episodes)'))
 
     # Normalisation from the training data.
     targets = train_frames['targets'].flatten(0, 1)
@@ -218,7 +233,7 @@ def train(cfg: VLATrainConfig) -> dict:
             writer.add_scalar('losses/bc_val', val, step)
             model.save(out)
     report = {'config': asdict(cfg), 'robot_profile': {'name': profile.name, 'hash': profile.hash},
-              'train_frames': n_train, 'val_loss': validation_loss(model, val_frames),
+              'train_frames': n_train, 'val_loss' if held_out else 'train_loss': validation_loss(model, val_frames),
               'train_minutes': (time.time() - start) / 60}
     if cfg.eval_episodes:
         model.freeze()

@@ -123,10 +123,13 @@ def test_a_dataset_that_does_not_fit_the_robot_profile_is_refused(robot_demos, t
                          joint_upper=cell.joint_upper[:2], max_delta=cell.max_delta[:2],
                          critical_max_delta=cell.critical_max_delta[:2],
                          cameras=(Camera('top'), *cell.cameras[1:]))
+    args = ['--demos', str(robot_demos), '--output', str(tmp_path),
+            '--robot-profile', str(two_joints.save(tmp_path / 'two_joints.yaml'))]
+    with pytest.raises(ValueError, match='closed-loop evaluation runs in the simulated cell.*--eval-episodes 0'):
+        train_vla.main(args)  # at start: the simulator cannot evaluate a robot it does not model
     with pytest.raises(ValueError, match="camera 'top'.*observation.state has 6 values, not 4; action has 3 values, "
                                          'not 2'):
-        train_vla.main(['--demos', str(robot_demos), '--output', str(tmp_path),
-                        '--robot-profile', str(two_joints.save(tmp_path / 'two_joints.yaml'))])
+        train_vla.main([*args, '--eval-episodes', '0'])
 
 
 def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path):
