@@ -15,7 +15,6 @@ from mcap_ros2.decoder import DecoderFactory
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String
 
-from rlt_bringup.tiny_models import make_tiny_models
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.teleop import JoyMapping
 from rlt_core.data.lerobot import load_demos
@@ -35,17 +34,16 @@ def _executable(package, name):
 
 
 class Cell:
-    """sim_robot + arbiter (operator episodes, no VLA: only the joystick drives) + the recorder, and the test's
+    """sim_robot + arbiter (operator episodes, vla_path none: only the joystick drives) + the recorder, and the test's
     view of the graph: joint states, executed chunks, events and episode stats as published."""
 
     def __init__(self, processes, test_node, tmp_path):
         self.processes, self.test_node, self.output = processes, test_node, tmp_path / 'recording'
         self.profile = write_profile(tmp_path / 'cell.yaml', image_size=32, max_steps=100_000)
-        vla, _ = make_tiny_models(tmp_path / 'models', self.profile)
         common = ['--ros-args', '-p', f'robot_profile:={self.profile}']
         processes.spawn(_executable('rlt_sim_nodes', 'sim_robot'), *common)
         self.recorder = self.start_recorder()
-        self.arbiter = processes.spawn(_executable('rlt_nodes', 'arbiter'), *common, '-p', f'vla_path:={vla}',
+        self.arbiter = processes.spawn(_executable('rlt_nodes', 'arbiter'), *common, '-p', 'vla_path:=none',
                                        '-p', 'episode_source:=operator')
         node = test_node.node
         self.joints, self.chunks, self.events, self.stats = {}, [], [], {}

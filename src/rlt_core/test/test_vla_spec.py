@@ -153,6 +153,8 @@ def test_proprio_normalisation_of_every_kind_without_the_model(small_folder, pi0
     assert proprio_stats(f'pi0:{bare}') == ([0.0] * 4, [1.0] * 4)
     with pytest.raises(FileNotFoundError, match='config.json missing'):
         proprio_stats(str(tmp_path / 'nowhere'))
+    with pytest.raises(ValueError, match='reads 4 proprio values; this robot has 6'):  # the arbiter's, actor's check
+        ProprioNormalization.from_vla_checkpoint(f'pi0:{bare}', proprio_dim=6)
 
 
 def test_profile_check_names_both_sides(small_folder):

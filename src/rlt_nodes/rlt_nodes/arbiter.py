@@ -71,7 +71,9 @@ class ArbiterNode(Node):
         self.joint_names = list(profile.joint_names)
         self.C, self.dt = profile.actor_chunk_len, profile.dt
         warmup = p('warmup_episodes', 20, desc('N_warm: first episodes that execute the VLA chunk')).value
-        vla_path = p('vla_path', '', desc('VLA backbone spec (as vla_server): its proprio normalisation')).value
+        vla_path = p('vla_path', '', desc("VLA backbone spec (as vla_server): its proprio normalisation; 'none': "
+                                          'no VLA, only the joystick moves the robot (recording demonstrations)')
+                     ).value
         self.episode_source = p('episode_source', 'sim',
                                 desc("'sim': the simulator's episode/events drive episodes; "
                                      "'operator': joystick labels end them")).value
@@ -93,7 +95,8 @@ class ArbiterNode(Node):
             estop_reset_button=p('estop_reset_button', j.estop_reset_button,
                                  desc('Joy button releasing the emergency stop (Start)')).value)
         self.edges = ButtonEdges(self.mapping)
-        self.join = RLInputJoin(ProprioNormalization.from_vla_checkpoint(vla_path or default_models_dir() / 'vla'))
+        self.join = None if vla_path == 'none' else RLInputJoin(ProprioNormalization.from_vla_checkpoint(
+            vla_path or default_models_dir() / 'vla', proprio_dim=2 * profile.action_dim))
         self.engine = EpisodeEngine(profile, warmup_episodes=warmup, max_target_lead=lead, actor_wait_s=actor_wait,
                                     human_timeout_s=human_timeout)
         self.human_held = False
@@ -172,7 +175,7 @@ class ArbiterNode(Node):
                 and self.traj_pub.get_subscription_count() > 0):  # the controller listens: hold where measured
             self.hold_at_first_measurement = False
             self.publish_trajectory([self.engine.emergency_stop(self.engine.stop_reason, self.now())])
-        self.join_inputs(self.join.add_proprio, stamp, [*position, *velocity], 'joint_states')
+        self.join_inputs('add_proprio', stamp, [*position, *velocity], 'joint_states')
 
     def on_timer(self):
         self.engine.tick(self.now())
@@ -181,7 +184,7 @@ class ArbiterNode(Node):
     # --- VLA and actor ---
 
     def on_token(self, msg: RLToken):
-        self.join_inputs(self.join.add_token, stamp_ns(msg.header), as_numpy(msg.data), 'rlt/rl_token')
+        self.join_inputs('add_token', stamp_ns(msg.header), as_numpy(msg.data), 'rlt/rl_token')
 
     def on_reference(self, msg: ActionChunk):
         try:
@@ -189,12 +192,18 @@ class ArbiterNode(Node):
         except ValueError as err:
             self.rejections.refuse('rlt/reference_chunk', err)
             return
-        self.join_inputs(self.join.add_reference, stamp_ns(msg.header), chunk, 'rlt/reference_chunk')
+        self.join_inputs('add_reference', stamp_ns(msg.header), chunk, 'rlt/reference_chunk')
 
     def join_inputs(self, add, stamp, value, topic):
-        """One input of an observation; its RL state and reference go to the engine once all three are in."""
+        """One input of an observation (`add`: the RLInputJoin method taking it); its RL state and reference go to
+        the engine once all three are in."""
+        if self.join is None:  # no VLA
+            if topic != 'joint_states':
+                self.rejections.refuse(topic, "no VLA in this graph (vla_path: 'none')")
+            self.drain()
+            return
         try:
-            joined = add(stamp, value)
+            joined = getattr(self.join, add)(stamp, value)
             if joined is not None:
                 stamp, x, ref, _ = joined
                 self.engine.add_inputs(stamp, x, ref, self.now())

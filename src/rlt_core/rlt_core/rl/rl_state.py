@@ -21,11 +21,15 @@ class ProprioNormalization:
     """Per-dimension std of the proprioception (robot units)."""
 
     @classmethod
-    def from_vla_checkpoint(cls, spec) -> 'ProprioNormalization':
+    def from_vla_checkpoint(cls, spec, proprio_dim: int | None = None) -> 'ProprioNormalization':
         """The normalisation of the VLA that the backbone spec `spec` names (a SmallVLA folder, `pi0:/folder`,
-        `module:Class[:/path]`; see `rlt_core.models.vla.spec`), read from its files without loading it."""
+        `module:Class[:/path]`; see `rlt_core.models.vla.spec`), read from its files without loading it.
+        ValueError if it is not of `proprio_dim` values (a VLA of another robot)."""
         from rlt_core.models.vla.spec import proprio_stats
         mean, std = proprio_stats(spec)
+        if proprio_dim is not None and len(mean) != proprio_dim:
+            raise ValueError(f'the VLA {spec} reads {len(mean)} proprio values; this robot has {proprio_dim} '
+                             '(joint positions and velocities): a VLA of another robot profile')
         return cls(np.asarray(mean, np.float32), np.asarray(std, np.float32))
 
     @property
