@@ -242,6 +242,11 @@ def test_recorder_dataset_and_mcap_match_what_the_graph_published(processes, tes
         report = json.loads((tmp_path / name / 'report.json').read_text())
         assert report['probe_offset'].startswith('skipped')  # no ground truth in a recording
     assert RLTokenModel.load(tmp_path / 'pi0_token').config.embed_dim == pi0.token_dim
+    prior = processes.spawn(_executable('rlt_train', 'rlt_demo_replay'), '--demos', recording, '--vla',
+                            str(tmp_path / 'vla'), '--token', str(tmp_path / 'token'), '--robot-profile', cell.profile,
+                            '--output', str(tmp_path / 'demo_replay'))
+    assert prior.wait(timeout=300) == 0, prior.stdout.read()[-3000:]  # the recording as prior replay data
+    assert json.loads((tmp_path / 'demo_replay' / 'demo_replay.json').read_text())['transitions'] > 0
 
     # ... and served: the VLA server on the trained token publishes z_rl for the graph's own observations.
     tokens = []

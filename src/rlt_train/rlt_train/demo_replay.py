@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from rlt_core.control.phase import CriticalPhase
 from rlt_core.control.profile import RobotProfile
+from rlt_core.data.lerobot import image_key
 from rlt_core.models.rl_token import RLTokenModel
 from rlt_core.models.vla.backbone import VLABackbone, VLAInput
 from rlt_core.models.vla.spec import BackboneSpec, check_backbone, load_backbone
@@ -37,7 +38,8 @@ from rlt_core.rl.replay import SOURCE_DEMO, ReplayBuffer
 from rlt_core.rl.rl_state import ProprioNormalization, rl_state
 from rlt_core.rl.transitions import TransitionBuilder
 from rlt_core.runtime import default_models_dir, setup_torch
-from rlt_sim.dataset import IMAGE_KEYS, decode_png, load_demos
+from rlt_sim.dataset import decode_png, load_demos
+from rlt_train.train_vla import check_features
 
 META_FILE = 'demo_replay.json'
 
@@ -116,8 +118,8 @@ def episode_transitions(data: dict, instruction: str, vla: VLABackbone, token: R
     needed = frames + ([final] if final is not None else [])
     if not frames:
         return []
-    obs = VLAInput(images={c: torch.from_numpy(np.stack([decode_png(data[key][t]) for t in needed]))
-                              for c, key in IMAGE_KEYS.items()},
+    obs = VLAInput(images={c: torch.from_numpy(np.stack([decode_png(data[image_key(c)][t]) for t in needed]))
+                              for c in vla.camera_names},
                       proprio=torch.from_numpy(data['observation.state'][needed]).float(),
                       instruction=[instruction] * len(needed))
     out = vla(obs)
@@ -150,7 +152,9 @@ def convert(cfg: DemoReplayConfig) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     replay = ReplayBuffer(token.config.token_dim + norm.dim, profile.actor_chunk_len, profile.action_dim, capacity=1,
                           intervention_capacity=1, path=tmp, fsync_every=10**9)
-    columns = [*IMAGE_KEYS.values(), 'observation.state', 'action', 'next.reward', 'next.success',
+    check_features(demos, {c: vla.image_shape for c in vla.camera_names}, vla.proprio_dim, vla.action_dim,
+                   f'the backbone {cfg.vla}')
+    columns = [*map(image_key, vla.camera_names), 'observation.state', 'action', 'next.reward', 'next.success',
                'critical_phase', 'task_index']
     count = successes = 0
     for ep in tqdm(range(n), desc='demos -> transitions'):

@@ -23,6 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from rlt_core.control.profile import RobotProfile
+from rlt_core.data.lerobot import image_key
 from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
 from rlt_core.runtime import setup_torch
@@ -90,11 +91,6 @@ def chunk_targets(actions: np.ndarray, chunk_len: int) -> np.ndarray:
     T, A = actions.shape
     padded = np.concatenate([actions, np.zeros((chunk_len, A), actions.dtype)])
     return np.stack([padded[t:t + chunk_len] for t in range(T)])
-
-
-def image_key(camera: str) -> str:
-    """The dataset feature of a camera's images."""
-    return f'observation.images.{camera}'
 
 
 def check_features(demos, cameras: dict, proprio_dim: int, action_dim: int, reader: str) -> None:
