@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlt_core.control.profile import RobotProfile
 from rlt_sim.cell import SimConfig
 
 IMPERFECT_SIGMA_MM = 1.0
@@ -68,28 +69,18 @@ class ScriptedExpert:
         return np.clip(delta, -self.max_delta_m, self.max_delta_m).astype(np.float32)
 
 
-def run_episode(env, policy, seed: int | None = None) -> dict:
-    """Run one episode of `policy` (an expert-like object or a function (obs, info) -> action).
+def run_episode(env, policy, seed: int | None = None, profile: RobotProfile | None = None) -> dict:
+    """Run one episode of `policy` (an expert-like object or a function (obs, info) -> action) as an operator
+    driving the robot through the episode engine (`rlt_sim.episode`; `profile`: the default cell's).
 
-    Returns ``success``, ``steps``, ``critical_steps`` (steps spent in the critical phase)
-    and ``reached_critical``.
+    Returns ``success``, ``steps``, ``critical_steps`` (steps decided in the critical phase) and
+    ``reached_critical``.
     """
+    from rlt_sim.episode import run_engine_episode
+
     obs, info = env.reset(seed=seed)
     if hasattr(policy, "reset"):
         # Separate the policy's random stream from the environment's for the same seed.
         policy.reset(info, None if seed is None else np.random.SeedSequence([seed, 1]))
     act = policy.act if hasattr(policy, "act") else policy
-    steps = critical_steps = 0
-    reached_critical = bool(info["critical_phase"])
-    terminated = truncated = False
-    while not (terminated or truncated):
-        obs, _, terminated, truncated, info = env.step(act(obs, info))
-        steps += 1
-        critical_steps += int(info["critical_phase"])
-        reached_critical |= bool(info["critical_phase"])
-    return {
-        "success": bool(info["success"]),
-        "steps": steps,
-        "critical_steps": critical_steps,
-        "reached_critical": reached_critical,
-    }
+    return run_engine_episode(env, profile or RobotProfile.load(), obs, info, operator=act)

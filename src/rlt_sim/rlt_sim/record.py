@@ -20,9 +20,11 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from rlt_core.control.profile import RobotProfile
 from rlt_sim.cell import SimConfig
 from rlt_sim.dataset import ROBOT_TYPE, DemoWriter, Episode, encode_png, episode_stats, load_demos, sim_features
 from rlt_sim.env import PegInsertionEnv
+from rlt_sim.episode import run_engine_episode
 from rlt_sim.expert import IMPERFECT_SIGMA_MM, ScriptedExpert
 
 
@@ -91,8 +93,10 @@ class RecordConfig:
             raise ValueError("the dataset fps (control_hz) must be an integer")
 
 
-def record_episode(env: PegInsertionEnv, expert: ScriptedExpert, seed: int, png_level: int = 1) -> Episode:
-    """Run one seeded expert episode in `env` and return it with PNG-encoded images.
+def record_episode(env: PegInsertionEnv, expert: ScriptedExpert, seed: int, profile: RobotProfile,
+                   png_level: int = 1) -> Episode:
+    """Run one seeded expert episode in `env`, the expert as an operator driving through the episode engine, and
+    return it with PNG-encoded images.
 
     Seeding matches `rlt_sim.run_episode`: the env is reset with `seed`, the expert's belief error
     is drawn from ``SeedSequence([seed, 1])``.
@@ -101,9 +105,8 @@ def record_episode(env: PegInsertionEnv, expert: ScriptedExpert, seed: int, png_
     expert.reset(info, np.random.SeedSequence([seed, 1]))
     frames = collections.defaultdict(list)
     raw_images = {camera: [] for camera in env.config.camera_names}
-    terminated = truncated = False
-    while not (terminated or truncated):
-        action = expert.act(obs, info)
+
+    def on_step(obs, info, action, reward, done, next_info):
         for camera in env.config.camera_names:
             raw_images[camera].append(obs["images"][camera])
         frames["observation.state"].append(obs["proprio"])
@@ -111,10 +114,11 @@ def record_episode(env: PegInsertionEnv, expert: ScriptedExpert, seed: int, png_
         frames["privileged.peg_hole_offset"].append(info["peg_hole_offset"])
         frames["privileged.hole_pos"].append(info["hole_pos"])
         frames["action"].append(action)
-        obs, reward, terminated, truncated, info = env.step(action)
         frames["next.reward"].append(reward)
-        frames["next.done"].append(terminated or truncated)
-        frames["next.success"].append(info["success"])
+        frames["next.done"].append(done)
+        frames["next.success"].append(next_info["success"])
+
+    result = run_engine_episode(env, profile, obs, info, operator=expert.act, on_step=on_step)
     flags = ("critical_phase", "next.done", "next.success")
     arrays = {key: np.asarray(v, dtype=bool if key in flags else np.float32) for key, v in frames.items()}
     images = {camera: np.stack(raw) for camera, raw in raw_images.items()}
@@ -126,9 +130,9 @@ def record_episode(env: PegInsertionEnv, expert: ScriptedExpert, seed: int, png_
     return Episode(
         images={camera: [encode_png(im, png_level) for im in stack] for camera, stack in images.items()},
         frames=arrays,
-        instruction=info["instruction"],
+        instruction=env.instruction,
         metadata={
-            "success": bool(info["success"]),
+            "success": result["success"],
             "seed": int(seed),
             "demonstrator_sigma_mm": float(expert.hole_error_sigma_mm),
             "privileged.demonstrator_hole_error_m": [float(e) for e in expert.hole_error],
@@ -143,19 +147,19 @@ def record_episode(env: PegInsertionEnv, expert: ScriptedExpert, seed: int, png_
 _worker: dict = {}
 
 
-def _init_worker(sim_config: SimConfig, sigma_mm: float, png_level: int) -> None:
+def _init_worker(sim_config: SimConfig, profile: RobotProfile, sigma_mm: float, png_level: int) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     env = PegInsertionEnv(sim_config)
     expert = ScriptedExpert(hole_error_sigma_mm=sigma_mm, max_delta_m=sim_config.max_delta_m)
-    _worker.update(env=env, expert=expert, png_level=png_level)
+    _worker.update(env=env, expert=expert, profile=profile, png_level=png_level)
 
 
 def _record_in_worker(seed: int) -> Episode:
-    return record_episode(_worker["env"], _worker["expert"], seed, _worker["png_level"])
+    return record_episode(_worker["env"], _worker["expert"], seed, _worker["profile"], _worker["png_level"])
 
 
 def _episodes_in_process(config: RecordConfig, first_attempt: int):
-    _init_worker(config.sim_config(), config.sigma_mm, config.png_level)
+    _init_worker(config.sim_config(), RobotProfile.load(config.robot_profile), config.sigma_mm, config.png_level)
     try:
         attempt = first_attempt
         while True:
@@ -174,7 +178,7 @@ def _episodes_in_order(config: RecordConfig, first_attempt: int):
     context = multiprocessing.get_context("spawn")  # no inherited GL contexts or threads
     with concurrent.futures.ProcessPoolExecutor(
         config.workers, mp_context=context, initializer=_init_worker,
-        initargs=(sim_config, config.sigma_mm, config.png_level),
+        initargs=(sim_config, RobotProfile.load(config.robot_profile), config.sigma_mm, config.png_level),
     ) as pool:  # fmt: skip
         pending = collections.deque()
         attempt = first_attempt

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from rlt_core.control.profile import RobotProfile
 from rlt_sim import PegInsertionEnv, ScriptedExpert
 from rlt_sim.cell import PROFILE
 from rlt_sim.dataset import IMAGE_KEYS, ROBOT_TYPE, DemoWriter, decode_png, finalize_demos, load_demos, sim_features
@@ -178,7 +179,7 @@ def test_interrupted_recording_is_readable_and_resumes(tmp_path):
     writer = DemoWriter(config.output, sim_features(config.sim_config()), 20, config.recording(), robot_type=ROBOT_TYPE,
                         flush_every=100)
     for seed in (0, 1):
-        writer.add_episode(record_episode(env, ScriptedExpert(), seed))
+        writer.add_episode(record_episode(env, ScriptedExpert(), seed, RobotProfile.load(config.robot_profile)))
     env.close()
     # Killed here: two complete data files, a half-written third, metadata not yet flushed.
     (Path(config.output) / "data/chunk-000/file-002.parquet.tmp").write_bytes(b"partial")

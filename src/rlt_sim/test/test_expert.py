@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
+from rlt_core.control.profile import RobotProfile
 from rlt_sim import IMPERFECT_SIGMA_MM, PegInsertionEnv, ScriptedExpert, benchmark, run_episode
+from rlt_sim.episode import run_engine_episode
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +104,38 @@ def test_benchmark_runs_on_a_tiny_budget(capsys):
     out = capsys.readouterr().out
     assert "steps/s, no rendering" in out and "3 cameras at 96px" in out
     assert "perfect expert" in out and "sigma 3 mm" in out
+
+
+def test_through_the_engine_the_expert_executes_its_own_actions(env):
+    """The engine (per-step and critical-phase limits, as on the robot) passes the expert's actions unchanged: the
+    demonstrations are what the robot would execute."""
+    profile = RobotProfile.load()
+    for seed in range(3):
+        obs, info = env.reset(seed=seed)
+        expert = ScriptedExpert(hole_error_sigma_mm=IMPERFECT_SIGMA_MM)
+        expert.reset(info, seed)
+        executed = []
+        result = run_engine_episode(env, profile, obs, info, operator=expert.act,
+                                    on_step=lambda obs, info, action, *_: executed.append(action))
+        obs, info = env.reset(seed=seed)
+        expert.reset(info, seed)
+        own = []
+        for _ in executed:
+            own.append(expert.act(obs, info))
+            obs, _, _, _, info = env.step(own[-1])
+        np.testing.assert_array_equal(executed, own)
+        assert result["steps"] == len(executed) and result["success"] == info["success"]
+
+
+def test_the_engine_limits_what_an_operator_asks(env):
+    profile = RobotProfile.load()
+    obs, info = env.reset(seed=0)
+    expert = ScriptedExpert()
+    expert.reset(info, 0)
+    steps = []
+    run_engine_episode(env, profile, obs, info, operator=lambda o, i: 4 * expert.act(o, i),  # too fast
+                       on_step=lambda obs, info, action, *_: steps.append((info["critical_phase"], action)))
+    for critical, action in steps:
+        limit = profile.critical_max_delta if critical else profile.max_delta
+        assert np.all(np.abs(action) <= np.asarray(limit) + 1e-7)
+    assert any(critical for critical, _ in steps) and max(abs(a[0]) for _, a in steps) > 0.004

@@ -1,6 +1,6 @@
 """Running the frozen VLA closed-loop in the simulated cell, through the episode engine as on the robot.
 
-Each episode runs through `rlt_core.control.engine.EpisodeEngine` (as `train_rlt` and the arbiter do), the VLA
+Each episode runs through the episode engine (`rlt_sim.episode`, as `train_rlt` and the arbiter do), the VLA
 driving throughout: chunks of `execute_steps` actions, each point within the robot profile's per-step limits
 (its critical-phase limits in the critical phase) and joint limits.
 """
@@ -8,13 +8,10 @@ driving throughout: chunks of `execute_steps` actions, each point within the rob
 import numpy as np
 import torch
 
-from rlt_core.control.engine import EpisodeEngine
 from rlt_core.control.profile import RobotProfile
 from rlt_core.models.vla.backbone import VLABackbone, VLAInput
 from rlt_sim import PegInsertionEnv, SimConfig
-
-NO_STATE = np.zeros(1, np.float32)
-"""The RL state the engine is given: the VLA alone drives, nothing is recorded."""
+from rlt_sim.episode import run_engine_episode
 
 
 @torch.no_grad()
@@ -25,27 +22,8 @@ def vla_chunk(vla: VLABackbone, obs: dict, instruction: str) -> np.ndarray:
 
 def run_vla_episode(env: PegInsertionEnv, vla: VLABackbone, seed: int, profile: RobotProfile) -> dict:
     """One episode of the VLA executing the first `profile.actor_chunk_len` actions of each chunk."""
-    engine = EpisodeEngine(profile, record=False)
-    engine.start_episode(0, warmup=True)  # the VLA's chunk, whatever the phase
     obs, info = env.reset(seed=seed)
-    reached = bool(info['critical_phase'])
-    n, done = 0, False
-    while True:
-        n += 1
-        now = n * profile.dt
-        if done:  # the final observation closes the episode's counts
-            engine.end_episode(bool(info['success']), final_step=n, now=now)
-        engine.observe(n, obs['proprio'][:profile.action_dim], now, critical=info['critical_phase'])
-        if done:
-            break
-        if engine.wants_inputs(now):
-            engine.add_inputs(n, NO_STATE, vla_chunk(vla, obs, env.instruction), now)
-        obs, _, terminated, truncated, info = env.step(engine.pending_action())
-        reached |= bool(info['critical_phase'])
-        done = terminated or truncated
-    stats = engine.episode.stats
-    return {'success': bool(info['success']), 'steps': stats.steps, 'critical_steps': stats.critical_steps,
-            'reached_critical': reached}
+    return run_engine_episode(env, profile, obs, info, reference=lambda o: vla_chunk(vla, o, env.instruction))
 
 
 def evaluate_vla(vla: VLABackbone, episodes: int, seed: int, execute_steps: int,
