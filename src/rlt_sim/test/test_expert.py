@@ -116,7 +116,7 @@ def test_through_the_engine_the_expert_executes_its_own_actions(env):
         expert.reset(info, seed)
         executed = []
         result = run_engine_episode(env, profile, obs, info, operator=expert.act,
-                                    on_step=lambda obs, info, action, *_: executed.append(action))
+                                    on_step=lambda obs, info, action, *_, out=executed: out.append(action))
         obs, info = env.reset(seed=seed)
         expert.reset(info, seed)
         own = []
