@@ -14,6 +14,7 @@ setup(
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml')),
         ('share/' + package_name + '/config/profiles', glob('config/profiles/*.yaml')),
+        ('share/' + package_name + '/description', glob('description/*.urdf')),
         ('share/' + package_name + '/rviz', glob('rviz/*.rviz')),
         # The default models, when present (rlt_train writes them with SmallVLA.save / RLTokenModel.save).
         ('share/' + package_name + '/models/vla', glob('models/vla/*')),
