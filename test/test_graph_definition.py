@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from rlt_bringup import embedded, graph
-from rlt_core.control.profile import ProfileError, RobotProfile, profiles_dir
+from rlt_core.control.profile import KINEMATICS_FIELDS, ProfileError, RobotProfile, profiles_dir
 from rlt_core.models.vla.spec import check_backbone, load_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def other_profile(path: Path) -> str:
                  dataclasses.replace(default.cameras[1], name='hand', width=32, height=32)),
         vla_chunk_len=8, actor_chunk_len=2, stride=1, max_steps=50)
     assert all(getattr(other, f) != getattr(default, f) for f in ROBOT_FACTS & {f.name for f in
-               dataclasses.fields(RobotProfile)} - {'action_space'})
+               dataclasses.fields(RobotProfile)} - {'action_space', *KINEMATICS_FIELDS})  # those: ee_delta's
     return str(other.save(path))
 
 

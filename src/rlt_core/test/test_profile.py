@@ -7,8 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlt_core.control.profile import DEFAULT_PROFILE, ProfileError, RobotProfile, profiles_dir, resolve_profile_path
+from rlt_core.control.profile import (
+    DEFAULT_PROFILE,
+    EE_DIM,
+    ProfileError,
+    RobotProfile,
+    profiles_dir,
+    resolve_profile_path,
+)
 from rlt_core.rl.actor import ActorConfig
+from rlt_core.runtime import bringup_dir
 
 
 @pytest.fixture
@@ -36,7 +44,12 @@ def test_every_profile_in_the_folder_loads_and_is_consistent():
     for path in paths:
         profile = RobotProfile.load(path)
         assert profile.name == path.stem
-        assert profile.action_dim == len(profile.joint_names) == len(profile.max_delta)
+        assert profile.action_dim == len(profile.max_delta) == len(profile.critical_max_delta)
+        if profile.action_space == 'joint_delta':
+            assert profile.action_dim == len(profile.joint_names)
+        else:
+            assert profile.action_dim == EE_DIM + profile.gripper and profile.urdf_path.is_file()
+            assert len(profile.joint_velocity_limits) == len(profile.joint_names)
         assert tuple(profile.limits.high) == profile.max_delta
         assert tuple(profile.critical_limits.high) == profile.critical_max_delta
         assert profile.dt == pytest.approx(1.0 / profile.control_hz)
@@ -169,3 +182,114 @@ def test_check_actor_refuses_weights_of_another_robot(tmp_path, data):
                         profile_hash=profile.hash)
     with pytest.raises(ValueError, match=f'action_dim {profile.action_dim + 1} != {profile.action_dim} joints'):
         profile.check_actor(wider)
+
+
+# --- end-effector action space (ee_delta): the arm's profile ---
+
+GANTRY_HASH = 'b63a18bf5ed84550'
+"""The default profile's hash before ee_delta existed: weights trained for the gantry stay valid."""
+
+
+@pytest.fixture
+def arm_data() -> dict:
+    return yaml.safe_load((profiles_dir() / 'ur5e_cell.yaml').read_text())
+
+
+def test_the_gantry_profile_is_unchanged_by_the_end_effector_fields(tmp_path):
+    default = RobotProfile.load()
+    assert default.hash == GANTRY_HASH and default.action_space == 'joint_delta' and default.action_dim == 3
+    assert not default.urdf and default.urdf_path is None and default.joint_velocity_limits == ()
+    assert set(default.to_dict()) == {'name', 'description', 'joints', 'controller_name', 'control_hz', 'action',
+                                      'cameras', 'chunks', 'episode'}
+    assert set(default.to_dict()['action']) == {'space', 'max_delta', 'critical_max_delta'}
+    assert RobotProfile.load(default.save(tmp_path / 'copy.yaml')).hash == GANTRY_HASH
+
+
+def test_the_arm_profile_acts_in_end_effector_space(tmp_path):
+    arm = RobotProfile.load('ur5e_cell')
+    assert arm.action_space == 'ee_delta' and arm.action_dim == 6 and not arm.gripper
+    assert (arm.base_frame, arm.tool_frame) == ('base_link', 'tool0')
+    assert arm.urdf_path == bringup_dir() / 'description' / 'ur5e.urdf'
+    assert arm.joint_velocity_limits == pytest.approx((3.1415927,) * 6)  # the URDF's, not the YAML's
+    assert all(lo < hi for lo, hi in zip(arm.workspace_lower, arm.workspace_upper, strict=True))
+    assert all(m <= 0.005 for m in arm.max_delta[:3]) and all(m <= 0.01 for m in arm.max_delta[3:])
+    assert tuple(arm.limits.high) == arm.max_delta and arm.actor_config(state_dim=9).action_dim == 6
+    kinematics = arm.kinematics()
+    assert kinematics.joint_names == arm.joint_names and tuple(kinematics.lower) == arm.joint_lower
+    back = RobotProfile.load(arm.save(tmp_path / 'arm.yaml'))
+    assert back == arm and back.hash == arm.hash and back.hash != GANTRY_HASH
+    with_gripper = replace(arm, gripper=True, max_delta=arm.max_delta + (0.1,),
+                           critical_max_delta=arm.critical_max_delta + (0.05,))
+    assert with_gripper.action_dim == 7 and RobotProfile.load(with_gripper.save(tmp_path / 'g.yaml')) == with_gripper
+    assert with_gripper.hash != arm.hash
+
+
+def test_an_absolute_urdf_path_and_its_content_are_part_of_the_arm(tmp_path, arm_data):
+    urdf = (bringup_dir() / 'description' / 'ur5e.urdf').read_text()
+    (tmp_path / 'arm.urdf').write_text(urdf)
+    arm_data['kinematics']['urdf'] = str(tmp_path / 'arm.urdf')
+    arm = RobotProfile.load(write(tmp_path, arm_data))
+    assert arm.urdf_path == tmp_path / 'arm.urdf' and arm.hash != RobotProfile.load('ur5e_cell').hash  # another path
+    before = arm.hash
+    (tmp_path / 'arm.urdf').write_text(urdf.replace('xyz="-0.425 0 0"', 'xyz="-0.426 0 0"'))
+    assert arm.hash != before  # a longer upper arm is another robot
+
+
+@pytest.mark.parametrize('edit', [
+    lambda d: d['action']['workspace'].update(lower=[-0.71, -0.4, 0.1]),
+    lambda d: d['action']['workspace'].update(upper=[-0.25, 0.2, 0.66]),
+    lambda d: d['kinematics'].update(tool_frame='peg_tip'),
+    lambda d: d['action'].update(max_delta=[0.005, 0.005, 0.005, 0.01, 0.01, 0.02]),
+    lambda d: d['joints'].update(upper=[3.0, 0.0, 3.1415927, 6.2831853, 6.2831853, 6.2831853]),
+])
+def test_the_arm_hash_changes_with_any_end_effector_fact(tmp_path, arm_data, edit):
+    changed = copy.deepcopy(arm_data)
+    edit(changed)
+    original = RobotProfile.load(write(tmp_path, arm_data, 'a.yaml'))
+    assert RobotProfile.load(write(tmp_path, changed)).hash != original.hash
+
+
+@pytest.mark.parametrize('edit, message', [
+    (lambda d: d['action'].update(max_delta=[0.005, 0.005, 0.005]), 'max_delta and critical_max_delta need 6 entries'),
+    (lambda d: d['action'].update(gripper=True), 'max_delta and critical_max_delta need 7 entries'),
+    (lambda d: d['action'].update(gripper='yes'), "gripper must be true or false, got 'yes'"),
+    (lambda d: d['action'].update(frame='base'), r"unknown keys \['frame'\] in action"),
+    (lambda d: d['kinematics'].update(srdf='x'), r"unknown keys \['srdf'\] in kinematics"),
+    (lambda d: d.pop('kinematics'), 'ee_delta needs kinematics: urdf, base_frame and tool_frame'),
+    (lambda d: d['kinematics'].pop('tool_frame'), 'kinematics needs urdf, base_frame and tool_frame together'),
+    (lambda d: d['action'].pop('workspace'), r'ee_delta needs a workspace box: lower and upper \(x, y, z\)'),
+    (lambda d: d['action']['workspace'].update(lower=[-0.7, -0.4]), 'ee_delta needs a workspace box'),
+    (lambda d: d['action']['workspace'].update(upper=[-0.8, 0.2, 0.65]), 'workspace box needs lower < upper'),
+    (lambda d: d['kinematics'].update(tool_frame='gripper_tcp'),
+     r"ur5e.urdf: frame 'gripper_tcp' is not in the robot description"),
+    (lambda d: d['kinematics'].update(base_frame='world'), "frame 'world' is not in the robot description"),
+    (lambda d: d['kinematics'].update(base_frame='tool0'), "base frame 'tool0' moves with joint"),
+    (lambda d: d['kinematics'].update(urdf='no_such_arm.urdf'), 'no_such_arm.urdf: cannot read robot description'),
+    (lambda d: d['joints']['names'].__setitem__(5, 'wrist_4_joint'),
+     "joint 'wrist_4_joint' is not in the robot description"),
+    (lambda d: d['joints']['lower'].__setitem__(2, -3.2), r"joint limits of \['elbow_joint'\] go beyond"),
+])
+def test_invalid_arm_profiles_are_refused_with_a_clear_message(tmp_path, arm_data, edit, message):
+    bad = copy.deepcopy(arm_data)
+    edit(bad)
+    path = write(tmp_path, bad)
+    with pytest.raises(ProfileError, match=message) as err:
+        RobotProfile.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_end_effector_fields_belong_to_ee_delta(tmp_path, data, arm_data):
+    gantry = copy.deepcopy(data)
+    gantry['action']['workspace'] = {'lower': [0, 0, 0], 'upper': [1, 1, 1]}
+    with pytest.raises(ProfileError, match='workspace and gripper belong to the ee_delta action space'):
+        RobotProfile.load(write(tmp_path, gantry))
+    gantry = copy.deepcopy(data)
+    gantry['action']['gripper'] = True
+    with pytest.raises(ProfileError, match='workspace and gripper belong to the ee_delta action space'):
+        RobotProfile.load(write(tmp_path, gantry))
+    # An arm may act in joint space and still name its description: velocity limits and kinematics from the URDF.
+    joints = copy.deepcopy(arm_data)
+    joints['action'] = {'space': 'joint_delta', 'max_delta': [0.05] * 6, 'critical_max_delta': [0.01] * 6}
+    arm = RobotProfile.load(write(tmp_path, joints))
+    assert arm.action_dim == 6 and arm.joint_velocity_limits == pytest.approx((3.1415927,) * 6)
+    assert RobotProfile.load(arm.save(tmp_path / 'joints.yaml')) == arm

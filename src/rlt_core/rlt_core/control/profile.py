@@ -3,24 +3,34 @@
 One YAML file per robot or cell (`rlt_bringup/config/profiles/<name>.yaml`; `gantry_cell.yaml`
 is the default): joints and their limits, the action space, the control rate, per-step limits in
 general and in the critical phase, cameras, the VLA's and the actor's chunk lengths and the
-transition stride, the episode length and the trajectory controller's name. Nodes take its path as
-the `robot_profile` parameter, trainers as `--robot-profile`; nothing else states these facts.
+transition stride, the episode length and the trajectory controller's name; for an arm acting in
+end-effector space (`ee_delta`, e.g. `ur5e_cell.yaml`) also its robot description (URDF), base and
+tool frames, Cartesian workspace box and gripper; the joints' velocity limits are the URDF's. Nodes
+take its path as the `robot_profile` parameter, trainers as `--robot-profile`; nothing else states
+these facts.
 
-`RobotProfile.hash` identifies the facts (not the file's name or comments): actor weights carry the
-hash of the profile they were trained for, and weights of another profile are refused.
+`RobotProfile.hash` identifies the facts (not the file's name or comments; with a URDF, its content
+too): actor weights carry the hash of the profile they were trained for, and weights of another
+profile are refused.
 """
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from rlt_core.control.safety import ActionLimits
 from rlt_core.runtime import bringup_dir
 
 DEFAULT_PROFILE = 'gantry_cell'
-ACTION_SPACES = ('joint_delta',)
-"""joint_delta: one action dimension per joint, a move of its position per control step (robot units)."""
+ACTION_SPACES = ('joint_delta', 'ee_delta')
+"""joint_delta: one action dimension per joint, a move of its position per control step (robot units).
+ee_delta: a move of the tool frame per control step, in the base frame: [dx, dy, dz] (m) of its origin, then
+[rx, ry, rz] (rad), a rotation vector (axis times angle) about base-frame axes applied on the left
+(R' = exp(r) R); with a gripper, a 7th dimension: the change of the gripper's opening per step, normalised
+(0 closed, 1 open). Joint targets come from the differential IK of `rlt_core.control.kinematics`."""
+EE_DIM = 6
+"""Action dimensions of ee_delta without the gripper: position (3), rotation vector (3)."""
 ENCODINGS = ('rgb8', 'bgr8', 'mono8')
 
 
@@ -53,7 +63,8 @@ class RobotProfile:
     action_space: str
     """What an action is (ACTION_SPACES)."""
     max_delta: tuple[float, ...]
-    """Largest move per control step of each action dimension, whoever drives."""
+    """Largest move per control step of each action dimension, whoever drives (ee_delta: dx, dy, dz in m,
+    rx, ry, rz in rad, then the gripper's if it has one)."""
     critical_max_delta: tuple[float, ...]
     """Largest move per control step in the critical phase, whoever drives: the actor's output range."""
     cameras: tuple[Camera, ...]
@@ -67,6 +78,19 @@ class RobotProfile:
     max_steps: int
     """Control steps per episode."""
     description: str = ''
+    urdf: str = ''
+    """The robot description (URDF) file: absolute, or relative to rlt_bringup's description/ folder; required by
+    ee_delta. Its joint velocity limits are the robot's; the joint limits above must lie within its own."""
+    base_frame: str = ''
+    """The URDF frame that end-effector actions, the tool pose and the workspace box are expressed in."""
+    tool_frame: str = ''
+    """The URDF frame that end-effector actions move (e.g. tool0)."""
+    workspace_lower: tuple[float, ...] = ()
+    """ee_delta: lower (x, y, z) corner (m, base frame) of the box every tool position target must lie in."""
+    workspace_upper: tuple[float, ...] = ()
+    """ee_delta: upper (x, y, z) corner of that box."""
+    gripper: bool = False
+    """ee_delta: the action has a 7th dimension, the gripper command (ACTION_SPACES)."""
 
     def __post_init__(self):
         def check(ok, text):
@@ -91,12 +115,54 @@ class RobotProfile:
               'actor_chunk_len must be a positive multiple of stride')
         check(self.vla_chunk_len >= self.actor_chunk_len, 'vla_chunk_len (H) must be >= actor_chunk_len (C)')
         check(self.max_steps > 0, 'max_steps must be positive')
+        frames = (self.urdf, self.base_frame, self.tool_frame)
+        check(all(frames) or not any(frames), 'kinematics needs urdf, base_frame and tool_frame together')
+        if self.action_space == 'ee_delta':
+            check(all(frames), 'ee_delta needs kinematics: urdf, base_frame and tool_frame')
+            check(len(self.workspace_lower) == 3 and len(self.workspace_upper) == 3,
+                  'ee_delta needs a workspace box: lower and upper (x, y, z)')
+            check(all(lo < hi for lo, hi in zip(self.workspace_lower, self.workspace_upper, strict=True)),
+                  'workspace box needs lower < upper')
+        else:
+            check(not self.workspace_lower and not self.workspace_upper and not self.gripper,
+                  'workspace and gripper belong to the ee_delta action space')
+        if self.urdf:
+            from rlt_core.control.kinematics import KinematicsError
+            try:
+                self.kinematics()
+            except KinematicsError as err:
+                check(False, f'{self.urdf_path}: {err}')
 
     # --- derived ---
 
     @property
     def action_dim(self) -> int:
+        if self.action_space == 'ee_delta':
+            return EE_DIM + int(self.gripper)
         return len(self.joint_names)
+
+    @property
+    def urdf_path(self) -> Path | None:
+        """The robot description's file (None without one)."""
+        if not self.urdf:
+            return None
+        path = Path(self.urdf)
+        return path if path.is_absolute() else bringup_dir() / 'description' / path
+
+    def kinematics(self, **kwargs):
+        """A new `ArmKinematics` of this robot: its URDF, joints in action order, base and tool frames, joint
+        limits and workspace box; `kwargs` set the IK's damping and tolerances. Raises KinematicsError."""
+        from rlt_core.control.kinematics import ArmKinematics
+        if not self.urdf:
+            raise ProfileError(f'robot profile {self.name!r} has no robot description (urdf)')
+        workspace = (self.workspace_lower, self.workspace_upper) if self.workspace_lower else None
+        return ArmKinematics.from_file(self.urdf_path, self.joint_names, self.base_frame, self.tool_frame,
+                                       lower=self.joint_lower, upper=self.joint_upper, workspace=workspace, **kwargs)
+
+    @property
+    def joint_velocity_limits(self) -> tuple[float, ...]:
+        """Each joint's largest speed, from the URDF (robot units per second); () without a URDF."""
+        return tuple(self.kinematics().velocity_limit.tolist()) if self.urdf else ()
 
     @property
     def dt(self) -> float:
@@ -117,7 +183,11 @@ class RobotProfile:
     @property
     def hash(self) -> str:
         """SHA-256 (16 hex digits) of the facts, independent of file layout, comments and description."""
-        facts = {k: v for k, v in asdict(self).items() if k != 'description'}
+        defaults = {f.name: f.default for f in fields(self) if f.name in KINEMATICS_FIELDS}
+        facts = {k: v for k, v in asdict(self).items()
+                 if k != 'description' and not (k in defaults and v == defaults[k])}
+        if self.urdf:
+            facts['urdf_sha256'] = hashlib.sha256(self.urdf_path.read_bytes()).hexdigest()
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
     def actor_config(self, state_dim: int, **kwargs):
@@ -151,14 +221,19 @@ class RobotProfile:
     @classmethod
     def from_dict(cls, data: dict, source: str = '<dict>') -> 'RobotProfile':
         known = {'name', 'description', 'joints', 'controller_name', 'control_hz', 'action', 'cameras', 'chunks',
-                 'episode'}
+                 'episode', 'kinematics'}
         if not isinstance(data, dict):
             raise ProfileError(f'{source}: a robot profile is a mapping')
         unknown = set(data) - known
         if unknown:
             raise ProfileError(f'{source}: unknown keys {sorted(unknown)} (known: {sorted(known)})')
+        for key, keys in (('action', _ACTION_KEYS), ('kinematics', _KINEMATICS_KEYS)):
+            if isinstance(data.get(key), dict) and set(data[key]) - keys:
+                raise ProfileError(f'{source}: unknown keys {sorted(set(data[key]) - keys)} in {key} '
+                                   f'(known: {sorted(keys)})')
         try:
             joints, action, chunks = data['joints'], data['action'], data['chunks']
+            kinematics, workspace = data.get('kinematics') or {}, action.get('workspace') or {}
             cameras = tuple(Camera(name=str(c['name']), encoding=str(c.get('encoding', 'rgb8')),
                                    width=int(c['width']), height=int(c['height'])) for c in data['cameras'])
             return cls(
@@ -170,7 +245,12 @@ class RobotProfile:
                 action_space=str(action['space']), max_delta=tuple(float(v) for v in action['max_delta']),
                 critical_max_delta=tuple(float(v) for v in action['critical_max_delta']), cameras=cameras,
                 vla_chunk_len=int(chunks['vla_chunk_len']), actor_chunk_len=int(chunks['actor_chunk_len']),
-                stride=int(chunks['stride']), max_steps=int(data['episode']['max_steps']))
+                stride=int(chunks['stride']), max_steps=int(data['episode']['max_steps']),
+                urdf=str(kinematics.get('urdf', '')), base_frame=str(kinematics.get('base_frame', '')),
+                tool_frame=str(kinematics.get('tool_frame', '')),
+                workspace_lower=tuple(float(v) for v in workspace.get('lower', ())),
+                workspace_upper=tuple(float(v) for v in workspace.get('upper', ())),
+                gripper=_boolean(action.get('gripper', False)))
         except ProfileError as err:
             raise ProfileError(f'{source}: {err}') from None
         except (KeyError, TypeError, ValueError) as err:
@@ -178,7 +258,7 @@ class RobotProfile:
 
     def to_dict(self) -> dict:
         """The profile as its YAML file states it (`from_dict`'s inverse)."""
-        return {'name': self.name, 'description': self.description,
+        data = {'name': self.name, 'description': self.description,
                 'joints': {'names': list(self.joint_names), 'lower': list(self.joint_lower),
                            'upper': list(self.joint_upper)},
                 'controller_name': self.controller_name, 'control_hz': self.control_hz,
@@ -188,6 +268,12 @@ class RobotProfile:
                 'chunks': {'vla_chunk_len': self.vla_chunk_len, 'actor_chunk_len': self.actor_chunk_len,
                            'stride': self.stride},
                 'episode': {'max_steps': self.max_steps}}
+        if self.action_space == 'ee_delta':
+            data['action'].update(gripper=self.gripper, workspace={'lower': list(self.workspace_lower),
+                                                                   'upper': list(self.workspace_upper)})
+        if self.urdf:
+            data['kinematics'] = {'urdf': self.urdf, 'base_frame': self.base_frame, 'tool_frame': self.tool_frame}
+        return data
 
     def save(self, path: str | Path) -> Path:
         """Write the profile as YAML (e.g. a variant made with `dataclasses.replace`, for a test or a run)."""
@@ -208,6 +294,19 @@ class RobotProfile:
         except yaml.YAMLError as err:
             raise ProfileError(f'{path}: not valid YAML: {err}') from None
         return cls.from_dict(data, str(path))
+
+
+KINEMATICS_FIELDS = ('urdf', 'base_frame', 'tool_frame', 'workspace_lower', 'workspace_upper', 'gripper')
+"""The robot description and end-effector fields: left out of the hash while at their defaults, so a profile
+without them (the gantry's) keeps the hash it had before they existed."""
+_ACTION_KEYS = {'space', 'max_delta', 'critical_max_delta', 'gripper', 'workspace'}
+_KINEMATICS_KEYS = {'urdf', 'base_frame', 'tool_frame'}
+
+
+def _boolean(value) -> bool:
+    if not isinstance(value, bool):
+        raise ProfileError(f'gripper must be true or false, got {value!r}')
+    return value
 
 
 def profiles_dir() -> Path:
