@@ -134,6 +134,12 @@ class RLTTrainConfig:
     """Fraction of every batch drawn from the demonstrations (with --demo-replay)."""
     pretrain_updates: int = 0
     """Learner updates on the demonstrations alone before the first online episode (with --demo-replay)."""
+    critic_gate: bool = False
+    """Critic-gated hand-over: after warmup the actor's chunk executes only where the critic values its mean above
+    the VLA's reference by `gate_margin` (min of the twin Q's); elsewhere the reference does (with the same
+    exploration noise in training). Counted per episode (gate_actor, gate_reference)."""
+    gate_margin: float = 0.0
+    """The advantage in Q the actor's chunk needs over the reference under --critic-gate."""
     oracle_noise_mm: float = 0.3
     """Diagnostic oracle_offset only: std of the Gaussian noise on the true offset, mm."""
 
@@ -146,6 +152,8 @@ class RLTTrainConfig:
             raise ValueError('demo_fraction must be in [0, 0.75] and pretrain_updates >= 0')
         if self.pretrain_updates and not self.demo_replay:
             raise ValueError('pretrain_updates needs demo_replay')
+        if self.critic_gate and self.ablation in ('image_encoder', 'noise_only'):
+            raise ValueError(f'the critic gate reads replay states of the token; not with {self.ablation}')
 
 
 def apply_ablation(cfg: RLTTrainConfig) -> RLTTrainConfig:
@@ -206,7 +214,7 @@ def run_episode(env, inputs, learner, cfg, profile, seed, train, warmup, replay=
     obs, info = env.reset(seed=seed)
     if human is not None:
         human.reset(info)
-    stats = {'seed': seed, 'updates': 0, 'lateral_mm': 0.0}
+    stats = {'seed': seed, 'updates': 0, 'lateral_mm': 0.0, 'gate_actor': 0, 'gate_reference': 0}
     n, terminated, truncated = 0, False, False
     while True:
         n += 1
@@ -224,6 +232,8 @@ def run_episode(env, inputs, learner, cfg, profile, seed, train, warmup, replay=
                     engine.add_actor_chunk(n, ref[:engine.C] + (noise * scale if train else 0.0), now)
                 elif learner is not None:
                     chunk = learner.select_chunk(x, ref[:engine.C], explore=train, generator=generator).numpy()
+                    if cfg.critic_gate and not warmup:
+                        chunk = gated_chunk(learner, x, ref[:engine.C], chunk, cfg.gate_margin, stats)
                     engine.add_actor_chunk(n, chunk, now)
             engine.add_inputs(n, x, ref, now)
         for transition in engine.take()[1]:
@@ -246,6 +256,18 @@ def run_episode(env, inputs, learner, cfg, profile, seed, train, warmup, replay=
     return stats
 
 
+def gated_chunk(learner, x, ref, chunk, margin: float, stats: dict) -> np.ndarray:
+    """The actor's `chunk` if the critic values the actor's mean chunk above the reference `ref` by `margin`, else
+    the reference moved by the exploration noise `chunk` carries (none at evaluation)."""
+    mean = learner.select_chunk(x, ref).numpy()
+    q_actor, q_ref = learner.chunk_values(x, np.stack([mean, ref])).tolist()
+    if q_actor > q_ref + margin:
+        stats['gate_actor'] += 1
+        return chunk
+    stats['gate_reference'] += 1
+    return ref + (chunk - mean)
+
+
 def evaluate(env, inputs, learner, cfg, profile, episodes) -> dict:
     """Noise-free episodes on the held-out seeds: success rate, mean (critical-phase) steps, and the mean
     horizontal move commanded per critical-phase step in mm (a policy that shakes the peg against the rim at the
@@ -253,10 +275,25 @@ def evaluate(env, inputs, learner, cfg, profile, episodes) -> dict:
     results = [run_episode(env, inputs, learner, cfg, profile, EVAL_SEED + i, train=False, warmup=False)
                for i in range(episodes)]
     return {'success_rate': float(np.mean([r['success'] for r in results])),
+            'gate_actor_fraction': gate_fraction(results),
             'mean_critical_steps': float(np.mean([r['critical_steps'] for r in results])),
             'mean_steps': float(np.mean([r['steps'] for r in results])),
             'lateral_mm_per_step': float(sum(r['lateral_mm'] for r in results)
                                          / max(1, sum(r['critical_steps'] for r in results)))}
+
+
+def gate_fraction(episodes: list[dict]) -> float | None:
+    """The fraction of critic-gated decisions that chose the actor (None without the gate)."""
+    actor, reference = (sum(e.get(k, 0) for e in episodes) for k in ('gate_actor', 'gate_reference'))
+    return actor / (actor + reference) if actor + reference else None
+
+
+def lowest_rolling_success(episodes: list[dict], after: int, window: int = 20) -> float | None:
+    """The lowest training success rate over `window` consecutive episodes from episode `after` on."""
+    success = np.array([e['success'] for e in episodes[after:]], float)
+    if len(success) < window:
+        return None
+    return float(np.convolve(success, np.ones(window) / window, mode='valid').min())
 
 
 def plot_curve(history, base, path, title):
@@ -411,6 +448,8 @@ def train(cfg: RLTTrainConfig) -> dict:
         'train_success_rate': successes / max(1, len(state['episodes'])),
         'successes_per_sim_minute': successes / max(1e-9, env_steps / profile.control_hz / 60),
         'episodes_to_90': next((h['episode'] for h in state['history'] if h['success_rate'] >= 0.9), None),
+        'lowest_rolling20_after_warmup': lowest_rolling_success(state['episodes'], cfg.warmup_episodes),
+        'gate_actor_fraction_in_training': gate_fraction(state['episodes'][cfg.warmup_episodes:]),
         'wall_minutes_this_run': (time.time() - start) / 60,
         'training_wall_minutes': sum(e.get('wall_s', 0.0) for e in state['episodes']) / 60,
         'learner_updates': learner.num_updates if learner else 0,
@@ -420,7 +459,8 @@ def train(cfg: RLTTrainConfig) -> dict:
     plot_curve(state['history'], base, out / 'learning_curve.png', f'RLT ({cfg.ablation}, seed {cfg.seed})')
     writer.close()
     print(json.dumps({k: summary[k] for k in ('base_vla', 'final_eval', 'episodes_to_90',
-                                              'successes_per_sim_minute', 'interventions')}, indent=1))
+                                              'lowest_rolling20_after_warmup', 'successes_per_sim_minute',
+                                              'interventions')}, indent=1))
     return summary
 
 

@@ -18,6 +18,7 @@ from rlt_core.control.profile import Camera, RobotProfile
 from rlt_core.models.rl_token import RLTokenModel
 from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.rl.replay import SOURCE_DEMO, record_dtype
+from rlt_core.rl.td3 import RLTLearner
 from rlt_core.runtime import default_models_dir
 from rlt_sim.dataset import PRIVILEGED_KEYS
 from rlt_sim.record import RecordConfig, record
@@ -149,6 +150,29 @@ def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path):
     assert summary['online_episodes'] == 4 and [h['episode'] for h in summary['history']] == [2, 4]
     assert (tmp_path / 'learning_curve.png').stat().st_size > 1000
     assert (tmp_path / 'replay' / 'transitions.bin').exists()
+
+
+def test_the_critic_gate_hands_each_chunk_to_the_side_the_critic_values_more(tmp_path):
+    profile = RobotProfile.load()
+    learner = RLTLearner(profile.actor_config(8, hidden=(16, 16)), seed=0)
+    x, ref = np.linspace(-1, 1, 8, dtype=np.float32), np.full((profile.actor_chunk_len, 3), 0.0005, np.float32)
+    noisy = learner.select_chunk(x, ref, explore=True, generator=torch.Generator().manual_seed(0)).numpy()
+    mean = learner.select_chunk(x, ref).numpy()
+    q = learner.qf(torch.from_numpy(x).expand(2, -1), learner.actor.normalize(torch.from_numpy(np.stack([mean, ref]))))
+    np.testing.assert_allclose(learner.chunk_values(x, np.stack([mean, ref])), q.min(0).values.detach(), rtol=1e-6)
+    stats = {'gate_actor': 0, 'gate_reference': 0}
+    np.testing.assert_array_equal(train_rlt.gated_chunk(learner, x, ref, noisy, -np.inf, stats), noisy)
+    np.testing.assert_allclose(train_rlt.gated_chunk(learner, x, ref, noisy, np.inf, stats), ref + noisy - mean,
+                               atol=1e-9)
+    assert stats == {'gate_actor': 1, 'gate_reference': 1}
+    # In the loop: every decision after warmup is gated and counted.
+    train_rlt.main(['--output', str(tmp_path), '--critic-gate', '--episodes', '2', '--warmup-episodes', '1',
+                              '--eval-every', '2', '--eval-episodes', '1', '--final-eval-episodes', '0',
+                              '--robot-profile', short_episodes(tmp_path, 60), '--batch-size', '4',
+                              '--hidden', '16', '16'])
+    summary = json.loads((tmp_path / 'summary.json').read_text())
+    assert summary['gate_actor_fraction_in_training'] is not None
+    assert summary['history'][-1]['gate_actor_fraction'] is not None
 
 
 def test_image_encoder_ablation_learns_from_stored_frames_and_resumes(tmp_path):

@@ -276,6 +276,14 @@ class RLTLearner:
             x = torch.cat([features, x[:-1]])
         return self.actor.select_chunk(x, ref_chunk, explore=explore, generator=generator)
 
+    @torch.no_grad()
+    def chunk_values(self, x, chunks) -> torch.Tensor:
+        """min(Q_1, Q_2)(x, a) of each robot-unit chunk (N, C, A) at one replay state x: the pessimistic value a
+        critic-gated hand-over compares (not with the image encoder's states)."""
+        chunks = torch.as_tensor(chunks, dtype=torch.float32).to(self.device)
+        x = torch.as_tensor(x, dtype=torch.float32).to(self.device).expand(len(chunks), -1)
+        return self.qf(x, self.actor.normalize(chunks)).min(0).values.cpu()
+
     # The random draws of an update, made on the CPU from the learner's generator (so that compiling
     # changes no result), then the losses and the update as functions of tensors.
 
