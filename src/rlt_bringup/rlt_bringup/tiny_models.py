@@ -22,9 +22,9 @@ def make_tiny_models(directory, robot_profile: str = '') -> tuple[str, str]:
     spread = [(hi - lo) / 4 for lo, hi in zip(profile.joint_lower, profile.joint_upper, strict=True)]
     n = profile.action_dim
     config = SmallVLAConfig(camera_names=profile.camera_names, image_size=profile.cameras[0].width,
-                            proprio_dim=2 * n, action_dim=n, chunk_len=profile.vla_chunk_len,
+                            proprio_dim=profile.proprio_dim, action_dim=n, chunk_len=profile.vla_chunk_len,
                             stem_channels=(8, 16, 32, 64), d_model=32, n_layers=1, n_heads=4,
-                            proprio_mean=(*middle, *[0.0] * n), proprio_std=(*spread, *[0.1] * n),
+                            proprio_mean=(*middle, *[0.0] * len(middle)), proprio_std=(*spread, *[0.1] * len(spread)),
                             action_mean=(0.0,) * n, action_std=tuple(d / 2.5 for d in profile.max_delta))
     vla = SmallVLA(config)
     vla.save(directory / 'vla')

@@ -293,3 +293,12 @@ def test_end_effector_fields_belong_to_ee_delta(tmp_path, data, arm_data):
     arm = RobotProfile.load(write(tmp_path, joints))
     assert arm.action_dim == 6 and arm.joint_velocity_limits == pytest.approx((3.1415927,) * 6)
     assert RobotProfile.load(arm.save(tmp_path / 'joints.yaml')) == arm
+
+
+def test_action_names_and_proprio_follow_the_action_space():
+    gantry, arm = RobotProfile.load(), RobotProfile.load('ur5e_cell')
+    assert gantry.action_names == gantry.joint_names and gantry.proprio_dim == 6
+    assert arm.action_names == ('x', 'y', 'z', 'rx', 'ry', 'rz') and arm.proprio_dim == 2 * len(arm.joint_names)
+    from rlt_core.data.lerobot import profile_features
+    features = profile_features(arm)
+    assert features['action']['names'][:2] == ['x.delta', 'y.delta'] and features['observation.state']['shape'] == [12]

@@ -168,7 +168,7 @@ def test_profile_check_names_both_sides(small_folder):
         check_backbone(vla, other, f'small:{small_folder}')
     text = str(err.value)
     assert f'SmallVLA (small:{small_folder})' in text and "robot profile 'other_arm'" in text
-    for problem in ('chunks of 10 actions < vla_chunk_len H=20', 'action_dim 3 != 4 joints',
+    for problem in ('chunks of 10 actions < vla_chunk_len H=20', 'action_dim 3 != 4 (joint_delta)',
                     'proprio_dim 6 != 2 x 4 joints', "cameras ['wrist_left', 'wrist_right'] not among the "
                     "profile's ['scene']", 'images of 96x96 px, the profile has scene 64x64'):
         assert problem in text

@@ -45,7 +45,7 @@ class ActorNode(Node):
         self.generator = self.torch.Generator().manual_seed(seed)
         vla_path = vla_path or str(default_models_dir() / 'vla')
         self.join = RLInputJoin(ProprioNormalization.from_vla_checkpoint(
-            vla_path, proprio_dim=2 * self.profile.action_dim), keep=50)
+            vla_path, proprio_dim=self.profile.proprio_dim), keep=50)
         self.phase = CriticalPhase()
         self.actor, self.version, self.token_dim = None, 0, None
         self.rejections = Rejections(self)

@@ -96,7 +96,7 @@ class ArbiterNode(Node):
                                  desc('Joy button releasing the emergency stop (Start)')).value)
         self.edges = ButtonEdges(self.mapping)
         self.join = None if vla_path == 'none' else RLInputJoin(ProprioNormalization.from_vla_checkpoint(
-            vla_path or default_models_dir() / 'vla', proprio_dim=2 * profile.action_dim))
+            vla_path or default_models_dir() / 'vla', proprio_dim=profile.proprio_dim))
         self.engine = EpisodeEngine(profile, warmup_episodes=warmup, max_target_lead=lead, actor_wait_s=actor_wait,
                                     human_timeout_s=human_timeout)
         self.human_held = False
@@ -414,7 +414,7 @@ class ArbiterNode(Node):
         header.stamp.sec, header.stamp.nanosec = divmod(cmd.stamp_ns, 1_000_000_000)
         self.executed_pub.publish(chunk_to_msg(cmd.executed, cmd.source, header=header, episode_id=cmd.episode_id,
                                                chunk_index=cmd.chunk_index, step_index=cmd.step_index,
-                                               action_names=self.joint_names))
+                                               action_names=self.profile.action_names))
         phase = 'critical' if cmd.critical else 'approach'
         text = f'{phase} | {SOURCE_NAMES[cmd.source]}' + (f' | Q {self.q:.2f}' if self.q is not None else '')
         self.marker_pub.publish(chunk_markers(cmd.start, cmd.points, cmd.reference, cmd.source, text,

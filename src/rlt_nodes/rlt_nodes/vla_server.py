@@ -47,7 +47,7 @@ class VLAServerNode(Node):
         if self.token.config.embed_dim != self.vla.token_dim:
             raise ValueError(f'RL token {token_path} reads {self.token.config.embed_dim}-d embeddings; '
                              f'the VLA {spec} gives {self.vla.token_dim}-d ones')
-        self.action_names = list(self.profile.joint_names)  # joint_delta: one action dimension per joint
+        self.action_names = list(self.profile.action_names)
         self.rejections = Rejections(self)
         self.chunk_pub = self.create_publisher(ActionChunk, 'rlt/reference_chunk', CHUNK_QOS)
         self.token_pub = self.create_publisher(RLToken, 'rlt/rl_token', CHUNK_QOS)

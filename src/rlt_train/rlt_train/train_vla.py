@@ -181,7 +181,7 @@ def train(cfg: VLATrainConfig) -> dict:
             raise ValueError(f'the closed-loop evaluation runs in the simulated cell, which cannot be built for '
                              f'{profile.name!r} ({e}); --eval-episodes 0 trains without it') from None
     demos = load_demos(cfg.demos)
-    check_features(demos, {c.name: (c.height, c.width) for c in profile.cameras}, 2 * profile.action_dim,
+    check_features(demos, {c.name: (c.height, c.width) for c in profile.cameras}, profile.proprio_dim,
                    profile.action_dim, f'the robot profile {profile.name!r}')
     cameras = profile.camera_names
     train_eps, val_eps, held_out = split_episodes(demos.num_episodes, cfg.val_episodes, cfg.seed)

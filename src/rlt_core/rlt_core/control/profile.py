@@ -142,6 +142,18 @@ class RobotProfile:
         return len(self.joint_names)
 
     @property
+    def action_names(self) -> tuple[str, ...]:
+        """Each action dimension's name: the joint's (joint_delta); x, y, z, rx, ry, rz, then gripper (ee_delta)."""
+        if self.action_space == 'ee_delta':
+            return ('x', 'y', 'z', 'rx', 'ry', 'rz', 'gripper')[:self.action_dim]
+        return self.joint_names
+
+    @property
+    def proprio_dim(self) -> int:
+        """The joint state the policies read: every joint's position, then its velocity."""
+        return 2 * len(self.joint_names)
+
+    @property
     def urdf_path(self) -> Path | None:
         """The robot description's file (None without one)."""
         if not self.urdf:

@@ -66,7 +66,7 @@ def recorder_features(profile: RobotProfile) -> dict:
         "reference_chunk": {
             "dtype": "float32",
             "shape": [profile.vla_chunk_len * profile.action_dim],
-            "names": [f"{t}.{j}" for t in range(profile.vla_chunk_len) for j in profile.joint_names],
+            "names": [f"{t}.{a}" for t in range(profile.vla_chunk_len) for a in profile.action_names],
         },
         "has_reference_chunk": {"dtype": "bool", **scalar},
     }

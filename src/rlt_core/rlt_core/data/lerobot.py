@@ -69,14 +69,16 @@ def image_key(camera: str) -> str:
     return f"observation.images.{camera}"
 
 
-def dataset_features(joint_names, cameras, extra: dict | None = None) -> dict:
+def dataset_features(joint_names, cameras, extra: dict | None = None, action_names=None) -> dict:
     """The ``features`` of ``meta/info.json``, in column order: dtype, shape and names.
 
-    `joint_names` give the state (positions then velocities) and the action (one delta per joint);
+    `joint_names` give the state (positions then velocities), `action_names` the action's dimensions (a delta
+    each; default: one per joint);
     `cameras` (`Camera`s: name, width, height) an RGB image column each; `extra` features follow
     ``critical_phase``, before the index columns.
     """
     scalar = {"shape": [1], "names": None}
+    action_names = joint_names if action_names is None else action_names
     features = {
         image_key(c.name): {"dtype": "image", "shape": [c.height, c.width, 3], "names": ["height", "width", "channels"]}
         for c in cameras
@@ -88,7 +90,7 @@ def dataset_features(joint_names, cameras, extra: dict | None = None) -> dict:
                 "shape": [2 * len(joint_names)],
                 "names": [f"{j}.pos" for j in joint_names] + [f"{j}.vel" for j in joint_names],
             },
-            "action": {"dtype": "float32", "shape": [len(joint_names)], "names": [f"{j}.delta" for j in joint_names]},
+            "action": {"dtype": "float32", "shape": [len(action_names)], "names": [f"{a}.delta" for a in action_names]},
             "next.reward": {"dtype": "float32", **scalar},
             "next.done": {"dtype": "bool", **scalar},
             "next.success": {"dtype": "bool", **scalar},
@@ -106,7 +108,7 @@ def dataset_features(joint_names, cameras, extra: dict | None = None) -> dict:
 
 def profile_features(profile: RobotProfile, extra: dict | None = None) -> dict:
     """`dataset_features` of a robot profile's joints and cameras (every camera stored as RGB)."""
-    return dataset_features(profile.joint_names, profile.cameras, extra)
+    return dataset_features(profile.joint_names, profile.cameras, extra, profile.action_names)
 
 
 def _arrow_type(feature: dict) -> pa.DataType:

@@ -126,15 +126,15 @@ def proprio_stats(spec: 'str | Path | BackboneSpec') -> tuple[list[float], list[
 
 def check_backbone(backbone, profile: RobotProfile, spec='') -> None:
     """Raise ProfileError, naming both sides, unless `backbone` can drive the robot of `profile`: chunks of
-    at least H = vla_chunk_len actions of one dimension per joint, proprio of 2 x joints (positions, then
+    at least H = vla_chunk_len actions of the profile's action dimension, proprio of 2 x joints (positions, then
     velocities), cameras the profile has, and (where the backbone needs one) the profile's image size."""
     problems = []
     if backbone.chunk_len < profile.vla_chunk_len:
         problems.append(f'chunks of {backbone.chunk_len} actions < vla_chunk_len H={profile.vla_chunk_len}')
     if backbone.action_dim != profile.action_dim:
-        problems.append(f'action_dim {backbone.action_dim} != {profile.action_dim} joints')
-    if backbone.proprio_dim != 2 * profile.action_dim:
-        problems.append(f'proprio_dim {backbone.proprio_dim} != 2 x {profile.action_dim} joints')
+        problems.append(f'action_dim {backbone.action_dim} != {profile.action_dim} ({profile.action_space})')
+    if backbone.proprio_dim != profile.proprio_dim:
+        problems.append(f'proprio_dim {backbone.proprio_dim} != 2 x {len(profile.joint_names)} joints')
     missing = [c for c in backbone.camera_names if c not in profile.camera_names]
     if missing:
         problems.append(f'cameras {missing} not among the profile\'s {list(profile.camera_names)}')
