@@ -382,7 +382,3 @@ def test_a_chunk_decided_on_an_older_observation_starts_at_the_newest_one():
     (command,), _, _ = arb.take()
     assert (command.stamp_ns, command.step_index) == (1000, 2)  # its row 0 is the action after o_2
 
-
-def test_an_end_effector_profile_is_refused_until_the_engine_drives_it():
-    with pytest.raises(ValueError, match="joint_delta actions, not 'ee_delta'"):
-        EpisodeEngine(RobotProfile.load('ur5e_cell'))

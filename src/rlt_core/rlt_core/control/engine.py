@@ -8,9 +8,17 @@ The robot steps on its own clock and reports every control step as an observatio
 moment). The frozen VLA's reference chunk and the RL state x for an observation arrive later (`add_inputs`),
 the actor's refined chunk later still (`add_actor_chunk`); in process they arrive at once. At each chunk
 boundary the engine picks the chunk to execute with `rlt_core.control.arbitration.arbitrate` (human > warmup
-VLA > actor > VLA) from the newest inputs and turns it into absolute joint positions, one point per control
-step, from the current command target: each point moves by at most the per-step limits of the robot profile
-(in a chunk decided in the critical phase, its own limits) and stays within the joint limits. When the
+VLA > actor > VLA) from the newest inputs, limited per step by the robot profile's limits (in a chunk decided in
+the critical phase, its own limits), and turns it into absolute joint positions, one point per control step,
+from the current command target. In a joint_delta profile an action is a move of the joints: each point moves
+by it and stays within the joint limits. In an ee_delta profile an action is a move of the tool (position and
+rotation vector in the base frame, `rlt_core.control.profile.ACTION_SPACES`): the profile's kinematics
+(`ArmKinematics.solve_chunk`, differential IK from the command target) gives the points, each within the joint
+limits and one step of the joints' velocity limits (`joint_step_limits`); a chunk it refuses (outside the
+workspace box, past a joint limit, a jump, near a singularity, out of reach) is not sent: the robot holds and
+the next chunk is decided on the next observation, as for any refused command. A gripper dimension is an
+action dimension (executed, recorded, learned) that moves no joint here. Joint positions are what the robot
+reports (`observe`), what a hold and an emergency stop send, and what the joint limits bound. When the
 critical phase begins in the middle of a VLA chunk, the rest of it is dropped and the next chunk is decided on
 that observation (the actor's hand-over). The operator's input (a held dead-man button) interrupts the current
 chunk at once and is re-issued at every step while held; on release the next chunk is decided on the newest
@@ -40,7 +48,8 @@ import numpy as np
 from rlt_core.control.arbitration import arbitrate
 from rlt_core.control.phase import CriticalPhase, PhaseConfig
 from rlt_core.control.profile import RobotProfile
-from rlt_core.control.safety import InvalidChunkError, validate_chunk
+from rlt_core.control.safety import ActionLimits, InvalidChunkError, validate_chunk
+from rlt_core.control.teleop import human_action
 from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ChunkTransition
 from rlt_core.rl.transitions import TransitionBuilder
 
@@ -56,9 +65,9 @@ class Command:
     points: np.ndarray
     """(C, J) absolute joint positions, one per control step."""
     executed: np.ndarray
-    """(C, A) the chosen chunk within the per-step action limits: the action the transitions record.
-    Where a joint limit stops a move, the points stop there but the action stays as chosen, as a
-    simulator's action does when its joint stops: the learner sees the policy's own output."""
+    """(C, A) the chosen chunk within the per-step action limits, in the profile's action space: the action the
+    transitions record. Where a joint limit stops a joint_delta move, the points stop there but the action stays
+    as chosen, as a simulator's action does when its joint stops: the learner sees the policy's own output."""
     reference: np.ndarray | None
     """(C, A) the VLA's reference chunk the decision saw (None for a human chunk without one)."""
     source: int
@@ -120,10 +129,20 @@ class EpisodeStats:
                 'unrecorded_transitions': self.unrecorded_transitions}
 
 
+def joint_step_limits(profile: RobotProfile) -> ActionLimits:
+    """The largest move of each joint between two trajectory points: joint_delta, the profile's per-step action
+    limits (an action is a joint move); ee_delta, one control step at the URDF's velocity limits (velocity x dt),
+    the bound the differential IK keeps to."""
+    if profile.action_space == 'joint_delta':
+        return profile.limits
+    return ActionLimits.symmetric(np.asarray(profile.joint_velocity_limits) * profile.dt)
+
+
 def command_violation(start, points, measured, low, high, limits, max_lead, tol: float = 1e-9) -> str | None:
     """Why joint-position points must not reach the controller, or None: each is finite, inside [low, high],
-    within the per-step limit of the one before (the first of `start`, the point the robot was last sent to),
-    `start` within `max_lead` (per joint) of the measured position, and that inside the box by `max_lead`."""
+    within the per-step limit `limits` (per joint, `joint_step_limits`) of the one before (the first of `start`,
+    the point the robot was last sent to), `start` within `max_lead` (per joint) of the measured position, and
+    that inside the box by `max_lead`."""
     if not (np.all(np.isfinite(points)) and np.all(np.isfinite(start))):
         return 'non-finite command'
     if measured is None:
@@ -185,13 +204,14 @@ class EpisodeEngine:
                  actor_wait_s: float = 0.05, actor_alive_s: float = 2.0, human_timeout_s: float = 0.25,
                  final_wait_s: float = 1.0, phase_config: PhaseConfig | None = None, history: int = 400,
                  record: bool = True):
-        if profile.action_space != 'joint_delta':
-            raise ValueError(f'the engine executes joint_delta actions, not {profile.action_space!r}')
         self.profile = profile
+        self.kinematics = profile.kinematics() if profile.action_space == 'ee_delta' else None
+        """ee_delta: turns a chunk of tool moves into joint points; None for joint_delta (an action moves joints)."""
         self.C = profile.actor_chunk_len
         self.limits, self.critical_limits = profile.limits, profile.critical_limits
         self.low = np.asarray(profile.joint_lower, np.float64)
         self.high = np.asarray(profile.joint_upper, np.float64)
+        self.joint_step_limits = joint_step_limits(profile)
         self.warmup_episodes, self.max_target_lead = warmup_episodes, max_target_lead
         self.actor_wait_s, self.actor_alive_s = actor_wait_s, actor_alive_s
         self.human_timeout_s, self.final_wait_s = human_timeout_s, final_wait_s
@@ -345,8 +365,9 @@ class EpisodeEngine:
     # --- the robot clock ---
 
     def observe(self, stamp_ns: int, position, now: float, critical: bool | None = None, human=KEEP):
-        """Observation o_{n+1}: the robot's joint positions at `stamp_ns`. With it, where the caller has them at that
-        moment: the task's critical-phase signal, and the operator's input (an action while driving, None when not)."""
+        """Observation o_{n+1}: the robot's joint positions at `stamp_ns` (the profile's joints, in its order, whatever
+        the action space). With it, where the caller has them at that moment: the task's critical-phase signal, and
+        the operator's input (an action or a joystick's move, `human_action`, while driving; None when not)."""
         ep = self.episode
         position = np.asarray(position, np.float64)
         if position.shape != self.low.shape or not np.all(np.isfinite(position)):
@@ -382,7 +403,7 @@ class EpisodeEngine:
         if human is None:
             ep.human_time = -np.inf  # released: the branch below hands back
         elif human is not KEEP:
-            ep.human_action, ep.human_time = np.asarray(human, np.float32), now
+            ep.human_action, ep.human_time = human_action(human, self.profile), now
         step = PendingStep(ep.n, int(stamp_ns), critical=ep.phase.active)
         ep.steps.append(step)
         if ep.end_step is not None:
@@ -435,7 +456,8 @@ class EpisodeEngine:
         self._progress(now)
 
     def set_human(self, action, now: float):
-        """The human's per-step action while the dead-man button is held; None when released."""
+        """The human's per-step action while the dead-man button is held (a joystick's move, `human_action`);
+        None when released."""
         ep = self.episode
         if action is None:
             released = ep.human_action is not None
@@ -447,7 +469,7 @@ class EpisodeEngine:
             return
         if self.stop_reason is not None:
             return  # the emergency stop wins
-        ep.human_action = np.asarray(action, np.float32)
+        ep.human_action = human_action(action, self.profile)
         ep.human_time = now
         if self.active and ep.final is None and ep.end_step is None and ep.target is not None:
             self._issue_human(now)  # a takeover interrupts the current chunk at once
@@ -549,12 +571,9 @@ class EpisodeEngine:
         start = np.clip(ep.target, ep.position - lead, ep.position + lead)
         limits = self.critical_limits if critical else self.limits
         executed = np.clip(np.asarray(chunk, np.float64), limits.low, limits.high)
-        points, p = [], start
-        for delta in executed:
-            p = np.clip(p + delta, self.low, self.high)
-            points.append(p)
-        points = np.array(points)
-        unsafe = command_violation(start, points, ep.position, self.low, self.high, limits, lead)
+        points, step_limits, refused = self._joint_points(start, executed, limits)
+        # A robot outside its limits or a start too far from it is named first; then what the kinematics refused.
+        unsafe = command_violation(start, points, ep.position, self.low, self.high, step_limits, lead) or refused
         if unsafe:  # the last check before the controller: hold instead, say why, decide again next step
             ep.chunk, ep.decide_after, ep.wait_start = None, None, None
             ep.stats.refused_commands += 1
@@ -571,6 +590,20 @@ class EpisodeEngine:
         ep.wait_start = None
         ep.stats.chunks_by_source[SOURCE_NAMES[source]] += 1
         self._commands.append(ep.chunk)
+
+    def _joint_points(self, start, executed, limits):
+        """(points (C, J) from `start`, the per-step joint limits they keep to, why the kinematics refused or None).
+        joint_delta: each action moves the joints, stopped at their limits. ee_delta: the differential IK of the
+        tool's moves (a gripper column moves no joint); refused, no points."""
+        if self.kinematics is None:
+            points, p = [], start
+            for delta in executed:
+                p = np.clip(p + delta, self.low, self.high)
+                points.append(p)
+            return np.array(points), limits, None
+        solved = self.kinematics.solve_chunk(start, executed, self.profile.dt)
+        refused = None if solved.ok else f'kinematics refused it ({solved.reason}): {solved.detail}'
+        return solved.points, self.joint_step_limits, refused
 
     # --- transitions ---
 

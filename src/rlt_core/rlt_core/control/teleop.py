@@ -1,8 +1,9 @@
 """Joystick takeover: sensor_msgs/Joy buttons and axes -> the human's per-step action and commands.
 
 The mapping works with the standard `joy` driver: hold the dead-man button and the chosen axes
-move the robot at up to `max_delta` per control step; other buttons (rising edges) label the
-episode or toggle the critical phase. A Joy reading older than `timeout_s` counts as released.
+move the robot at up to `max_delta` per control step (`human_action` makes the move an action of the robot
+profile's space: a move of the joints, or of the tool along the base frame's x, y, z); other buttons
+(rising edges) label the episode or toggle the critical phase. A Joy reading older than `timeout_s` counts as released.
 The emergency-stop button latches a hold of the robot whenever it is down; the reset button (a rising
 edge, with the stop button up) releases it.
 """
@@ -55,6 +56,16 @@ def joy_action(buttons, axes, mapping: JoyMapping):
             value = 0.0
         out[j] = sign * scale * float(np.clip(value, -1.0, 1.0))
     return out
+
+
+def human_action(move, profile) -> np.ndarray:
+    """The joystick's move (one number per mapped axis) as an action of `profile`'s action space. joint_delta: as it
+    is, one axis per joint. ee_delta: a move of the tool's origin along the base frame's x, y, z (the axes in
+    order), no rotation and no gripper change: the missing dimensions are zero, so a Cartesian joystick."""
+    move = np.asarray(move, np.float32)
+    if profile.action_space != 'ee_delta' or move.ndim != 1 or move.size >= profile.action_dim:
+        return move
+    return np.concatenate([move, np.zeros(profile.action_dim - move.size, np.float32)])
 
 
 def estop_pressed(buttons, mapping: JoyMapping) -> bool:
