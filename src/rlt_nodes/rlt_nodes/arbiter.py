@@ -6,9 +6,11 @@ facts (joints, limits, control rate, chunk length, stride, controller) come from
 (`robot_profile`). At each chunk boundary the executed chunk goes to
 `/<controller_name>/joint_trajectory` as absolute joint positions, one point per control step,
 from the current command target, within the profile's per-step limits (its critical-phase limits
-for a chunk decided in the critical phase, whoever drives) and joint limits. Holding the joystick's
-dead-man button (sensor_msgs/Joy on `joy`) interrupts the current chunk at once and drives with the
-chosen axes.
+for a chunk decided in the critical phase, whoever drives) and joint limits; an end-effector profile's
+chunk (tool moves) becomes joint points through its kinematics, or the robot holds where they refuse it.
+Holding the joystick's dead-man button (sensor_msgs/Joy on `joy`) interrupts the current chunk at once and
+drives with the chosen axes (the joints, or the tool along the base frame's x, y, z). The markers draw
+chunks in the base frame (an end-effector profile's as tool paths, through forward kinematics).
 
 Chunk transitions (the profile's stride and C; during an intervention the human's chunk replaces the
 reference) go to rlt/transitions, numbered, and are kept until the learner acknowledges them as stored
@@ -38,6 +40,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+import numpy as np
 from builtin_interfaces.msg import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, Joy
@@ -417,8 +420,13 @@ class ArbiterNode(Node):
                                                action_names=self.profile.action_names))
         phase = 'critical' if cmd.critical else 'approach'
         text = f'{phase} | {SOURCE_NAMES[cmd.source]}' + (f' | Q {self.q:.2f}' if self.q is not None else '')
-        self.marker_pub.publish(chunk_markers(cmd.start, cmd.points, cmd.reference, cmd.source, text,
-                                              traj.header.stamp))
+        start, points, reference, frame = cmd.start, cmd.points, cmd.reference, 'base_link'
+        if self.engine.kinematics is not None:  # ee_delta: draw the tool's path in the base frame, not joint angles
+            path = self.engine.kinematics.tool_positions(np.vstack([cmd.start, cmd.points]))
+            start, points, frame = path[0], path[1:], self.profile.base_frame
+            reference = None if reference is None else reference[:, :3]
+        self.marker_pub.publish(chunk_markers(start, points, reference, cmd.source, text, traj.header.stamp,
+                                              frame=frame))
 
 
 def main(args=None):

@@ -193,6 +193,10 @@ class ArmKinematics:
         pose[:3, :3], pose[:3, 3] = rot, p
         return pose
 
+    def tool_positions(self, configurations) -> np.ndarray:
+        """(N, 3) positions of the tool frame's origin in the base frame at N configurations (N, n_joints)."""
+        return np.array([self.fk(q)[:3, 3] for q in np.atleast_2d(configurations)])
+
     def jacobian(self, q) -> np.ndarray:
         """6 x n: [linear; angular] velocity of the tool frame's origin per joint speed, in base-frame axes."""
         return self._pose_and_jacobian(self._check_q(q), jacobian=True)[2]
