@@ -68,7 +68,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import random
 import re
 import signal
@@ -85,6 +84,7 @@ from rlt_bringup import embedded, graph
 from rlt_core.control.engine import command_violation
 from rlt_core.control.sync import joint_state_in_order
 from rlt_core.rl.actor import Actor, pack_weights
+from rlt_core.runtime import machine
 
 FAULT_NODES = ('ingestion', 'vla_server', 'actor', 'learner', 'arbiter')
 FUZZ_NODE = 'rlt_reliability_fuzz'
@@ -945,12 +945,6 @@ def learner_figures(watcher: Watcher) -> dict:
     return {'learner_weights_regressed': any(regressions.values()), 'regressions': regressions,
             'learner_updates_redone': redone, 'weights_published': len(set(watcher.weights_versions)),
             'last_updates': last.get('updates'), 'last_weights_version': last.get('weights_version')}
-
-
-def machine() -> str:
-    cpu = next((line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().splitlines()
-                if line.startswith('model name')), platform.processor())
-    return f'{os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}'
 
 
 def _interrupt(signum, frame):

@@ -22,7 +22,6 @@ import argparse
 import array
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -36,21 +35,9 @@ from collections import Counter
 from pathlib import Path
 
 from rlt_bringup import embedded, graph
+from rlt_core.runtime import machine
 
 SHM = Path('/dev/shm')
-
-
-def machine() -> str:
-    """CPU model and core count of this machine."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                model = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f'{os.cpu_count()} cores, {model}'
 
 
 def shm_files(pid: int) -> set[str]:

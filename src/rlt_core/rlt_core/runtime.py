@@ -1,6 +1,7 @@
 """What every process shares: where rlt_bringup's profiles and default models live, torch threads and seeds."""
 
 import os
+import platform
 import random
 from pathlib import Path
 
@@ -47,3 +48,14 @@ def synchronize(device) -> None:
     device = torch.device(device)
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
+
+
+def machine() -> str:
+    """This machine, as a benchmark names it beside its figures: cores, CPU model, OS."""
+    model = platform.processor() or platform.machine()
+    try:
+        model = next((line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().splitlines()
+                      if line.startswith('model name')), model)
+    except OSError:
+        pass
+    return f'{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}'

@@ -7,7 +7,6 @@ import pytest
 from rlt_core.control.kinematics import REASONS, ArmKinematics, KinematicsError
 from rlt_core.control.profile import RobotProfile
 
-pytest.importorskip('pinocchio')
 PROFILE = RobotProfile.load('ur5e_cell')
 DT = PROFILE.dt
 HOME = np.array([0.0, -1.57, 1.57, -1.57, -1.57, 0.0])
@@ -57,7 +56,7 @@ def test_the_profile_names_the_description_joints_and_frames(arm):
 
 
 def test_forward_kinematics_agrees_with_mujoco_and_the_dh_parameters(arm, urdf):
-    mujoco = pytest.importorskip('mujoco')
+    import mujoco
     model = mujoco.MjModel.from_xml_string(urdf)
     data = mujoco.MjData(model)
     tool, base = model.body('tool0').id, model.body('base_link').id

@@ -95,7 +95,6 @@ def test_whitening_gives_a_small_direction_unit_scale(tmp_path):
 
 
 def test_token_trains_on_tiny_pi0_embeddings():
-    pytest.importorskip('transformers')
     from rlt_core.models.vla.pi0 import Pi0Backbone
 
     vla = Pi0Backbone.tiny(camera_names=('wrist_left', 'wrist_right'), proprio_dim=6, action_dim=3, chunk_len=10,

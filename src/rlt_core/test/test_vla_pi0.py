@@ -4,7 +4,6 @@ import pytest
 import torch
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
-pytest.importorskip('transformers')
 
 from rlt_core.models.vla.backbone import VLAInput  # noqa: E402
 from rlt_core.models.vla.pi0 import Pi0Backbone  # noqa: E402
