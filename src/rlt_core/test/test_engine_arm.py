@@ -3,14 +3,11 @@
 from dataclasses import replace
 
 import numpy as np
-import pytest
 
 from rlt_core.control.engine import EpisodeEngine, command_violation, joint_step_limits
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.teleop import JoyMapping, joy_action
 from rlt_core.rl.replay import SOURCE_HUMAN, SOURCE_VLA
-
-pytest.importorskip('pinocchio')
 
 PROFILE = RobotProfile.load('ur5e_cell')
 C, DT = PROFILE.actor_chunk_len, PROFILE.dt
