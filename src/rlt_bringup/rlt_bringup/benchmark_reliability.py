@@ -81,7 +81,7 @@ from pathlib import Path
 import numpy as np
 
 from rlt_bringup import embedded, graph
-from rlt_core.control.engine import command_violation
+from rlt_core.control.engine import command_violation, joint_step_limits
 from rlt_core.control.sync import joint_state_in_order
 from rlt_core.rl.actor import Actor, pack_weights
 from rlt_core.runtime import machine
@@ -125,9 +125,9 @@ class CommandChecker:
         # The engine checks its start (the last target) against the measured position and the first step from it;
         # from outside, the first point may be up to the per-step limit plus the lead away from the measured position.
         start = measured + np.clip(points[0] - measured, -self.max_target_lead, self.max_target_lead)
-        reason = command_violation(start, points, measured, self.low, self.high, self.profile.limits,
-                                   self.max_target_lead)
-        away = np.abs(points[0] - measured) - (np.asarray(self.profile.limits.high) + self.max_target_lead)
+        step = joint_step_limits(self.profile)
+        reason = command_violation(start, points, measured, self.low, self.high, step, self.max_target_lead)
+        away = np.abs(points[0] - measured) - (np.asarray(step.high) + self.max_target_lead)
         if reason in (None, 'a step beyond the per-step limit') and np.any(away > 1e-9):
             return f'the command would start {np.max(np.abs(points[0] - measured)):.4f} from the measured position'
         return reason

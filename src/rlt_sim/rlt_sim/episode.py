@@ -54,7 +54,7 @@ def run_engine_episode(env: PegInsertionEnv, profile: RobotProfile, obs: dict, i
         if done:  # the final observation closes the episode's counts
             engine.end_episode(bool(info['success']), final_step=n, now=now)
         human = KEEP if operator is None else None if done else operator(obs, info)
-        engine.observe(n, obs['proprio'][:profile.action_dim], now, critical=info['critical_phase'], human=human)
+        engine.observe(n, obs['proprio'][:len(profile.joint_names)], now, critical=info['critical_phase'], human=human)
         if done:
             break
         if reference is not None and engine.wants_inputs(now):

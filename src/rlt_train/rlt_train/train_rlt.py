@@ -222,7 +222,7 @@ def run_episode(env, inputs, learner, cfg, profile, seed, train, warmup, replay=
         if terminated or truncated:
             engine.end_episode(bool(info['success']), final_step=n, terminated=terminated, now=now)
         driving = human is not None and not (terminated or truncated) and human.wants_control(info)
-        engine.observe(n, obs['proprio'][:profile.action_dim], now, critical=info['critical_phase'],
+        engine.observe(n, obs['proprio'][:len(profile.joint_names)], now, critical=info['critical_phase'],
                        human=human.act(obs, info) if driving else None)
         if engine.wants_inputs(now) or engine.wants_final_state():
             x, ref = inputs(obs, env.instruction, info)
