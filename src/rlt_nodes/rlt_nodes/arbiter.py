@@ -277,8 +277,9 @@ class ArbiterNode(Node):
                 self.get_logger().error(f'emergency stop latched, but not kept in {self.estop_file} ({err}): '
                                         'a restarted arbiter would not know it')
             self.estop_pub.publish(Bool(data=True))
-            self.marker_pub.publish(emergency_stop_markers(self.engine.stop_reason, hold,
-                                                           self.get_clock().now().to_msg()))
+            where, frame = self.drawn(hold) if hold is not None else (None, 'base_link')
+            self.marker_pub.publish(emergency_stop_markers(self.engine.stop_reason, None if where is None else where[0],
+                                                           self.get_clock().now().to_msg(), frame=frame))
         self.drain()
 
     def reset_emergency_stop(self, reason: str) -> bool:
@@ -420,13 +421,20 @@ class ArbiterNode(Node):
                                                action_names=self.profile.action_names))
         phase = 'critical' if cmd.critical else 'approach'
         text = f'{phase} | {SOURCE_NAMES[cmd.source]}' + (f' | Q {self.q:.2f}' if self.q is not None else '')
-        start, points, reference, frame = cmd.start, cmd.points, cmd.reference, 'base_link'
-        if self.engine.kinematics is not None:  # ee_delta: draw the tool's path in the base frame, not joint angles
-            path = self.engine.kinematics.tool_positions(np.vstack([cmd.start, cmd.points]))
-            start, points, frame = path[0], path[1:], self.profile.base_frame
-            reference = None if reference is None else reference[:, :3]
-        self.marker_pub.publish(chunk_markers(start, points, reference, cmd.source, text, traj.header.stamp,
+        path, frame = self.drawn(np.vstack([cmd.start, cmd.points]))
+        reference = cmd.reference
+        if reference is not None and self.engine.kinematics is not None:
+            reference = reference[:, :3]  # the tool's moves
+        self.marker_pub.publish(chunk_markers(path[0], path[1:], reference, cmd.source, text, traj.header.stamp,
                                               frame=frame))
+
+    def drawn(self, joint_points):
+        """Joint positions (N, J) as points to draw and their frame: a Cartesian gantry's as they are, an arm's as
+        its tool's positions in the base frame (ee_delta)."""
+        joint_points = np.atleast_2d(joint_points)
+        if self.engine.kinematics is None:
+            return joint_points, 'base_link'
+        return self.engine.kinematics.tool_positions(joint_points), self.profile.base_frame
 
 
 def main(args=None):
