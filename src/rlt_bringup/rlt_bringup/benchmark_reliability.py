@@ -47,7 +47,8 @@ trajectory's stamp.
    /diagnostics, `rlt_nodes.rejections`; nodes that do not count refusals do not appear).
 3. Soak. `--soak-min` minutes of the graph as it is. Resident memory (VmRSS of each node's process,
    every `--rss-period-s`): `rss_mb_start` (the first sample after one minute), `rss_mb_end`, and
-   `growth_pct` between them; hold-still steps (episodes' `steps_by_source['hold']`), episodes and
+   `growth_pct` between them, `growth_pct_second_half` over the second half (a plateau reads near 0; the
+   series is in OUTPUT/soak_rss.csv); hold-still steps (episodes' `steps_by_source['hold']`), episodes and
    success rate of the episodes reported during the soak; `exits`: node processes that exited (restarted).
 
 Over the whole run:
@@ -894,7 +895,7 @@ def fuzz(args, procs: Processes, watcher: Watcher) -> dict:
             'crashes': len(crashes), 'crashed': crashes, 'rejections': dict(rejections)}
 
 
-def soak(args, procs: Processes, watcher: Watcher) -> dict:
+def soak(args, procs: Processes, watcher: Watcher, series_file: Path) -> dict:
     samples = defaultdict(list)  # node -> [(seconds since start, MB)]
     start = time.monotonic()
     exits = []
@@ -910,10 +911,15 @@ def soak(args, procs: Processes, watcher: Watcher) -> dict:
         watcher.spin(args.rss_period_s)
     rss = {}
     for name, series in samples.items():
-        after = [mb for t, mb in series if t >= 60.0] or [mb for _, mb in series]
+        after = [(t, mb) for t, mb in series if t >= 60.0] or series
         if after:
-            rss[name] = {'rss_mb_start': round(after[0], 1), 'rss_mb_end': round(after[-1], 1),
-                         'growth_pct': round(100.0 * (after[-1] - after[0]) / after[0], 2)}
+            middle = next(mb for t, mb in after if t >= (after[0][0] + after[-1][0]) / 2)
+            rss[name] = {'rss_mb_start': round(after[0][1], 1), 'rss_mb_end': round(after[-1][1], 1),
+                         'growth_pct': round(100.0 * (after[-1][1] - after[0][1]) / after[0][1], 2),
+                         'growth_pct_second_half': round(100.0 * (after[-1][1] - middle) / middle, 2)}
+    with open(series_file, 'w') as f:  # the whole series: a plateau or a slope
+        f.write('node,seconds,rss_mb\n')
+        f.writelines(f'{name},{t:.1f},{mb:.1f}\n' for name, series in samples.items() for t, mb in series)
     episodes = [e for e in watcher.episodes if e['section'] == 'soak']
     return {'minutes': args.soak_min, 'rss': rss, 'episodes': len(episodes),
             'success_rate': sum(e['success'] for e in episodes) / len(episodes) if episodes else None,
@@ -1010,7 +1016,7 @@ def main(argv=None):
             result['fuzz'] = fuzz(args, procs, watcher)
         if args.soak_min:
             watcher.section = watcher.checker.section = 'soak'
-            result['soak'] = soak(args, procs, watcher)
+            result['soak'] = soak(args, procs, watcher, out / 'soak_rss.csv')
         watcher.section = watcher.checker.section = 'end'
         recorded = sum(e['transitions'] for e in watcher.episodes)
         watcher.spin_until(lambda: watcher.learner_stats and watcher.learner_stats[-1].get('transitions', 0)
