@@ -46,7 +46,8 @@ trajectory's stamp.
    refusals each node counted during the fuzz, per topic (from its diagnostic_msgs/DiagnosticArray on
    /diagnostics, `rlt_nodes.rejections`; nodes that do not count refusals do not appear).
 3. Soak. `--soak-min` minutes of the graph as it is. Resident memory (VmRSS of each node's process,
-   every `--rss-period-s`): `rss_mb_start` (the first sample after one minute), `rss_mb_end`, and
+   every `--rss-period-s`): `rss_mb_start` (the first sample a minute after the soak began and a minute
+   after the learner first published weights: learning's own allocations are not growth), `rss_mb_end`, and
    `growth_pct` between them, `growth_pct_second_half` over the second half (a plateau reads near 0; the
    series is in OUTPUT/soak_rss.csv); hold-still steps (episodes' `steps_by_source['hold']`), episodes and
    success rate of the episodes reported during the soak; `exits`: node processes that exited (restarted).
@@ -638,6 +639,8 @@ class Watcher:
         self.section = 'start'
         self.learner_stats: list[dict] = []
         self.weights_versions: list[int] = []
+        self.first_weights_time: float | None = None
+        """time.monotonic() of the first weights the learner published."""
         self.actor_versions: list[int] = []
         self.token_dim = None
         self.refusals: dict[tuple[str, str], int] = {}  # (node, topic) -> count, summed over its processes
@@ -740,6 +743,8 @@ class Watcher:
     def on_weights(self, msg, info):
         if self.sender('rlt/actor_weights', info) == 'learner':
             self.weights_versions.append(msg.version)
+            if self.first_weights_time is None:
+                self.first_weights_time = time.monotonic()
 
     def on_actor_version(self, msg, info):
         if self.sender('rlt/actor_version', info) == 'actor':
@@ -909,9 +914,12 @@ def soak(args, procs: Processes, watcher: Watcher, series_file: Path) -> dict:
             procs.start(node)
             samples[node].clear()
         watcher.spin(args.rss_period_s)
+    # Memory from a minute after learning began (the first weights the learner published: its optimiser state,
+    # the actor's first weights) or after the soak began, whichever is later.
+    learning = watcher.first_weights_time - start if watcher.first_weights_time is not None else 0.0
     rss = {}
     for name, series in samples.items():
-        after = [(t, mb) for t, mb in series if t >= 60.0] or series
+        after = [(t, mb) for t, mb in series if t >= max(learning, 0.0) + 60.0] or series
         if after:
             middle = next(mb for t, mb in after if t >= (after[0][0] + after[-1][0]) / 2)
             rss[name] = {'rss_mb_start': round(after[0][1], 1), 'rss_mb_end': round(after[-1][1], 1),
