@@ -59,6 +59,11 @@ def run_all(args, extra):
         time.sleep(2)
 
 
+def final_eval(run: dict) -> dict:
+    """The final evaluation of the best actor, or the last periodic one (a run with --final-eval-episodes 0)."""
+    return run['final_eval'] or run['history'][-1]
+
+
 def table(args) -> list[dict]:
     rows = []
     for variant in args.variants:
@@ -72,10 +77,11 @@ def table(args) -> list[dict]:
         e90 = [r['episodes_to_90'] for r in runs]
         rows.append({
             'variant': variant, 'seeds': len(runs), 'episodes': int(np.median([r['online_episodes'] for r in runs])),
-            'success_rate': float(np.median([r['final_eval']['success_rate'] for r in runs])),
-            'mean_critical_steps': float(np.median([r['final_eval']['mean_critical_steps'] for r in runs])),
-            'lateral_mm_per_step': float(np.median([r['final_eval'].get('lateral_mm_per_step', np.nan)
+            'success_rate': float(np.median([final_eval(r)['success_rate'] for r in runs])),
+            'mean_critical_steps': float(np.median([final_eval(r)['mean_critical_steps'] for r in runs])),
+            'lateral_mm_per_step': float(np.median([final_eval(r).get('lateral_mm_per_step', np.nan)
                                                     for r in runs])),
+            'lowest_rolling20': float(np.median([r.get('lowest_rolling20_after_warmup') or np.nan for r in runs])),
             'successes_per_sim_minute': float(np.median([r['successes_per_sim_minute'] for r in runs])),
             'episodes_to_90': None if sum(e is None for e in e90) * 2 >= len(e90) else
             float(np.median([e if e is not None else np.inf for e in e90])),
@@ -88,12 +94,15 @@ def table(args) -> list[dict]:
 
 def render(rows) -> str:
     lines = ['| variant | seeds | episodes | success (final eval) | critical-phase steps | lateral mm / step | '
-             'successes / sim min | episodes to 90 % | episodes / wall min |', '|---|---|---|---|---|---|---|---|---|']
+             'lowest rolling-20 success | successes / sim min | episodes to 90 % | episodes / wall min |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         e90 = '—' if r['episodes_to_90'] is None else f"{r['episodes_to_90']:.0f}"
         lateral = '—' if np.isnan(r['lateral_mm_per_step']) else f"{r['lateral_mm_per_step']:.2f}"
+        dip = '—' if np.isnan(r['lowest_rolling20']) else f"{r['lowest_rolling20']:.2f}"
         lines.append(f"| {r['variant']} | {r['seeds']} | {r['episodes']} | {r['success_rate']:.2f} | "
-                     f"{r['mean_critical_steps']:.1f} | {lateral} | {r['successes_per_sim_minute']:.1f} | {e90} | "
+                     f"{r['mean_critical_steps']:.1f} | {lateral} | {dip} | {r['successes_per_sim_minute']:.1f} | "
+                     f"{e90} | "
                      f"{r['episodes_per_wall_minute']:.1f} |")
     return '\n'.join(lines)
 
