@@ -100,12 +100,17 @@ def test_a_profile_states_its_facts(tmp_path, data):
     (lambda d: d['action'].update(space='cartesian'), 'action space must be one of'),
 ])
 def test_invalid_profiles_are_refused_with_a_clear_message(tmp_path, data, edit, message):
+    assert_refused(tmp_path, data, edit, message)
+
+
+def assert_refused(tmp_path, data, edit, message):
+    """The profile `data` changed by `edit` fails to load with `message`, naming its file."""
     bad = copy.deepcopy(data)
     edit(bad)
     path = write(tmp_path, bad)
     with pytest.raises(ProfileError, match=message) as err:
         RobotProfile.load(path)
-    assert str(path) in str(err.value)  # the message names the file
+    assert str(path) in str(err.value)
     assert isinstance(err.value, ValueError)
 
 
@@ -270,12 +275,7 @@ def test_the_arm_hash_changes_with_any_end_effector_fact(tmp_path, arm_data, edi
     (lambda d: d['joints']['lower'].__setitem__(2, -3.2), r"joint limits of \['elbow_joint'\] go beyond"),
 ])
 def test_invalid_arm_profiles_are_refused_with_a_clear_message(tmp_path, arm_data, edit, message):
-    bad = copy.deepcopy(arm_data)
-    edit(bad)
-    path = write(tmp_path, bad)
-    with pytest.raises(ProfileError, match=message) as err:
-        RobotProfile.load(path)
-    assert str(path) in str(err.value)
+    assert_refused(tmp_path, arm_data, edit, message)
 
 
 def test_end_effector_fields_belong_to_ee_delta(tmp_path, data, arm_data):
