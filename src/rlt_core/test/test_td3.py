@@ -107,6 +107,21 @@ def test_two_critic_updates_per_actor_update_and_targets_follow():
     assert not torch.equal(learner.qf_target.out.weight, learner.qf.out.weight)
 
 
+def test_critic_only_updates_leave_the_actor_as_it_began_and_move_the_critic_targets():
+    learner = _learner(critic_updates_per_actor=2, tau=0.5, critic_only_updates=4)
+    batch = _batch()
+    actor_before = [p.clone() for p in learner.actor.parameters()]
+    target_before = learner.qf_target.out.weight.clone()
+    for _ in range(4):
+        learner.update(batch)
+        assert all(torch.equal(a, b) for a, b in zip(actor_before, learner.actor.parameters(), strict=True))
+    assert not torch.equal(target_before, learner.qf_target.out.weight)  # the critics' targets follow meanwhile
+    assert 'losses/actor' not in learner.metrics
+    learner.update(batch)  # the 5th: a critic step only (odd)
+    learner.update(batch)  # the 6th: the actor's first step
+    assert not all(torch.equal(a, b) for a, b in zip(actor_before, learner.actor.parameters(), strict=True))
+
+
 def test_targets_are_clipped_to_the_returns_an_episode_can_earn():
     learner = _learner(target_noise=0.0)
     with torch.no_grad():  # a target critic that extrapolates far above any return

@@ -92,6 +92,8 @@ class LearnerNode(Node):
                                 desc('LayerNorm after each critic hidden layer')).value,
             target_range=tuple(p('target_range', list(d.target_range), desc(
                 'returns an episode can earn (sparse +1 on success); TD targets are clipped to it')).value),
+            critic_only_updates=p('critic_only_updates', d.critic_only_updates, desc(
+                'updates that train only the critics before the actor learns (it acts as it began meanwhile)')).value,
             batch_size=self.batch_size, utd_ratio=self.utd_ratio)
         self.actor_std = p('actor_std', ActorConfig.std,
                            desc('fixed std of the actor Gaussian (normalised units)')).value

@@ -134,6 +134,9 @@ class RLTTrainConfig:
     """Fraction of every batch drawn from the demonstrations (with --demo-replay)."""
     pretrain_updates: int = 0
     """Learner updates on the demonstrations alone before the first online episode (with --demo-replay)."""
+    critic_only_updates: int = TD3Config.critic_only_updates
+    """Learner updates after warmup that train only the critics: the actor acts as it began meanwhile (with
+    --actor-start-at-reference, the VLA plus exploration noise)."""
     critic_gate: bool = False
     """Critic-gated hand-over: after warmup the actor's chunk executes only where the critic values its mean above
     the VLA's reference by `gate_margin` (min of the twin Q's); elsewhere the reference does (with the same
@@ -349,6 +352,7 @@ def train(cfg: RLTTrainConfig) -> dict:
             gamma=cfg.gamma, beta=cfg.beta, ref_dropout=cfg.ref_dropout, actor_lr=cfg.actor_lr,
             target_noise=cfg.target_noise, noise_clip=2.5 * cfg.target_noise,
             critic_lr=cfg.critic_lr, critic_hidden=cfg.hidden, critic_layer_norm=cfg.critic_layer_norm,
+            critic_only_updates=cfg.critic_only_updates,
             batch_size=cfg.batch_size, utd_ratio=cfg.utd_ratio), seed=cfg.seed, encoder=encoder, frames=frames,
             compile=cfg.compile)
     # Flushed to the OS per transition (a crash of this process loses none); fsync'ed every 100.

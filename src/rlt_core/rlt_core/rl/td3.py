@@ -57,6 +57,9 @@ class TD3Config:
     """Fraction of actor-update samples whose reference input is zeroed."""
     critic_updates_per_actor: int = 2
     """Critic updates per actor (and target) update."""
+    critic_only_updates: int = 0
+    """Updates that train only the critics (and their targets) before the actor's first step: the actor acts as
+    it began (the VLA, with ActorConfig.start_at_reference) while the critics learn from what it does."""
     target_noise: float = 0.2
     """Std of the smoothing noise on a' in the critic target (normalised units)."""
     noise_clip: float = 0.5
@@ -253,6 +256,7 @@ class RLTLearner:
         self.q_optimizer = Adam(_leaves(self.critic_params), self.config.critic_lr)
         self._critic_update = compiled(self._critic_step, compile)
         self._critic_and_actor_update = compiled(self._critic_and_actor_step, compile)
+        self._critic_and_target_update = compiled(self._critic_and_target_step, compile)
         self.num_updates = 0
         self.metrics = {}
 
@@ -352,14 +356,26 @@ class RLTLearner:
             soft_update(self.target_encoder, self.encoder, self.config.tau)
         return {**metrics, 'losses/actor': loss, 'values/q_pi': q.mean(), 'losses/bc': bc.mean()}
 
+    def _critic_and_target_step(self, batch, draws):
+        """A critic step, then the critics' Polyak targets; the actor stays as it is (`critic_only_updates`)."""
+        metrics, _ = self._critic_step(batch, draws)
+        soft_update(self.qf_target, self.qf, self.config.tau)
+        if self.encoder is not None:
+            soft_update(self.target_encoder, self.encoder, self.config.tau)
+        return metrics
+
     def update(self, batch) -> dict:
-        """One critic step; every `critic_updates_per_actor`-th call also an actor step and targets."""
+        """One critic step; every `critic_updates_per_actor`-th call also an actor step (none in the first
+        `critic_only_updates`) and targets."""
         self.num_updates += 1
-        actor_step = self.num_updates % self.config.critic_updates_per_actor == 0
+        delayed = self.num_updates % self.config.critic_updates_per_actor == 0
+        actor_step = delayed and self.num_updates > self.config.critic_only_updates
         draws = self.draws(batch, actor_step)
         with torch.no_grad():  # the gradients come from torch.func, not from autograd's tape
             if actor_step:
                 self.metrics.update(self._critic_and_actor_update(batch, draws))
+            elif delayed:
+                self.metrics.update(self._critic_and_target_update(batch, draws))
             else:
                 self.metrics.update(self._critic_update(batch, draws)[0])
         return self.metrics
