@@ -175,6 +175,13 @@ def test_the_critic_gate_hands_each_chunk_to_the_side_the_critic_values_more(tmp
     assert summary['history'][-1]['gate_actor_fraction'] is not None
 
 
+def test_the_lowest_rolling_success_after_warmup():
+    episodes = [{'success': s} for s in [True] * 5 + [False] * 3 + [True, False] * 10]
+    assert train_rlt.lowest_rolling_success(episodes, after=5, window=4) == 0.25  # three failures, a success
+    assert train_rlt.lowest_rolling_success(episodes, after=8, window=4) == 0.5
+    assert train_rlt.lowest_rolling_success(episodes, after=20, window=20) is None  # fewer than a window
+
+
 def test_image_encoder_ablation_learns_from_stored_frames_and_resumes(tmp_path):
     # The default VLA (the test fixtures' tiny one never reaches the critical phase, where frames are used).
     args = ['--output', str(tmp_path), '--ablation', 'image_encoder', '--image-size', '24',
