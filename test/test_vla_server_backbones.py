@@ -111,4 +111,4 @@ def test_vla_server_refuses_a_backbone_that_does_not_fit_the_profile(processes, 
     assert server.wait(timeout=90) != 0
     out = processes.stop(server)
     assert f'VLA backbone Pi0Backbone (pi0:{tmp_path / "pi0"}) does not fit robot profile' in out, out
-    assert 'action_dim 4 != 3 joints' in out and 'proprio_dim 8 != 2 x 3 joints' in out, out
+    assert 'action_dim 4 != 3 (joint_delta)' in out and 'proprio_dim 8 != 2 x 3 joints' in out, out
