@@ -3,6 +3,7 @@ robot profile every node, the simulator and the trainers take every robot quanti
 
 import ast
 import dataclasses
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -324,3 +325,15 @@ def test_ablations_give_every_run_the_profile(tmp_path):
     assert ablations.profile_args('') == []  # train_rlt's default: the default profile
     with pytest.raises(ValueError, match='cannot read robot profile'):
         ablations.profile_args(str(tmp_path / 'absent.yaml'))
+
+
+def test_benchmarks_run_their_graph_on_a_domain_of_their_own(monkeypatch):
+    monkeypatch.delenv('ROS_DOMAIN_ID', raising=False)
+    monkeypatch.delenv('ROS_AUTOMATIC_DISCOVERY_RANGE', raising=False)
+    env = embedded.ros_environment(private_domain=True)
+    assert 201 <= int(env['ROS_DOMAIN_ID']) <= 232 and os.environ['ROS_DOMAIN_ID'] == env['ROS_DOMAIN_ID']
+    assert env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST' == os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']
+    monkeypatch.setenv('ROS_DOMAIN_ID', '42')  # the user's choice stands
+    assert embedded.ros_environment(private_domain=True)['ROS_DOMAIN_ID'] == '42'
+    monkeypatch.delenv('ROS_DOMAIN_ID')
+    assert 'ROS_DOMAIN_ID' not in embedded.ros_environment()  # `./rlt run`: the user's default domain

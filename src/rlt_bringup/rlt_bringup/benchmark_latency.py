@@ -61,11 +61,9 @@ def main(argv=None):
                     'publish_every': 10, 'hidden': [64, 64]},
         'sim_human': {'rate': 0.0},
     })
-    env = embedded.ros_environment()
+    env = embedded.ros_environment(private_domain=True)
     procs = {}
-    import os
     import subprocess
-    os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE',)})
     (tmp / 'logs').mkdir()
     for name, cmd in embedded.commands(graph.nodes('sim', overrides), tmp / 'overrides.yaml'):
         with open(tmp / 'logs' / f'{name}.log', 'w') as log:

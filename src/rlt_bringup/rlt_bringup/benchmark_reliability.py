@@ -999,12 +999,12 @@ def main(argv=None):
     specs = graph.nodes('sim', overrides)
     profile = RobotProfile.load(overrides.get('arbiter', {}).get('robot_profile', ''))
     max_target_lead = overrides.get('arbiter', {}).get('max_target_lead', 0.01)
-    env = embedded.ros_environment()
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = env['ROS_AUTOMATIC_DISCOVERY_RANGE']
+    env = embedded.ros_environment(private_domain=True)
     rng = random.Random(args.seed)
     procs = Processes(embedded.commands(specs, out / 'params' / 'overrides.yaml'), out / 'logs', env)
     result = {'command': 'benchmark_reliability ' + ' '.join(argv if argv is not None else sys.argv[1:]),
-              'machine': machine(), 'robot_profile': profile.name, 'output': str(out)}
+              'machine': machine(), 'robot_profile': profile.name, 'output': str(out),
+              'ros_domain_id': env['ROS_DOMAIN_ID']}
     watcher, interrupted, start = None, False, time.monotonic()
     try:
         watcher = Watcher(profile, max_target_lead)

@@ -217,8 +217,7 @@ def main(argv=None):
     overrides = embedded.profile_overrides(args.robot_profile)
     specs = [s for s in graph.nodes('sim', overrides) if s.name == args.node]
     [(_, node_argv)] = embedded.commands(specs, out / 'overrides.yaml')
-    env = embedded.ros_environment()
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = env['ROS_AUTOMATIC_DISCOVERY_RANGE']
+    env = embedded.ros_environment(private_domain=True)
 
     ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # and so in every node it starts
     rng = random.Random(args.seed)

@@ -58,10 +58,17 @@ def sigint_at_default():
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def ros_environment() -> dict:
+def ros_environment(private_domain: bool = False) -> dict:
+    """The environment of the graph's processes, applied to this process too (for its own nodes): discovery on
+    loopback unless set otherwise; with `private_domain`, a ROS domain of this run's own (201-232, from the
+    process id) unless ROS_DOMAIN_ID is set, so that a benchmark's graph neither hears nor disturbs another graph
+    on this machine."""
     env = dict(os.environ)
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    if private_domain:
+        env.setdefault('ROS_DOMAIN_ID', str(201 + os.getpid() % 32))
     env['PYTHONUNBUFFERED'] = '1'
+    os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID') if k in env})
     return env
 
 
@@ -256,7 +263,6 @@ def main(argv=None):
         raise SystemExit(f'rlt: {err}') from None
     specs = graph.nodes('sim', overrides)
     env = ros_environment()
-    os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE',)})
 
     procs, logs = {}, []
     start = time.monotonic()
