@@ -12,6 +12,7 @@ import numpy as np
 
 from rlt_core.control.profile import RobotProfile
 from rlt_sim.cell import SimConfig
+from rlt_sim.episode import run_engine_episode
 
 IMPERFECT_SIGMA_MM = 1.0
 """Default belief error (per axis, mm) of the imperfect expert: about half its episodes succeed."""
@@ -76,8 +77,6 @@ def run_episode(env, policy, seed: int | None = None, profile: RobotProfile | No
     Returns ``success``, ``steps``, ``critical_steps`` (steps decided in the critical phase) and
     ``reached_critical``.
     """
-    from rlt_sim.episode import run_engine_episode
-
     obs, info = env.reset(seed=seed)
     if hasattr(policy, "reset"):
         # Separate the policy's random stream from the environment's for the same seed.
