@@ -254,16 +254,18 @@ def test_transitions_recorded_before_the_learner_starts_are_stored(processes, te
     node.create_subscription(String, 'rlt/episode_stats', lambda m: stats.append(json.loads(m.data)), STATS_QOS)
     node.create_subscription(String, 'rlt/learner_stats', lambda m: learner_stats.append(json.loads(m.data)), 10)
     assert test_node.spin_until(lambda: len(stats) >= 2, timeout=30), stats
-    recorded = sum(s['transitions'] for s in stats)
-    assert recorded > 0, stats
+
+    def recorded():  # every episode the arbiter reported (the latched history may still be arriving)
+        return sum(s['transitions'] for s in stats)
+    assert recorded() > 0, stats
     [(_, learner_argv)] = embedded.commands([s for s in specs if s.name == 'learner'],
                                             tmp_path / 'learner_overrides.yaml')
     learner = processes.spawn(*learner_argv)
-    assert test_node.spin_until(lambda: learner_stats and learner_stats[-1]['received'] == recorded, timeout=60), \
-        (recorded, learner_stats[-1:], processes.stop(learner)[-2000:])
+    assert test_node.spin_until(lambda: learner_stats and learner_stats[-1]['received'] == recorded(), timeout=60), \
+        (recorded(), stats, learner_stats[-1:], processes.stop(learner)[-2000:])
     out = processes.stop(learner)
     assert learner.returncode == 0, out
-    assert replay_records(tmp_path / 'replay') == recorded
+    assert replay_records(tmp_path / 'replay') == recorded()
 
 
 @pytest.mark.parametrize('how', ['ctrl-c', 'sigterm'])
