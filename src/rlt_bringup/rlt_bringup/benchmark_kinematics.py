@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from rlt_core.control.kinematics import REASONS, ArmKinematics
+from rlt_core.control.kinematics import REASONS
 from rlt_core.control.profile import RobotProfile
 from rlt_core.runtime import machine
 
@@ -83,8 +83,7 @@ def main(argv=None):
     if profile.action_space != 'ee_delta':
         raise SystemExit(f'robot profile {profile.name!r} acts in {profile.action_space}; an ee_delta one is needed')
     # The arm over the profile's joint range, without the cell's workspace box: what the IK itself can do.
-    arm = ArmKinematics.from_file(profile.urdf_path, profile.joint_names, profile.base_frame, profile.tool_frame,
-                                  lower=profile.joint_lower, upper=profile.joint_upper)
+    arm = profile.kinematics(with_workspace=False)
     rng = np.random.default_rng(args.seed)
     uniform = rng.uniform(arm.lower, arm.upper, size=(args.samples, len(arm.joint_names)))
     candidates = rng.uniform(arm.lower, arm.upper, size=(20 * args.samples, len(arm.joint_names)))

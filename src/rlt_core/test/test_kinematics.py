@@ -24,10 +24,9 @@ def urdf() -> str:
 
 
 @pytest.fixture(scope='module')
-def free(urdf) -> ArmKinematics:
+def free() -> ArmKinematics:
     """The same arm without the cell's workspace box: anywhere it can reach within the cell's joint limits."""
-    return ArmKinematics(urdf, PROFILE.joint_names, 'base_link', 'tool0', lower=PROFILE.joint_lower,
-                         upper=PROFILE.joint_upper)
+    return PROFILE.kinematics(with_workspace=False)
 
 
 def random_configurations(arm, n, seed=0):
@@ -103,6 +102,7 @@ def test_the_jacobian_is_the_derivative_of_the_pose(arm):
 
 def test_small_deltas_are_reached_within_the_joint_limits_and_one_steps_speed(free):
     arm = free
+    assert arm.workspace is None and PROFILE.kinematics().workspace is not None
     rng = np.random.default_rng(1)
     reach = arm.velocity_limit * DT
     errors = []

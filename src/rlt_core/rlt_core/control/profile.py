@@ -161,13 +161,14 @@ class RobotProfile:
         path = Path(self.urdf)
         return path if path.is_absolute() else bringup_dir() / 'description' / path
 
-    def kinematics(self, **kwargs):
+    def kinematics(self, with_workspace: bool = True, **kwargs):
         """A new `ArmKinematics` of this robot: its URDF, joints in action order, base and tool frames, joint
-        limits and workspace box; `kwargs` set the IK's damping and tolerances. Raises KinematicsError."""
+        limits and (unless not `with_workspace`) workspace box; `kwargs` set the IK's damping and tolerances.
+        Raises KinematicsError."""
         from rlt_core.control.kinematics import ArmKinematics
         if not self.urdf:
             raise ProfileError(f'robot profile {self.name!r} has no robot description (urdf)')
-        workspace = (self.workspace_lower, self.workspace_upper) if self.workspace_lower else None
+        workspace = (self.workspace_lower, self.workspace_upper) if with_workspace and self.workspace_lower else None
         return ArmKinematics.from_file(self.urdf_path, self.joint_names, self.base_frame, self.tool_frame,
                                        lower=self.joint_lower, upper=self.joint_upper, workspace=workspace, **kwargs)
 
