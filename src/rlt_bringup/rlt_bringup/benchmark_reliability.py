@@ -105,6 +105,7 @@ class CommandChecker:
     def __init__(self, profile, max_target_lead: float = 0.01):
         self.profile, self.max_target_lead = profile, max_target_lead
         self.low, self.high = np.array(profile.joint_lower), np.array(profile.joint_upper)
+        self.step = joint_step_limits(profile)
         self.checked = 0
         self.start_unchecked = 0
         """Commands whose start was not checked: no measured position within two control steps before them."""
@@ -127,9 +128,8 @@ class CommandChecker:
         # The engine checks its start (the last target) against the measured position and the first step from it;
         # from outside, the first point may be up to the per-step limit plus the lead away from the measured position.
         start = measured + np.clip(points[0] - measured, -self.max_target_lead, self.max_target_lead)
-        step = joint_step_limits(self.profile)
-        reason = command_violation(start, points, measured, self.low, self.high, step, self.max_target_lead)
-        away = np.abs(points[0] - measured) - (np.asarray(step.high) + self.max_target_lead)
+        reason = command_violation(start, points, measured, self.low, self.high, self.step, self.max_target_lead)
+        away = np.abs(points[0] - measured) - (np.asarray(self.step.high) + self.max_target_lead)
         if reason in (None, 'a step beyond the per-step limit') and np.any(away > 1e-9):
             return f'the command would start {np.max(np.abs(points[0] - measured)):.4f} from the measured position'
         return reason
