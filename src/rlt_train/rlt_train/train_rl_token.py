@@ -108,13 +108,21 @@ def embed(vla: VLABackbone, frames: dict, batch_size: int = 128) -> tuple[torch.
     return torch.cat(zs), torch.cat(masks)
 
 
+def embed_both(vla: VLABackbone, train_frames: dict, val_frames: dict) -> tuple:
+    """(z_train, m_train, z_val, m_val); the evaluation frames are embedded apart only when they are other frames
+    (none held out: they are the training frames)."""
+    z_train, m_train = embed(vla, train_frames)
+    z_val, m_val = (z_train, m_train) if val_frames is train_frames else embed(vla, val_frames)
+    return z_train, m_train, z_val, m_val
+
+
 def cached_embeddings(cfg: TokenTrainConfig, vla: VLABackbone, train_frames: dict, val_frames: dict) -> tuple:
     """(z_train, m_train, z_val, m_val) of the frozen VLA, from `cfg.cache_dir` when computed before.
 
     The key covers the VLA's spec and weights, the dataset and the frame selection, so a stale cache is never read.
     """
     if not cfg.cache_dir:
-        return *embed(vla, train_frames), *embed(vla, val_frames)
+        return embed_both(vla, train_frames, val_frames)
     spec = BackboneSpec.parse(cfg.vla)
     key = hashlib.sha256(str(spec).encode())
     for weights in sorted(Path(spec.path).glob('*.safetensors')) if spec.path else ():
@@ -126,7 +134,7 @@ def cached_embeddings(cfg: TokenTrainConfig, vla: VLABackbone, train_frames: dic
         print(f'embeddings from {path}')
         cached = torch.load(path)
         return cached['z_train'], cached['m_train'], cached['z_val'], cached['m_val']
-    (z_train, m_train), (z_val, m_val) = embed(vla, train_frames), embed(vla, val_frames)
+    z_train, m_train, z_val, m_val = embed_both(vla, train_frames, val_frames)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix('.tmp')
     torch.save({'z_train': z_train, 'm_train': m_train, 'z_val': z_val, 'm_val': m_val}, tmp)
@@ -224,7 +232,8 @@ def train(cfg: TokenTrainConfig) -> dict:
     h = vla.chunk_len
     cameras = vla.camera_names
     train_frames = load_frames(demos, train_eps, cameras, cfg.frame_stride, h, cfg.max_frames, 'loading train frames')
-    val_frames = load_frames(demos, val_eps, cameras, cfg.frame_stride, h, 10**9, 'loading val frames')
+    val_frames = (load_frames(demos, val_eps, cameras, cfg.frame_stride, h, 10**9, 'loading val frames')
+                  if held_out else train_frames)
     train_labels = frame_labels(demos, train_eps, cfg.frame_stride, cfg.max_frames)
     val_labels = frame_labels(demos, val_eps, cfg.frame_stride, 10**9)
 
@@ -277,8 +286,7 @@ def train(cfg: TokenTrainConfig) -> dict:
     if cfg.alpha > 0:  # the fine-tuned VLA is the one the token reads from now on
         vla.freeze()
         vla.save(out / 'vla')
-        z_val, m_val = embed(vla, val_frames)
-        z_train, m_train = embed(vla, train_frames)
+        z_train, m_train, z_val, m_val = embed_both(vla, train_frames, val_frames)
 
     # Evidence: held-out reconstruction against the mean-embedding baseline, and probes on z_rl.
     with torch.no_grad():

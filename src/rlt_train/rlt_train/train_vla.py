@@ -187,7 +187,8 @@ def train(cfg: VLATrainConfig) -> dict:
     train_eps, val_eps, held_out = split_episodes(demos.num_episodes, cfg.val_episodes, cfg.seed)
     train_frames = load_frames(demos, train_eps, cameras, cfg.frame_stride, H, cfg.max_frames,
                                'loading train frames')
-    val_frames = load_frames(demos, val_eps, cameras, cfg.frame_stride, H, 10**9, 'loading val frames')
+    val_frames = (load_frames(demos, val_eps, cameras, cfg.frame_stride, H, 10**9, 'loading val frames')
+                  if held_out else train_frames)
     n_train = len(train_frames['tasks'])
     print(f'{demos.num_episodes} episodes; {n_train} train frames, '
           + (f'{len(val_frames["tasks"])} val frames' if held_out else 'none held out (fewer than 5 episodes)'))
