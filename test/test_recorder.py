@@ -150,14 +150,21 @@ class Cell:
         assert row['length'] == stats['steps'], (row, stats)
         by_source = {name: count for name, count in row['steps_by_source'].items() if count}
         assert by_source == {name: n for name, n in stats['steps_by_source'].items() if n}, (row, stats)
-        chunks = [c for c in self.chunks if c.episode_id == graph_episode_id]
-        for n, stamp in enumerate(episode['observation.stamp_ns']):
-            joint = self.joints[int(stamp)]
+        stamps = [int(s) for s in episode['observation.stamp_ns']]
+        # Where each human chunk of the episode starts: at the arbiter's latest observation when it was issued
+        # (step_index, 1-based; later than its stamp when it was decided late), ordered as the engine executes them.
+        human = [c for c in self.chunks if c.episode_id == graph_episode_id
+                 and c.source == ActionChunk.SOURCE_HUMAN and stamp_ns(c.header) in stamps]
+        starts = sorted(((max(c.step_index - 1, stamps.index(stamp_ns(c.header))), c.chunk_index, c) for c in human),
+                        key=lambda s: s[:2])
+        for n, stamp in enumerate(stamps):
+            joint = self.joints[stamp]
             np.testing.assert_array_equal(episode['observation.state'][n],
                                           np.float32([*joint.position, *joint.velocity]))
-            if episode['intervention'][n]:  # the human chunk issued at this observation, its first row
-                issued = [c for c in chunks if stamp_ns(c.header) == stamp and c.source == ActionChunk.SOURCE_HUMAN]
-                np.testing.assert_array_equal(episode['action'][n], as_numpy(issued[-1].data)[:3])
+            if episode['intervention'][n]:  # a row of the last human chunk started at or before this observation
+                first, _, chunk = [s for s in starts if s[0] <= n][-1]
+                rows = as_numpy(chunk.data).reshape(-1, episode['action'].shape[1])
+                np.testing.assert_array_equal(episode['action'][n], rows[n - first])
             else:
                 assert not episode['action'][n].any()  # no VLA in this graph: the robot holds
         assert episode['intervention'].sum() == stats['steps_by_source']['human'] > 0
