@@ -15,15 +15,21 @@ import numpy as np
 
 from rlt_core.control.engine import KEEP, EpisodeEngine
 from rlt_core.control.profile import RobotProfile
+from rlt_sim.arm_env import ArmPegInsertionEnv
 from rlt_sim.env import PegInsertionEnv
 
 NO_STATE = np.zeros(1, np.float32)
 """The RL state the engine is given with the VLA's chunk: nothing here records transitions."""
 
 
-def check_profile(env: PegInsertionEnv, profile: RobotProfile) -> None:
+def check_profile(env, profile: RobotProfile) -> None:
     """ValueError unless the engine's limits and rate under `profile` are the simulated cell's."""
     cell = env.config
+    if isinstance(env, ArmPegInsertionEnv):
+        if cell.profile.hash != profile.hash:
+            raise ValueError(f'robot profile {profile.name!r} ({profile.hash}) is not the simulated arm\'s '
+                             f'{cell.profile.name!r} ({cell.profile.hash})')
+        return
     ours = (tuple(zip(profile.joint_lower, profile.joint_upper, strict=True)), tuple(profile.max_delta),
             float(profile.control_hz))
     if ours != (tuple(cell.joint_ranges_m), tuple(cell.max_delta_m), float(cell.control_hz)):
@@ -31,7 +37,15 @@ def check_profile(env: PegInsertionEnv, profile: RobotProfile) -> None:
                          f'simulated cell ({cell.joint_ranges_m}, {cell.max_delta_m}, {cell.control_hz})')
 
 
-def run_engine_episode(env: PegInsertionEnv, profile: RobotProfile, obs: dict, info: dict,
+def step_robot(env, engine: EpisodeEngine):
+    """One control step of the simulated robot under the engine's command: the gantry takes the action (a joint
+    move), the arm the joint positions the engine sent it to, as its trajectory controller does."""
+    if isinstance(env, ArmPegInsertionEnv):
+        return env.step_to(engine.pending_point())
+    return env.step(engine.pending_action())
+
+
+def run_engine_episode(env: PegInsertionEnv | ArmPegInsertionEnv, profile: RobotProfile, obs: dict, info: dict,
                        operator: Callable[[dict, dict], np.ndarray] | None = None,
                        reference: Callable[[dict], np.ndarray] | None = None,
                        on_step: Callable[..., None] | None = None) -> dict:
@@ -60,7 +74,7 @@ def run_engine_episode(env: PegInsertionEnv, profile: RobotProfile, obs: dict, i
         if reference is not None and engine.wants_inputs(now):
             engine.add_inputs(n, NO_STATE, reference(obs), now)
         action = engine.pending_action()
-        next_obs, reward, terminated, truncated, next_info = env.step(action)
+        next_obs, reward, terminated, truncated, next_info = step_robot(env, engine)
         done = terminated or truncated
         if on_step is not None:
             on_step(obs, info, action, reward, done, next_info)
