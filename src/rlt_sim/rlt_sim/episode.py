@@ -15,11 +15,24 @@ import numpy as np
 
 from rlt_core.control.engine import KEEP, EpisodeEngine
 from rlt_core.control.profile import RobotProfile
+from rlt_sim.arm_cell import ArmCellConfig
 from rlt_sim.arm_env import ArmPegInsertionEnv
+from rlt_sim.cell import SimConfig
 from rlt_sim.env import PegInsertionEnv
 
 NO_STATE = np.zeros(1, np.float32)
 """The RL state the engine is given with the VLA's chunk: nothing here records transitions."""
+
+
+def make_env(profile: RobotProfile | str | None = None, **cell) -> PegInsertionEnv | ArmPegInsertionEnv:
+    """The simulated cell of a robot profile (a RobotProfile, or a path or name for `RobotProfile.load`): the
+    gantry's for a joint_delta profile, the arm's for an ee_delta one; `cell` sets its SimConfig or ArmCellConfig
+    fields (clearance_mm, render, ...)."""
+    if not isinstance(profile, RobotProfile):
+        profile = RobotProfile.load(profile)
+    if profile.action_space == 'ee_delta':
+        return ArmPegInsertionEnv(ArmCellConfig.from_profile(profile, **cell))
+    return PegInsertionEnv(SimConfig.from_profile(profile, **cell))
 
 
 def check_profile(env, profile: RobotProfile) -> None:
