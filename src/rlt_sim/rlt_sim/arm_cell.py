@@ -116,6 +116,18 @@ class ArmCellConfig:
                              f"({self.timestep_s} s)")
 
     @property
+    def joint_names(self) -> tuple[str, ...]:
+        return self.profile.joint_names
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        return self.profile.camera_names
+
+    @property
+    def control_hz(self) -> float:
+        return self.profile.control_hz
+
+    @property
     def substeps(self) -> int:
         return max(1, round(self.profile.dt / self.timestep_s))
 

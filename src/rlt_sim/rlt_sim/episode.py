@@ -39,9 +39,12 @@ def check_profile(env, profile: RobotProfile) -> None:
     """ValueError unless the engine's limits and rate under `profile` are the simulated cell's."""
     cell = env.config
     if isinstance(env, ArmPegInsertionEnv):
-        if cell.profile.hash != profile.hash:
-            raise ValueError(f'robot profile {profile.name!r} ({profile.hash}) is not the simulated arm\'s '
-                             f'{cell.profile.name!r} ({cell.profile.hash})')
+        robot = ('joint_names', 'joint_lower', 'joint_upper', 'max_delta', 'critical_max_delta', 'control_hz', 'urdf',
+                 'base_frame', 'tool_frame', 'workspace_lower', 'workspace_upper')
+        ours, arm = ({f: getattr(p, f) for f in robot} for p in (profile, cell.profile))
+        if ours != arm:
+            raise ValueError(f'robot profile {profile.name!r} is not the simulated arm: '
+                             f'{ {f: (ours[f], arm[f]) for f in robot if ours[f] != arm[f]} }')
         return
     ours = (tuple(zip(profile.joint_lower, profile.joint_upper, strict=True)), tuple(profile.max_delta),
             float(profile.control_hz))
