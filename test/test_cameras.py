@@ -24,7 +24,8 @@ HEIGHT, WIDTH = 24, 32
 """The size the profile gives every camera: what the VLA sees."""
 CAMERAS = (
     Camera('scene', encoding='bgr8', width=WIDTH, height=HEIGHT),  # cameras/scene/image_raw
-    Camera('wrist_left', encoding='jpeg', width=WIDTH, height=HEIGHT, topic='/wrist_left_cam/color/image_raw/compressed'),
+    Camera('wrist_left', encoding='jpeg', width=WIDTH, height=HEIGHT,
+           topic='/wrist_left_cam/color/image_raw/compressed'),  # image_transport's compressed republisher
     Camera('wrist_right', encoding='mono8', width=WIDTH, height=HEIGHT))
 
 
