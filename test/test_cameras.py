@@ -64,13 +64,13 @@ def driver_messages(seed, stamp):
 def test_ingestion_converts_what_camera_drivers_publish(processes, test_node, tmp_path):
     profile_path = write_profile(tmp_path / 'cameras.yaml', cameras=CAMERAS)
     profile = RobotProfile.load(profile_path)
-    assert [c.transport for c in profile.cameras] == ['raw', 'compressed', 'raw']
+    assert [c.compressed for c in profile.cameras] == [False, True, False]
     ingestion = processes.spawn(INGESTION, '--ros-args', '-p', f'robot_profile:={profile_path}')
     out = processes.read_until(ingestion, 'ingestion: robot profile', timeout=60)
     assert '/wrist_left_cam/color/image_raw/compressed (compressed)' in out, out[-3000:]
 
     node = test_node.node
-    image_pubs = [node.create_publisher(CompressedImage if c.transport == 'compressed' else Image, c.topic,
+    image_pubs = [node.create_publisher(CompressedImage if c.compressed else Image, c.image_topic,
                                         qos_profile_sensor_data) for c in profile.cameras]
     joint_pub = node.create_publisher(JointState, 'joint_states', 10)
     observations, diagnostics = {}, []

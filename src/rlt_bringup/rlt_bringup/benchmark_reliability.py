@@ -235,7 +235,7 @@ class FuzzMessages:
             'joint_states': ('sensor_msgs/JointState', ('nan_position', 'inf_velocity', 'short_positions',
                              'long_velocities', 'wrong_names', 'missing_names', 'repeated_name', 'stale_stamp',
                              'out_of_order_stamp', 'huge_positions', 'oversized')),
-            **{c.topic: ('sensor_msgs/Image', (
+            **{c.image_topic: ('sensor_msgs/Image', (
                 'wrong_encoding', 'wrong_size', 'short_data', 'wrong_step', 'stale_stamp', 'oversized', 'empty'))
                for c in profile.cameras},
             'rlt/observation': ('rlt_interfaces/Observation', (
@@ -308,7 +308,7 @@ class FuzzMessages:
     def make(self, topic: str, kind: str, i: int = 0):
         if topic == 'joint_states':
             return self.joint_state(kind)
-        camera = next((c for c in self.profile.cameras if c.topic == topic), None)
+        camera = next((c for c in self.profile.cameras if c.image_topic == topic), None)
         if camera is not None:
             return self.image_msg(camera, kind)
         if topic.endswith('joint_trajectory'):

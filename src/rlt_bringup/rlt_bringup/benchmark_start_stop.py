@@ -79,7 +79,7 @@ class Feeder:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.joint_pub = self.node.create_publisher(JointState, 'joint_states', 10)
-        self.image_pubs = {c.name: self.node.create_publisher(Image, c.topic, qos_profile_sensor_data)
+        self.image_pubs = {c.name: self.node.create_publisher(Image, c.image_topic, qos_profile_sensor_data)
                            for c in profile.cameras}
         channels = {'rgb8': 3, 'bgr8': 3, 'mono8': 1}
         encodings = {c.name: c.encoding if c.encoding in channels else 'rgb8' for c in profile.cameras}

@@ -130,7 +130,7 @@ def test_a_camera_gets_its_encoding_at_its_size(rgb):
     with pytest.raises(ValueError, match=r"encoding 'rgb8' is not bgr8 \(robot profile, camera wrist\)"):
         camera_image_to_rgb(bgr_only, rgb.tobytes(), 'rgb8', 6, 8, 24)
     jpeg_camera = Camera('wrist', encoding='jpeg', width=4, height=3, topic='/wrist/image_raw/compressed')
-    assert jpeg_camera.transport == 'compressed'
+    assert jpeg_camera.compressed
     ok, png = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     with pytest.raises(ValueError, match="encoding 'png' is not jpeg"):
         camera_image_to_rgb(jpeg_camera, png.tobytes(), 'bgr8; png compressed bgr8')

@@ -79,7 +79,7 @@ def test_a_profile_states_its_facts(tmp_path, data):
     assert (p.vla_chunk_len, p.actor_chunk_len, p.stride, p.max_steps) == (50, 10, 5, 300)
     assert p.camera_names == ('top',) and (p.cameras[0].encoding, p.cameras[0].width, p.cameras[0].height) == \
         ('any', 64, 48)
-    assert (p.cameras[0].topic, p.cameras[0].transport) == ('cameras/top/image_raw', 'raw')
+    assert (p.cameras[0].image_topic, p.cameras[0].compressed) == ('cameras/top/image_raw', False)
 
 
 @pytest.mark.parametrize('edit, message', [
@@ -323,21 +323,23 @@ def test_a_camera_states_its_driver_topic_and_what_the_vla_sees(tmp_path, data):
          'width': 64, 'height': 48}]
     profile = RobotProfile.load(write(tmp_path, data))
     scene, left, right = profile.cameras
-    assert (scene.topic, scene.transport, scene.encoding) == ('cameras/scene/image_raw', 'raw', 'bgr8')
-    assert (left.topic, left.transport, left.encoding) == ('/wrist_cam/color/image_raw/compressed', 'compressed', 'any')
-    assert (right.topic, right.transport, right.encoding, right.width, right.height) == \
-        ('right/image', 'compressed', 'png', 64, 48)
+    assert (scene.image_topic, scene.compressed, scene.encoding) == ('cameras/scene/image_raw', False, 'bgr8')
+    assert (left.image_topic, left.compressed, left.encoding) == ('/wrist_cam/color/image_raw/compressed', True, 'any')
+    assert (right.image_topic, right.compressed, right.encoding, right.width, right.height) == \
+        ('right/image', True, 'png', 64, 48)
+    assert replace(scene, name='top').image_topic == 'cameras/top/image_raw'  # the default follows the name
     assert scene.accepts('bgr8') and not scene.accepts('rgb8') and left.accepts('jpeg') and left.accepts('png')
     assert RobotProfile.load(profile.save(tmp_path / 'copy.yaml')) == profile
     assert profile.to_dict()['cameras'][0] == {'name': 'scene', 'encoding': 'bgr8', 'width': 96, 'height': 96}
-    assert 'transport' not in profile.to_dict()['cameras'][1]
+    assert 'transport' not in profile.to_dict()['cameras'][1] and profile.to_dict()['cameras'][2]['transport']
 
 
 def test_where_a_camera_publishes_does_not_change_the_hash():
     default = RobotProfile.load()
     scene = default.cameras[0]
     remapped = replace(default, cameras=(replace(scene, topic='/scene_cam/color/image_raw'), *default.cameras[1:]))
-    assert remapped.cameras[0].topic == '/scene_cam/color/image_raw' and remapped.hash == default.hash == GANTRY_HASH
+    assert remapped.cameras[0].image_topic == '/scene_cam/color/image_raw'
+    assert remapped.hash == default.hash == GANTRY_HASH
     compressed = replace(default, cameras=(replace(scene, topic='/scene_cam/color/image_raw/compressed',
-                                                   transport='', encoding='jpeg'), *default.cameras[1:]))
-    assert compressed.cameras[0].transport == 'compressed' and compressed.hash != default.hash  # another encoding
+                                                   encoding='jpeg'), *default.cameras[1:]))
+    assert compressed.cameras[0].compressed and compressed.hash != default.hash  # another encoding

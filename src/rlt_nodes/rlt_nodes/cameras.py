@@ -12,12 +12,12 @@ from rlt_core.data.images import camera_image_to_rgb
 
 def message_type(camera: Camera):
     """sensor_msgs/CompressedImage for a compressed camera, sensor_msgs/Image for a raw one."""
-    return CompressedImage if camera.transport == 'compressed' else Image
+    return CompressedImage if camera.compressed else Image
 
 
 def to_rgb(camera: Camera, msg) -> np.ndarray:
     """(camera.height, camera.width, 3) uint8 RGB of a message of `camera`'s topic; ValueError saying why not."""
-    if camera.transport == 'compressed':
+    if camera.compressed:
         return camera_image_to_rgb(camera, msg.data, msg.format)
     return camera_image_to_rgb(camera, msg.data, msg.encoding, msg.height, msg.width, msg.step)
 

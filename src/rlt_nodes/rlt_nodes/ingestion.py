@@ -44,11 +44,12 @@ class IngestionNode(Node):
         self.sync = StampSync(self.cameras, tolerance_ns=int(tolerance * 1e9))
         self.pub = self.create_publisher(Observation, 'rlt/observation', OBSERVATION_QOS)
         for camera in self.profile.cameras:
-            self.create_subscription(message_type(camera), camera.topic,
+            self.create_subscription(message_type(camera), camera.image_topic,
                                      lambda msg, camera=camera: self.on_image(camera, msg), qos_profile_sensor_data)
         self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
         self.count = 0
-        cameras = ', '.join(f'{c.name} on {c.topic} ({c.transport})' for c in self.profile.cameras)
+        cameras = ', '.join(f"{c.name} on {c.image_topic} ({'compressed' if c.compressed else 'raw'})"
+                            for c in self.profile.cameras)
         self.get_logger().info(f'ingestion: robot profile {self.profile.name} ({self.profile.hash}), cameras '
                                f'{cameras}, joints {self.joint_names}, tolerance {tolerance:g} s')
 
@@ -59,7 +60,7 @@ class IngestionNode(Node):
         try:
             rgb = to_rgb(camera, msg)
         except ValueError as reason:
-            return self.drop(camera.topic, reason)
+            return self.drop(camera.image_topic, reason)
         self.emit(self.sync.add_image(camera.name, stamp_ns(msg.header), rgb_to_msg(rgb, msg.header)))
 
     def on_joint_state(self, msg: JointState):

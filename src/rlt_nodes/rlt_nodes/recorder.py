@@ -63,7 +63,7 @@ def graph_topics(profile: RobotProfile) -> dict:
     sensor = QoSProfile(depth=20, reliability=qos_profile_sensor_data.reliability,
                         durability=qos_profile_sensor_data.durability)
     topics = {'joint_states': (JointState, reliable)}
-    topics.update({camera.topic: (cameras.message_type(camera), sensor) for camera in profile.cameras})
+    topics.update({camera.image_topic: (cameras.message_type(camera), sensor) for camera in profile.cameras})
     topics.update({
         'rlt/executed_chunk': (ActionChunk, _deeper(CHUNK_QOS)),
         'rlt/reference_chunk': (ActionChunk, _deeper(CHUNK_QOS)),
@@ -133,7 +133,7 @@ class RecorderNode(Node):
         # (an operator's episode start must find the joint state it was started on).
         self.dataset_handlers = {'joint_states': self.on_joint_state, 'rlt/executed_chunk': self.on_executed_chunk,
                                  'rlt/reference_chunk': self.on_reference_chunk, 'episode/events': self.on_event}
-        self.dataset_handlers.update({camera.topic: (lambda msg, camera=camera: self.on_image(camera, msg))
+        self.dataset_handlers.update({camera.image_topic: (lambda msg, camera=camera: self.on_image(camera, msg))
                                       for camera in profile.cameras})
         for topic, (message_type, qos) in known.items():
             logged = self.mcap is not None and topic in mcap_topics
@@ -177,7 +177,7 @@ class RecorderNode(Node):
         try:
             rgb = cameras.to_rgb(camera, msg)
         except ValueError as err:
-            self.rejections.refuse(camera.topic, err)
+            self.rejections.refuse(camera.image_topic, err)
             return
         self.assembler.image(camera.name, stamp_ns(msg.header), rgb)
 

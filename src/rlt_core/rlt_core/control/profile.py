@@ -61,41 +61,37 @@ class Camera:
     in /compressed (image_transport's name), else raw."""
 
     def __post_init__(self):
-        topic = self.topic or self.default_topic
-        object.__setattr__(self, 'topic', topic)
-        object.__setattr__(self, 'transport', self.transport or self.transport_of(topic))
-
         def check(ok, text):
             if not ok:
                 raise ProfileError(f'camera {self.name!r}: {text}')
         check(bool(self.name), 'a camera needs a name')
-        check(self.transport in TRANSPORTS, f'transport {self.transport!r} is not one of {sorted(TRANSPORTS)}')
-        encodings = TRANSPORTS[self.transport]
+        check(self.transport in ('', *TRANSPORTS), f'transport {self.transport!r} is not one of {sorted(TRANSPORTS)}')
+        transport = 'compressed' if self.compressed else 'raw'
+        encodings = TRANSPORTS[transport]
         check(self.encoding == 'any' or self.encoding in encodings,
-              f'encoding {self.encoding!r} is not any or one of {list(encodings)} (transport {self.transport})')
+              f'encoding {self.encoding!r} is not any or one of {list(encodings)} (transport {transport})')
         check(self.width > 0 and self.height > 0, f'width and height must be positive: {self.width}x{self.height}')
-        check(not (self.transport == 'raw' and topic.endswith('/compressed')),
-              f'topic {topic} is a compressed image topic, but transport is raw')
+        check(not (self.transport == 'raw' and self.image_topic.endswith('/compressed')),
+              f'topic {self.image_topic} is a compressed image topic, but transport is raw')
 
     @property
-    def default_topic(self) -> str:
-        return f'cameras/{self.name}/image_raw'
+    def image_topic(self) -> str:
+        """The topic the camera's images arrive on."""
+        return self.topic or f'cameras/{self.name}/image_raw'
 
-    @staticmethod
-    def transport_of(topic: str) -> str:
-        return 'compressed' if topic.endswith('/compressed') else 'raw'
+    @property
+    def compressed(self) -> bool:
+        """Whether its images are sensor_msgs/CompressedImage (else sensor_msgs/Image)."""
+        return self.transport == 'compressed' or (not self.transport and self.image_topic.endswith('/compressed'))
 
     def accepts(self, encoding: str) -> bool:
         """Whether the profile lets this camera publish images of `encoding` (its transport's)."""
         return self.encoding in ('any', encoding)
 
     def to_dict(self) -> dict:
-        """The camera as a profile file states it: topic and transport only where not their defaults."""
+        """The camera as a profile file states it: topic and transport only where given."""
         data = {'name': self.name, 'encoding': self.encoding, 'width': self.width, 'height': self.height}
-        if self.topic != self.default_topic:
-            data['topic'] = self.topic
-        if self.transport != self.transport_of(self.topic):
-            data['transport'] = self.transport
+        data.update({key: value for key, value in (('topic', self.topic), ('transport', self.transport)) if value})
         return data
 
 
@@ -162,7 +158,7 @@ class RobotProfile:
         check(0 < self.control_hz <= 1000, 'control_hz must be in (0, 1000]')
         check(bool(self.controller_name), 'controller_name is empty')
         check(len({c.name for c in self.cameras}) == len(self.cameras) > 0, 'cameras need distinct names')
-        check(len({c.topic for c in self.cameras}) == len(self.cameras), 'cameras need distinct topics')
+        check(len({c.image_topic for c in self.cameras}) == len(self.cameras), 'cameras need distinct topics')
         check(self.actor_chunk_len > 0 and self.stride > 0 and self.actor_chunk_len % self.stride == 0,
               'actor_chunk_len must be a positive multiple of stride')
         check(self.vla_chunk_len >= self.actor_chunk_len, 'vla_chunk_len (H) must be >= actor_chunk_len (C)')

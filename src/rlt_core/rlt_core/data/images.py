@@ -78,7 +78,7 @@ def camera_image_to_rgb(camera: Camera, data, encoding: str, height: int = 0, wi
     camera.width, 3) uint8 RGB. A raw camera's message gives `data`, `encoding`, `height`, `width` and `step`; a
     compressed camera's gives `data` and its format as `encoding`. ValueError when the encoding is not the one
     the profile states for the camera, or the image does not convert."""
-    compressed = camera.transport == 'compressed'
+    compressed = camera.compressed
     name = compressed_format(encoding) if compressed else encoding
     if not camera.accepts(name):
         raise ValueError(f'encoding {name!r} is not {camera.encoding} (robot profile, camera {camera.name})')
