@@ -132,3 +132,15 @@ def test_ingestion_converts_what_camera_drivers_publish(processes, test_node, tm
     assert values, processes.stop(ingestion)[-3000:]
     assert "encoding 'rgb8' is not bgr8 (robot profile, camera scene)" in values['cameras/scene/image_raw']
     assert 'does not decode' in values['/wrist_left_cam/color/image_raw/compressed']
+
+
+def test_the_recorder_logs_each_camera_as_its_driver_publishes_it(tmp_path):
+    """The recorder subscribes each camera's topic with its message type: the MCAP log keeps the drivers'
+    messages, with their message definitions."""
+    from rlt_core.data.mcap_log import message_definition
+    from rlt_nodes.recorder import graph_topics, msg_file, type_name
+    profile = RobotProfile.load(write_profile(tmp_path / 'cameras.yaml', cameras=CAMERAS))
+    topics = graph_topics(profile)
+    assert topics['cameras/scene/image_raw'][0] is Image and topics['cameras/wrist_right/image_raw'][0] is Image
+    assert topics['/wrist_left_cam/color/image_raw/compressed'][0] is CompressedImage
+    assert 'string format' in message_definition(type_name(CompressedImage), msg_file)
