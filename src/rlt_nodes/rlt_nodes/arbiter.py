@@ -21,7 +21,9 @@ learner that crashes or restarts thus loses none.
 Joystick buttons label the episode (LABEL_SUCCESS / LABEL_FAILURE) and toggle the critical phase
 (PHASE_*_CRITICAL, detail 'human') on episode/events. With `episode_source: sim` the simulator's
 episode/events (start, critical phase, end with success) drive episodes, phase and reward; with
-`operator` a label ends the episode (reward 1 on success) and starts the next. The first
+`operator` a label ends the episode (reward 1 on success), the robot moves slowly to the profile's home pose
+(where it has one; `rlt_core.control.homing`; the operator's takeover or an emergency stop cancels the move) and
+the next episode starts once it is there. The first
 `warmup_episodes` episodes execute the VLA's chunk. Also published: rlt/executed_chunk, rlt/markers
 (RViz) and rlt/episode_stats (a JSON line per finished episode; the last 100 kept for subscribers
 that join late).
@@ -49,7 +51,8 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
-from rlt_core.control.engine import SOURCE_NAMES, EpisodeEngine
+from rlt_core.control.engine import SOURCE_NAMES, EpisodeEngine, command_violation
+from rlt_core.control.homing import at_home, homing_points
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.sync import joint_state_in_order
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, estop_pressed, joy_action
@@ -63,6 +66,9 @@ from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import ACKS_QOS, CHUNK_QOS, EVENTS_QOS, LATCHED_QOS, STATS_QOS, TRANSITIONS_QOS
 from rlt_nodes.rejections import Rejections
 from rlt_nodes.spin import spin_node
+
+HOMING_GRACE_S = 5.0
+"""How long after its last point the homing move may take to bring the robot home."""
 
 
 class ArbiterNode(Node):
@@ -104,6 +110,8 @@ class ArbiterNode(Node):
                                     human_timeout_s=human_timeout)
         self.human_held = False
         self.episode_counter = 0
+        self.homing, self.homing_deadline = None, 0.0
+        """While the robot moves home between operator episodes: the home pose, and when to stop waiting for it."""
         self.q = None
         # Transitions recorded and not yet sent: at most max_held_transitions, the oldest dropped beyond that
         # (counted in dropped_transitions). Sent ones wait in `unacked` until the learner acknowledges them.
@@ -171,7 +179,8 @@ class ArbiterNode(Node):
             self.rejections.refuse('joint_states', err)
             return
         stamp = stamp_ns(msg.header)
-        if self.episode_source == 'operator' and not self.engine.active and self.engine.stop_reason is None:
+        if (self.episode_source == 'operator' and not self.engine.active and self.engine.stop_reason is None
+                and self.home_reached(position)):
             self.start_operator_episode(stamp)
         self.engine.observe(stamp, position, self.now())  # the inputs below drain the engine's output
         if (self.hold_at_first_measurement and self.engine.stop_reason is not None
@@ -237,6 +246,11 @@ class ArbiterNode(Node):
             self.emergency_stop('joystick stop button')
         action = joy_action(msg.buttons, msg.axes, self.mapping)
         held = action is not None
+        if held and self.homing is not None:  # the operator's takeover wins over the homing move
+            self.homing = None
+            if self.engine.measured is not None:
+                self.publish_trajectory([self.engine.measured])
+            self.get_logger().warning('homing move cancelled by the operator: the robot holds where it is')
         if held != self.human_held:
             self.human_held = held
             self.publish_event(EpisodeEvent.TAKEOVER_START if held else EpisodeEvent.TAKEOVER_END, detail='joy')
@@ -256,6 +270,7 @@ class ArbiterNode(Node):
                 if self.episode_source == 'operator' and self.engine.active:
                     self.engine.end_episode(success, now=self.now())
                     self.publish_event(EpisodeEvent.EPISODE_END, success=success, detail='operator label')
+                    self.start_homing()
         self.drain()
 
     # --- emergency stop ---
@@ -266,6 +281,7 @@ class ArbiterNode(Node):
 
     def emergency_stop(self, reason: str):
         latched = self.engine.stop_reason is not None
+        self.homing = None
         hold = self.engine.emergency_stop(reason, self.now())
         if not latched:
             if hold is not None:
@@ -312,6 +328,33 @@ class ArbiterNode(Node):
             entering = msg.event == EpisodeEvent.PHASE_ENTER_CRITICAL
             self.engine.set_phase_signal(entering, now, step=msg.step_index)  # for the observation of that step
         self.drain()
+
+    def start_homing(self):
+        """After a labelled operator episode: a slow move to the profile's home pose (none without one)."""
+        measured, home = self.engine.measured, self.profile.home
+        if not home or measured is None or self.engine.stop_reason is not None:
+            return
+        points = homing_points(measured, home, self.engine.joint_step_limits.high)
+        unsafe = command_violation(measured, points, measured, self.engine.low, self.engine.high,
+                                   self.engine.joint_step_limits, self.engine.max_target_lead)
+        if unsafe:
+            self.get_logger().warning(f'no homing move ({unsafe}): the next episode starts where the robot is')
+            return
+        self.publish_trajectory(points)
+        self.homing, self.homing_deadline = np.asarray(home), self.now() + len(points) * self.dt + HOMING_GRACE_S
+
+    def home_reached(self, position) -> bool:
+        """Whether the next operator episode may start: no homing move under way, or the robot is home (or did not
+        get there in time: then it starts where the robot is, with a warning)."""
+        if self.homing is None:
+            return True
+        if not at_home(position, self.homing) and self.now() < self.homing_deadline:
+            return False
+        if not at_home(position, self.homing):
+            self.get_logger().warning(f'the robot did not reach home within {HOMING_GRACE_S:g} s of the homing '
+                                      f'move\'s end (measured {np.round(position, 4).tolist()})')
+        self.homing = None
+        return True
 
     def start_operator_episode(self, stamp):
         self.engine.start_episode(self.episode_counter, stamp - 1)
