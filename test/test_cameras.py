@@ -144,3 +144,38 @@ def test_the_recorder_logs_each_camera_as_its_driver_publishes_it(tmp_path):
     assert topics['cameras/scene/image_raw'][0] is Image and topics['cameras/wrist_right/image_raw'][0] is Image
     assert topics['/wrist_left_cam/color/image_raw/compressed'][0] is CompressedImage
     assert 'string format' in message_definition(type_name(CompressedImage), msg_file)
+
+
+def test_the_simulated_robot_publishes_cameras_as_their_drivers_would(processes, test_node, tmp_path):
+    """sim_robot publishes a mono8 camera, a PNG camera on a remapped compressed topic and an `any` camera (rgb8);
+    ingestion turns them into rgb8 observations: the PNG camera's image is exactly the published PNG's, the mono8
+    camera's is grey."""
+    size = 32
+    cameras = (Camera('scene', encoding='mono8', width=size, height=size),
+               Camera('wrist_left', encoding='png', width=size, height=size, topic='/sim_wrist_left/compressed'),
+               Camera('wrist_right', width=size, height=size))
+    profile_path = write_profile(tmp_path / 'sim_cameras.yaml', cameras=cameras)
+    args = ['--ros-args', '-p', f'robot_profile:={profile_path}']
+    processes.spawn(os.path.join(INSTALL, 'rlt_sim_nodes', 'lib', 'rlt_sim_nodes', 'sim_robot'), *args,
+                    '-p', 'wait_for_subscribers:=[episode_follower]')
+    ingestion = processes.spawn(INGESTION, *args)
+    node = test_node.node
+    pngs, observations = {}, []
+    node.create_subscription(CompressedImage, '/sim_wrist_left/compressed',
+                             lambda m: pngs.update({stamp_ns(m.header): m}), qos_profile_sensor_data)
+    node.create_subscription(Observation, 'rlt/observation', observations.append, OBSERVATION_QOS)
+
+    def matched():
+        return next((o for o in reversed(observations) if stamp_ns(o.header) in pngs), None)
+    assert test_node.spin_until(lambda: matched() is not None, timeout=60), processes.stop(ingestion)[-3000:]
+    obs = matched()
+    images = {name: np.frombuffer(img.data, np.uint8).reshape(size, size, 3)
+              for name, img in zip(obs.camera_names, obs.images, strict=True)}
+    assert all((img.encoding, img.height, img.width) == ('rgb8', size, size) for img in obs.images)
+    png = pngs[stamp_ns(obs.header)]
+    assert png.format == 'rgb8; png compressed bgr8'
+    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(png.data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(images['wrist_left'], decoded)
+    scene = images['scene']
+    assert (scene[..., 0] == scene[..., 1]).all() and (scene[..., 1] == scene[..., 2]).all() and scene.std() > 0
+    assert not (images['wrist_right'][..., 0] == images['wrist_right'][..., 2]).all()  # colour kept
