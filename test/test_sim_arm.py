@@ -2,7 +2,7 @@
 its joints, images in the drivers' encoding at the cameras' resolution, commands on the JointTrajectoryController's
 topic. The arbiter (operator episodes, no VLA) drives it from an operator's joystick: the tool moves where the
 stick points, the peg's orientation held; after the operator's label the arm moves home before the next episode
-starts."""
+starts. A critical zone taught where the tool is starts the critical phase."""
 
 import os
 from dataclasses import replace
@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState, Joy
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from rlt_core.control.homing import HOME_TOLERANCE
@@ -35,7 +36,7 @@ def test_the_operator_drives_the_simulated_arm_through_the_arbiter(processes, te
     common = ['--ros-args', '-p', f'robot_profile:={path}']
     processes.spawn(_executable('rlt_sim_nodes', 'sim_robot'), *common)
     processes.spawn(_executable('rlt_nodes', 'arbiter'), *common, '-p', 'vla_path:=none',
-                    '-p', 'episode_source:=operator')
+                    '-p', 'episode_source:=operator', '-p', 'critical_zone_radius_m:=0.02')
     node = test_node.node
     joints, images, commands = [], {c.name: [] for c in cameras}, []
     node.create_subscription(JointState, 'joint_states', joints.append, 100)
@@ -80,6 +81,15 @@ def test_the_operator_drives_the_simulated_arm_through_the_arbiter(processes, te
     sign = MAPPING.axis_signs[0]
     assert sign * moved[0] > 0.02 and np.all(np.abs(moved[1:]) < 0.002), moved  # along x only, ~5 mm a step
     np.testing.assert_allclose(end[:3, :3], start[:3, :3], atol=2e-3)  # the peg's orientation held
+
+    # The operator teaches the critical zone where the tool is: the critical phase begins at the next step.
+    teach = node.create_client(Trigger, 'rlt/teach_critical_zone')
+    assert teach.wait_for_service(timeout_sec=10)
+    future = teach.call_async(Trigger.Request())
+    assert test_node.spin_until(future.done, timeout=10) and future.result().success, future.result()
+    steps(2, released)
+    entered = [e for e in events if e.event == EpisodeEvent.PHASE_ENTER_CRITICAL]
+    assert entered and entered[-1].detail == 'zone', [(e.event, e.detail) for e in events]
 
     # The operator labels the episode: the arm goes home, slowly, and the next episode starts there.
     label = Joy(axes=[0.0] * 8, buttons=[0] * 12)

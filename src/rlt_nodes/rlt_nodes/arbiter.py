@@ -19,7 +19,9 @@ once). At most `max_unacked_transitions` are out at a time; the others, and all 
 wait in a queue of at most `max_held_transitions` (beyond it the oldest are dropped, counted and logged). A
 learner that crashes or restarts thus loses none.
 Joystick buttons label the episode (LABEL_SUCCESS / LABEL_FAILURE) and toggle the critical phase
-(PHASE_*_CRITICAL, detail 'human') on episode/events. With `episode_source: sim` the simulator's
+(PHASE_*_CRITICAL, detail 'human') on episode/events; a robot without a task signal can enter it by place, the
+tool within `critical_zone_radius_m` of `critical_zone_center` (taught with the rlt/teach_critical_zone
+service: the tool's position then). With `episode_source: sim` the simulator's
 episode/events (start, critical phase, end with success) drive episodes, phase and reward; with
 `operator` a label ends the episode (reward 1 on success), the robot moves slowly to the profile's home pose
 (where it has one; `rlt_core.control.homing`; the operator's takeover or an emergency stop cancels the move) and
@@ -45,6 +47,7 @@ from pathlib import Path
 import numpy as np
 from builtin_interfaces.msg import Duration
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Bool, String, UInt64
 from std_srvs.srv import Trigger
@@ -53,6 +56,7 @@ from visualization_msgs.msg import MarkerArray
 
 from rlt_core.control.engine import SOURCE_NAMES, EpisodeEngine, command_violation
 from rlt_core.control.homing import at_home, homing_points
+from rlt_core.control.phase import CriticalZone
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.sync import joint_state_in_order
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, estop_pressed, joy_action
@@ -111,6 +115,12 @@ class ArbiterNode(Node):
         self.human_held = False
         self.episode_counter = 0
         self.homing, self.homing_deadline = None, 0.0
+        center = p('critical_zone_center', Parameter.Type.DOUBLE_ARRAY, desc(
+            'the taught pre-insertion point (x, y, z in the base frame; a gantry: its joints): the tool within '
+            'critical_zone_radius_m of it is the critical phase (unset: none until rlt/teach_critical_zone)')).value
+        radius = p('critical_zone_radius_m', 0.0, desc('radius of the critical zone, m (0: no zone)')).value
+        self.critical_zone = CriticalZone(tuple(center), radius) if radius > 0 and center else None
+        self.create_service(Trigger, 'rlt/teach_critical_zone', self.on_teach_critical_zone)
         """While the robot moves home between operator episodes: the home pose, and when to stop waiting for it."""
         self.q = None
         # Transitions recorded and not yet sent: at most max_held_transitions, the oldest dropped beyond that
@@ -182,7 +192,12 @@ class ArbiterNode(Node):
         if (self.episode_source == 'operator' and not self.engine.active and self.engine.stop_reason is None
                 and self.home_reached(position)):
             self.start_operator_episode(stamp)
-        self.engine.observe(stamp, position, self.now())  # the inputs below drain the engine's output
+        critical = None if self.critical_zone is None else self.critical_zone.contains(self.drawn(position)[0][0])
+        before = self.engine.episode.phase.active
+        self.engine.observe(stamp, position, self.now(), critical=critical)  # the inputs below drain its output
+        if critical is not None and self.engine.active and self.engine.episode.phase.active != before:
+            self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.engine.episode.phase.active
+                               else EpisodeEvent.PHASE_EXIT_CRITICAL, detail='zone')
         if (self.hold_at_first_measurement and self.engine.stop_reason is not None
                 and self.traj_pub.get_subscription_count() > 0):  # the controller listens: hold where measured
             self.hold_at_first_measurement = False
@@ -324,10 +339,24 @@ class ArbiterNode(Node):
                 self.engine.start_episode(msg.episode_id, stamp_ns(msg.header))
             elif msg.event == EpisodeEvent.EPISODE_END:
                 self.engine.end_episode(msg.success, final_step=msg.step_index, now=now)
-        if msg.event in (EpisodeEvent.PHASE_ENTER_CRITICAL, EpisodeEvent.PHASE_EXIT_CRITICAL) and msg.detail != 'human':
+        if (msg.event in (EpisodeEvent.PHASE_ENTER_CRITICAL, EpisodeEvent.PHASE_EXIT_CRITICAL)
+                and msg.detail not in ('human', 'zone')):  # a task's signal, not this arbiter's own
             entering = msg.event == EpisodeEvent.PHASE_ENTER_CRITICAL
             self.engine.set_phase_signal(entering, now, step=msg.step_index)  # for the observation of that step
         self.drain()
+
+    def on_teach_critical_zone(self, request, response):
+        """The critical zone's centre becomes where the tool is now (its radius: critical_zone_radius_m)."""
+        radius = self.get_parameter('critical_zone_radius_m').value
+        if self.engine.measured is None or radius <= 0:
+            response.success, response.message = False, 'no joint state yet, or critical_zone_radius_m is 0'
+            return response
+        center = tuple(float(v) for v in self.drawn(self.engine.measured)[0][0])
+        self.critical_zone = CriticalZone(center, radius)
+        response.success = True
+        response.message = f'critical_zone_center: {[round(v, 4) for v in center]} (keep it in the parameter file)'
+        self.get_logger().info(f'critical zone taught: {response.message}')
+        return response
 
     def start_homing(self):
         """After a labelled operator episode: a slow move to the profile's home pose (none without one)."""
