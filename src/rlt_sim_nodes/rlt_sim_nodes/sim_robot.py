@@ -2,8 +2,9 @@
 
 The cell is the robot of the robot profile (`robot_profile`: joints and limits, cameras and image size,
 control rate, episode length, controller name): the gantry for a joint_delta profile, the 6-DoF arm for an
-ee_delta one (`rlt_sim.episode.make_env`). Publishes `joint_states` and one `sensor_msgs/Image` stream per
-camera in the camera's encoding (same stamp per control step), accepts `trajectory_msgs/JointTrajectory` on
+ee_delta one (`rlt_sim.episode.make_env`). Publishes `joint_states` and one image stream per camera on its
+topic, as its driver would (`sensor_msgs/Image` in the camera's encoding, rgb8 for `any`, or a PNG or JPEG
+`sensor_msgs/CompressedImage`; same stamp per control step), accepts `trajectory_msgs/JointTrajectory` on
 `<controller_name>/joint_trajectory` as a ros2_control JointTrajectoryController does, and reports
 episodes on `episode/events` (start, critical-phase switches, end with success). `sim/reset` (std_srvs/Trigger)
 starts a new episode once every node in `wait_for_subscribers` subscribes to episode/events as this node sees
@@ -19,19 +20,21 @@ limits are refused with a logged reason and never applied.
 
 import array
 
+import cv2
 import numpy as np
 from geometry_msgs.msg import Vector3Stamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from rlt_core.control.profile import RobotProfile
 from rlt_interfaces.msg import EpisodeEvent
+from rlt_nodes.cameras import message_type
 from rlt_nodes.params import ROBOT_PROFILE
 from rlt_nodes.qos import EVENTS_QOS
 from rlt_nodes.spin import spin_node
@@ -68,9 +71,8 @@ class SimRobotNode(Node):
         self.joint_high = np.array(profile.joint_upper)
 
         self.joint_pub = self.create_publisher(JointState, 'joint_states', 10)
-        self.image_pubs = {name: self.create_publisher(Image, f'cameras/{name}/image_raw',
-                                                       qos_profile_sensor_data)
-                           for name in (profile.camera_names if config.render else ())}
+        self.image_pubs = {c.name: self.create_publisher(message_type(c), c.image_topic, qos_profile_sensor_data)
+                           for c in (profile.cameras if config.render else ())}
         if not self.stand_in:
             self.event_pub = self.create_publisher(EpisodeEvent, 'episode/events', EVENTS_QOS)
             self.offset_pub = self.create_publisher(Vector3Stamped, 'sim/peg_hole_offset', 10)
@@ -171,14 +173,10 @@ class SimRobotNode(Node):
         joints.header.frame_id = 'base_link'
         self.joint_pub.publish(joints)
         for camera in self.profile.cameras if self.image_pubs else ():
-            img = camera_image(self.obs['images'][camera.name], camera.encoding)  # rendered rgb, as the driver sends
-            pub = self.image_pubs[camera.name]
-            msg = Image(height=img.shape[0], width=img.shape[1], encoding=camera.encoding, is_bigendian=0,
-                        step=img.shape[1] * (img.shape[2] if img.ndim == 3 else 1))
+            msg = driver_message(camera, self.obs['images'][camera.name])
             msg.header.stamp = stamp
             msg.header.frame_id = f'{camera.name}_optical_frame'
-            msg.data = array.array('B', img.tobytes())
-            pub.publish(msg)
+            self.image_pubs[camera.name].publish(msg)
         if not self.stand_in:
             self.publish_privileged(stamp)
 
@@ -205,13 +203,24 @@ class SimRobotNode(Node):
         self.event_pub.publish(msg)
 
 
-def camera_image(rgb: np.ndarray, encoding: str) -> np.ndarray:
-    """A rendered RGB image in a camera driver's encoding (rgb8, bgr8 or mono8)."""
+def driver_message(camera, rgb: np.ndarray):
+    """A rendered RGB image as `camera`'s driver publishes it: a sensor_msgs/Image in its encoding (rgb8, bgr8 or
+    mono8; rgb8 for any), or a CompressedImage as image_transport writes it (PNG for any)."""
+    if camera.compressed:
+        compression = 'jpeg' if camera.encoding == 'jpeg' else 'png'
+        _, encoded = cv2.imencode('.jpg' if compression == 'jpeg' else '.png', np.ascontiguousarray(rgb[..., ::-1]))
+        msg = CompressedImage(format=f'rgb8; {compression} compressed bgr8')
+        msg.data = array.array('B', encoded.tobytes())
+        return msg
+    encoding = 'rgb8' if camera.encoding == 'any' else camera.encoding
     if encoding == 'bgr8':
-        return np.ascontiguousarray(rgb[..., ::-1])
-    if encoding == 'mono8':
-        return np.round(rgb @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
-    return rgb
+        rgb = np.ascontiguousarray(rgb[..., ::-1])
+    elif encoding == 'mono8':
+        rgb = np.round(rgb @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, is_bigendian=0,
+                step=rgb.shape[1] * (rgb.shape[2] if rgb.ndim == 3 else 1))
+    msg.data = array.array('B', rgb.tobytes())
+    return msg
 
 
 def _desc(text):
