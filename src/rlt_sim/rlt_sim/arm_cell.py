@@ -20,7 +20,14 @@ import mujoco
 import numpy as np
 
 from rlt_core.control.profile import RobotProfile
-from rlt_sim.cell import BLOCK_TOP_Z_M, HOLE_DEPTH_M, PEG_HALF_WIDTH_M, _camera_axes, block_boxes
+from rlt_sim.cell import (
+    BLOCK_TOP_Z_M,
+    HOLE_DEPTH_M,
+    PEG_HALF_WIDTH_M,
+    _camera_axes,
+    _square_image_size,
+    block_boxes,
+)
 
 ARM_PROFILE = "ur5e_cell"
 """The robot profile of the simulated arm."""
@@ -36,14 +43,6 @@ link's)."""
 TOOL_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 """The tool frame's orientation in the cell (columns: its axes in the base frame): z pointing down, the peg
 vertical, the flange's x along the base's y."""
-
-
-def _square_image_size(profile: RobotProfile) -> int:
-    sizes = {(c.width, c.height) for c in profile.cameras}
-    if len(sizes) != 1 or len({*sizes.copy().pop()}) != 1:
-        raise ValueError(f"the sim renders square images of one size; profile {profile.name!r} has "
-                         f"{[(c.name, c.width, c.height) for c in profile.cameras]}")
-    return profile.cameras[0].width
 
 
 @dataclasses.dataclass(frozen=True)
