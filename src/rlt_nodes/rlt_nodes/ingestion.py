@@ -1,9 +1,11 @@
 """Ingestion: camera images and joint states -> one synchronized, validated rlt/observation.
 
 Subscribes `cameras/<name>/image_raw` (sensor_msgs/Image, sensor-data QoS) for every configured
-camera and `joint_states`, pairs each joint state with one image per camera stamped within
-`sync_tolerance_s` of it (0: identical stamps, as the simulator publishes them) and publishes an
-rlt_interfaces/Observation stamped like the joint state, with the profile's joints in its order.
+camera and `joint_states`, takes the joint states that are control steps at the profile's control rate (the
+arbiter's steps, `rlt_core.control.steps.ControlSteps`: one observation per step, whatever the driver's rate),
+pairs each with one image per camera stamped within `sync_tolerance_s` of it (0: identical stamps, as the
+simulator publishes them) and publishes an rlt_interfaces/Observation stamped like the joint state, with the
+profile's joints in its order.
 Invalid input (not the camera's encoding or size, NaN joint values, unknown joints, stale) is dropped and
 counted per topic with its reason (`rlt_nodes.rejections.Rejections`: logged, reported on /diagnostics).
 """
@@ -15,6 +17,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
 from rlt_core.control.profile import RobotProfile
+from rlt_core.control.steps import ControlSteps
 from rlt_core.control.sync import StampSync, check_age, check_image, joint_state_in_order
 from rlt_interfaces.msg import Observation
 from rlt_nodes.conversions import stamp_ns
@@ -38,6 +41,7 @@ class IngestionNode(Node):
                              desc('language instruction sent with every observation')).value
         self.rejections = Rejections(self)
         self.sync = StampSync(self.cameras, tolerance_ns=int(tolerance * 1e9))
+        self.control_steps = ControlSteps(self.profile.control_hz)
         self.pub = self.create_publisher(Observation, 'rlt/observation', OBSERVATION_QOS)
         for name in self.cameras:
             self.create_subscription(Image, f'cameras/{name}/image_raw',
@@ -62,6 +66,8 @@ class IngestionNode(Node):
             msg.position, msg.velocity = joint_state_in_order(msg.name, msg.position, msg.velocity, self.joint_names)
         except ValueError as reason:
             return self.drop('joint_states', reason)
+        if not self.control_steps.admit(stamp_ns(msg.header)):
+            return  # between control steps
         msg.name = list(self.joint_names)
         self.emit(self.sync.add_joint_state(stamp_ns(msg.header), msg))
 
