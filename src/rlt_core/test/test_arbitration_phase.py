@@ -79,3 +79,12 @@ def test_learned_detector_on_tokens():
     assert not phase.update(z_rl=torch.tensor([-3.0] + [0.0] * 7))
     with pytest.raises(ValueError):
         CriticalPhase(PhaseConfig(use_detector=True))
+
+
+def test_a_critical_zone_holds_the_tool_within_its_radius_and_refuses_a_malformed_one():
+    from rlt_core.control.phase import CriticalZone
+    zone = CriticalZone((0.1, -0.2, 0.3), radius=0.01)
+    assert zone.contains((0.1, -0.2, 0.309)) and not zone.contains((0.1, -0.2, 0.311))
+    for center, radius in (((0.1, 0.2), 0.01), ((0.0, float('nan'), 0.0), 0.01), ((0.0, 0.0, 0.0), 0.0)):
+        with pytest.raises(ValueError, match='critical zone'):
+            CriticalZone(center, radius)

@@ -208,9 +208,9 @@ def test_near_a_singularity_the_chunk_is_refused_not_jumped():
 
 
 def test_a_robot_outside_its_joint_limits_holds_in_joint_space():
-    q = HOME.copy()
-    q[1] = PROFILE.joint_upper[1] + 0.05  # shoulder_lift past its limit (more than the target lead)
     engine = EpisodeEngine(PROFILE)
+    q = HOME.copy()
+    q[1] = PROFILE.joint_upper[1] + 1.5 * engine.max_target_lead[1]  # shoulder_lift past its limit, beyond the lead
     arm = Arm(engine, q)
     engine.start_episode(0)
     arm.step([0.001, 0, 0, 0, 0, 0])
@@ -247,3 +247,15 @@ def test_the_last_check_bounds_each_joint_step_of_an_arm_command():
     past = within.copy()
     past[:, 1] = PROFILE.joint_upper[1] + 0.001  # shoulder_lift above its limit
     assert command_violation(HOME, past, HOME, low, high, limits, 0.01) == 'a point outside the joint limits'
+
+
+def test_a_lagging_arm_is_sent_on_from_a_start_pulled_back_along_its_way():
+    """A command target further than one step at the velocity limits ahead of the measured joints is pulled back
+    towards them along the way between the two configurations, not joint by joint."""
+    engine = EpisodeEngine(PROFILE)
+    lead = engine.max_target_lead
+    np.testing.assert_allclose(lead, np.array(PROFILE.joint_velocity_limits) * PROFILE.dt)
+    measured, ahead = HOME.copy(), HOME + np.array([3.0, 1.0, 0.5, 0.0, 0.0, 0.0]) * lead
+    start = engine._within_lead(ahead, measured)
+    np.testing.assert_allclose(start - measured, (ahead - measured) / 3.0)  # scaled, its direction kept
+    np.testing.assert_array_equal(engine._within_lead(measured + 0.5 * lead, measured), measured + 0.5 * lead)

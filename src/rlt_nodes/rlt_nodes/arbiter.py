@@ -21,9 +21,13 @@ once). At most `max_unacked_transitions` are out at a time; the others, and all 
 wait in a queue of at most `max_held_transitions` (beyond it the oldest are dropped, counted and logged). A
 learner that crashes or restarts thus loses none.
 Joystick buttons label the episode (LABEL_SUCCESS / LABEL_FAILURE) and toggle the critical phase
-(PHASE_*_CRITICAL, detail 'human') on episode/events. With `episode_source: sim` the simulator's
+(PHASE_*_CRITICAL, detail 'human') on episode/events; a robot without a task signal can enter it by place, the
+tool within `critical_zone_radius_m` of `critical_zone_center` (taught with the rlt/teach_critical_zone
+service: the tool's position then). With `episode_source: sim` the simulator's
 episode/events (start, critical phase, end with success) drive episodes, phase and reward; with
-`operator` a label ends the episode (reward 1 on success) and starts the next. The first
+`operator` a label ends the episode (reward 1 on success), the robot moves slowly to the profile's home pose
+(where it has one; `rlt_core.control.homing`; the operator's takeover or an emergency stop cancels the move) and
+the next episode starts once it is there. The first
 `warmup_episodes` episodes execute the VLA's chunk. Also published: rlt/executed_chunk, rlt/markers
 (RViz) and rlt/episode_stats (a JSON line per finished episode; the last 100 kept for subscribers
 that join late).
@@ -45,13 +49,16 @@ from pathlib import Path
 import numpy as np
 from builtin_interfaces.msg import Duration
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Bool, String, UInt64
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
-from rlt_core.control.engine import SOURCE_NAMES, EpisodeEngine
+from rlt_core.control.engine import SOURCE_NAMES, EpisodeEngine, command_violation
+from rlt_core.control.homing import at_home, homing_points
+from rlt_core.control.phase import CriticalZone
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.steps import ControlSteps
 from rlt_core.control.sync import joint_state_in_order
@@ -66,6 +73,9 @@ from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import ACKS_QOS, CHUNK_QOS, EVENTS_QOS, LATCHED_QOS, STATS_QOS, TRANSITIONS_QOS
 from rlt_nodes.rejections import Rejections
 from rlt_nodes.spin import spin_node
+
+HOMING_GRACE_S = 5.0
+"""How long after its last point the homing move may take to bring the robot home."""
 
 
 class ArbiterNode(Node):
@@ -108,6 +118,14 @@ class ArbiterNode(Node):
         self.control_steps = ControlSteps(profile.control_hz)
         self.human_held = False
         self.episode_counter = 0
+        self.homing, self.homing_deadline = None, 0.0
+        center = p('critical_zone_center', Parameter.Type.DOUBLE_ARRAY, desc(
+            'the taught pre-insertion point (x, y, z in the base frame; a gantry: its joints): the tool within '
+            'critical_zone_radius_m of it is the critical phase (unset: none until rlt/teach_critical_zone)')).value
+        radius = p('critical_zone_radius_m', 0.0, desc('radius of the critical zone, m (0: no zone)')).value
+        self.critical_zone = CriticalZone(tuple(center), radius) if radius > 0 and center else None
+        self.create_service(Trigger, 'rlt/teach_critical_zone', self.on_teach_critical_zone)
+        """While the robot moves home between operator episodes: the home pose, and when to stop waiting for it."""
         self.q = None
         # Transitions recorded and not yet sent: at most max_held_transitions, the oldest dropped beyond that
         # (counted in dropped_transitions). Sent ones wait in `unacked` until the learner acknowledges them.
@@ -176,16 +194,25 @@ class ArbiterNode(Node):
             return
         stamp = stamp_ns(msg.header)
         if self.control_steps.admit(stamp):
-            if self.episode_source == 'operator' and not self.engine.active and self.engine.stop_reason is None:
-                self.start_operator_episode(stamp)
-            self.engine.observe(stamp, position, self.now())  # the inputs below drain the engine's output
-            self.join_inputs('add_proprio', stamp, [*position, *velocity], 'joint_states')
+            self.on_control_step(stamp, position, velocity)
         else:
             self.engine.measure(stamp, position)
         if (self.hold_at_first_measurement and self.engine.stop_reason is not None
                 and self.traj_pub.get_subscription_count() > 0):  # the controller listens: hold where measured
             self.hold_at_first_measurement = False
             self.publish_trajectory([self.engine.emergency_stop(self.engine.stop_reason, self.now())])
+
+    def on_control_step(self, stamp, position, velocity):
+        if (self.episode_source == 'operator' and not self.engine.active and self.engine.stop_reason is None
+                and self.home_reached(position)):
+            self.start_operator_episode(stamp)
+        critical = None if self.critical_zone is None else self.critical_zone.contains(self.drawn(position)[0][0])
+        before = self.engine.episode.phase.active
+        self.engine.observe(stamp, position, self.now(), critical=critical)  # the inputs below drain its output
+        if critical is not None and self.engine.active and self.engine.episode.phase.active != before:
+            self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.engine.episode.phase.active
+                               else EpisodeEvent.PHASE_EXIT_CRITICAL, detail='zone')
+        self.join_inputs('add_proprio', stamp, [*position, *velocity], 'joint_states')
 
     def on_timer(self):
         self.engine.tick(self.now())
@@ -244,6 +271,11 @@ class ArbiterNode(Node):
             self.emergency_stop('joystick stop button')
         action = joy_action(msg.buttons, msg.axes, self.mapping)
         held = action is not None
+        if held and self.homing is not None:  # the operator's takeover wins over the homing move
+            self.homing = None
+            if self.engine.measured is not None:
+                self.publish_trajectory([self.engine.measured])
+            self.get_logger().warning('homing move cancelled by the operator: the robot holds where it is')
         if held != self.human_held:
             self.human_held = held
             self.publish_event(EpisodeEvent.TAKEOVER_START if held else EpisodeEvent.TAKEOVER_END, detail='joy')
@@ -263,6 +295,7 @@ class ArbiterNode(Node):
                 if self.episode_source == 'operator' and self.engine.active:
                     self.engine.end_episode(success, now=self.now())
                     self.publish_event(EpisodeEvent.EPISODE_END, success=success, detail='operator label')
+                    self.start_homing()
         self.drain()
 
     # --- emergency stop ---
@@ -273,6 +306,7 @@ class ArbiterNode(Node):
 
     def emergency_stop(self, reason: str):
         latched = self.engine.stop_reason is not None
+        self.homing = None
         hold = self.engine.emergency_stop(reason, self.now())
         if not latched:
             if hold is not None:
@@ -315,10 +349,51 @@ class ArbiterNode(Node):
                 self.engine.start_episode(msg.episode_id, stamp_ns(msg.header))
             elif msg.event == EpisodeEvent.EPISODE_END:
                 self.engine.end_episode(msg.success, final_step=msg.step_index, now=now)
-        if msg.event in (EpisodeEvent.PHASE_ENTER_CRITICAL, EpisodeEvent.PHASE_EXIT_CRITICAL) and msg.detail != 'human':
+        if (msg.event in (EpisodeEvent.PHASE_ENTER_CRITICAL, EpisodeEvent.PHASE_EXIT_CRITICAL)
+                and msg.detail not in ('human', 'zone')):  # a task's signal, not this arbiter's own
             entering = msg.event == EpisodeEvent.PHASE_ENTER_CRITICAL
             self.engine.set_phase_signal(entering, now, step=msg.step_index)  # for the observation of that step
         self.drain()
+
+    def on_teach_critical_zone(self, request, response):
+        """The critical zone's centre becomes where the tool is now (its radius: critical_zone_radius_m)."""
+        radius = self.get_parameter('critical_zone_radius_m').value
+        if self.engine.measured is None or radius <= 0:
+            response.success, response.message = False, 'no joint state yet, or critical_zone_radius_m is 0'
+            return response
+        center = tuple(float(v) for v in self.drawn(self.engine.measured)[0][0])
+        self.critical_zone = CriticalZone(center, radius)
+        response.success = True
+        response.message = f'critical_zone_center: {[round(v, 4) for v in center]} (keep it in the parameter file)'
+        self.get_logger().info(f'critical zone taught: {response.message}')
+        return response
+
+    def start_homing(self):
+        """After a labelled operator episode: a slow move to the profile's home pose (none without one)."""
+        measured, home = self.engine.measured, self.profile.home
+        if not home or measured is None or self.engine.stop_reason is not None:
+            return
+        points = homing_points(measured, home, self.engine.joint_step_limits.high)
+        unsafe = command_violation(measured, points, measured, self.engine.low, self.engine.high,
+                                   self.engine.joint_step_limits, self.engine.max_target_lead)
+        if unsafe:
+            self.get_logger().warning(f'no homing move ({unsafe}): the next episode starts where the robot is')
+            return
+        self.publish_trajectory(points)
+        self.homing, self.homing_deadline = np.asarray(home), self.now() + len(points) * self.dt + HOMING_GRACE_S
+
+    def home_reached(self, position) -> bool:
+        """Whether the next operator episode may start: no homing move under way, or the robot is home (or did not
+        get there in time: then it starts where the robot is, with a warning)."""
+        if self.homing is None:
+            return True
+        if not at_home(position, self.homing) and self.now() < self.homing_deadline:
+            return False
+        if not at_home(position, self.homing):
+            self.get_logger().warning(f'the robot did not reach home within {HOMING_GRACE_S:g} s of the homing '
+                                      f'move\'s end (measured {np.round(position, 4).tolist()})')
+        self.homing = None
+        return True
 
     def start_operator_episode(self, stamp):
         self.engine.start_episode(self.episode_counter, stamp - 1)

@@ -220,11 +220,11 @@ class SimConfig:
         return PEG_HALF_WIDTH_M + self.clearance_mm / 1000.0
 
 
-def _camera_axes(position, target) -> str:
-    """The MJCF `xyaxes` of a camera at `position` looking at `target` with z up."""
+def _camera_axes(position, target, up=(0.0, 0.0, 1.0)) -> str:
+    """The MJCF `xyaxes` of a camera at `position` looking at `target` with `up` up."""
     forward = np.asarray(target, float) - np.asarray(position, float)
     forward /= np.linalg.norm(forward)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right = np.cross(forward, up)
     right /= np.linalg.norm(right)
     up = np.cross(right, forward)
     return " ".join(f"{v:.6f}" for v in (*right, *up))
@@ -234,26 +234,22 @@ def _fmt(*values: float) -> str:
     return " ".join(f"{v:.6g}" for v in values)
 
 
-def _block_geoms(hole_half: float) -> str:
-    """The block: a solid base and four walls around the hole, plus dark visual liners."""
+def block_boxes(hole_half: float) -> list[tuple[str, str, tuple, tuple]]:
+    """The block as boxes (name, kind, position, half sizes) in its frame: a solid base and four walls around the
+    hole (kind "block", they collide), and dark liners and a frame around the entrance (kind "liner", only seen)."""
     b, d = BLOCK_HALF_SIZE_M, HOLE_DEPTH_M
     top = BLOCK_TOP_Z_M
     wall_z = top - d / 2
     base_half_z = (top - d) / 2
     side = (b - hole_half) / 2
     middle = (b + hole_half) / 2
-    walls = [
-        ("wall_px", (middle, 0, wall_z), (side, b, d / 2)),
-        ("wall_nx", (-middle, 0, wall_z), (side, b, d / 2)),
-        ("wall_py", (0, middle, wall_z), (hole_half, side, d / 2)),
-        ("wall_ny", (0, -middle, wall_z), (hole_half, side, d / 2)),
+    boxes = [
+        ("block_base", "block", (0, 0, base_half_z), (b, b, base_half_z)),
+        ("wall_px", "block", (middle, 0, wall_z), (side, b, d / 2)),
+        ("wall_nx", "block", (-middle, 0, wall_z), (side, b, d / 2)),
+        ("wall_py", "block", (0, middle, wall_z), (hole_half, side, d / 2)),
+        ("wall_ny", "block", (0, -middle, wall_z), (hole_half, side, d / 2)),
     ]
-    lines = [
-        f'<geom name="block_base" class="block" pos="{_fmt(0, 0, base_half_z)}" '
-        f'size="{_fmt(b, b, base_half_z)}"/>'
-    ]
-    for name, pos, size in walls:
-        lines.append(f'<geom name="{name}" class="block" pos="{_fmt(*pos)}" size="{_fmt(*size)}"/>')
     # Thin dark plates just inside the hole's faces and floor: they only change its look.
     t, e = 0.0002, 0.00005
     liners = [
@@ -263,8 +259,6 @@ def _block_geoms(hole_half: float) -> str:
         ((0, -hole_half + t + e, wall_z), (hole_half, t, d / 2)),
         ((0, 0, top - d + t + e), (hole_half, hole_half, t)),
     ]
-    for pos, size in liners:
-        lines.append(f'<geom class="hole_liner" pos="{_fmt(*pos)}" size="{_fmt(*size)}"/>')
     # A dark frame on the top face around the entrance makes the hole stand out from afar.
     f = 0.002
     frame = [
@@ -273,10 +267,17 @@ def _block_geoms(hole_half: float) -> str:
         ((0, hole_half + f / 2), (hole_half, f / 2)),
         ((0, -hole_half - f / 2), (hole_half, f / 2)),
     ]
-    for (x, y), (sx, sy) in frame:
-        lines.append(
-            f'<geom class="hole_liner" pos="{_fmt(x, y, top + e)}" size="{_fmt(sx, sy, e)}"/>'
-        )
+    liners += [((x, y, top + e), (sx, sy, e)) for (x, y), (sx, sy) in frame]
+    return boxes + [("", "liner", pos, size) for pos, size in liners]
+
+
+def _block_geoms(hole_half: float) -> str:
+    """The block's boxes as MJCF geoms."""
+    lines = []
+    for name, kind, pos, size in block_boxes(hole_half):
+        named = f'name="{name}" ' if name else ""
+        css = "block" if kind == "block" else "hole_liner"
+        lines.append(f'<geom {named}class="{css}" pos="{_fmt(*pos)}" size="{_fmt(*size)}"/>')
     return "\n      ".join(lines)
 
 

@@ -18,11 +18,13 @@ from rlt_core.data.lerobot import (  # noqa: F401  (re-exported)
     finalize_demos,
     image_key,
     load_demos,
+    profile_features,
 )
+from rlt_sim.arm_cell import ArmCellConfig
 from rlt_sim.cell import CAMERA_NAMES, SimConfig
 
-ROBOT_TYPE = "rlt_sim_gantry"
-"""``robot_type`` in ``meta/info.json`` of the cell's demonstrations."""
+ROBOT_TYPE, ARM_ROBOT_TYPE = "rlt_sim_gantry", "rlt_sim_arm"
+"""``robot_type`` in ``meta/info.json`` of the gantry cell's and the arm cell's demonstrations."""
 
 IMAGE_KEYS = {camera: image_key(camera) for camera in CAMERA_NAMES}
 """Feature key of each camera's images (the default cell's cameras)."""
@@ -36,7 +38,9 @@ PRIVILEGED_FEATURES = {
 PRIVILEGED_KEYS = tuple(PRIVILEGED_FEATURES)
 
 
-def sim_features(config: SimConfig) -> dict:
-    """The features of the cell's demonstrations: its joints and cameras, then the privileged columns."""
+def sim_features(config: SimConfig | ArmCellConfig) -> dict:
+    """The features of the cell's demonstrations: its joints, actions and cameras, then the privileged columns."""
+    if isinstance(config, ArmCellConfig):
+        return profile_features(config.profile, PRIVILEGED_FEATURES)
     cameras = [Camera(name, width=config.image_size, height=config.image_size) for name in config.camera_names]
     return dataset_features(config.joint_names, cameras, PRIVILEGED_FEATURES)

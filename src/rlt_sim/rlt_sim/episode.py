@@ -15,15 +15,37 @@ import numpy as np
 
 from rlt_core.control.engine import KEEP, EpisodeEngine
 from rlt_core.control.profile import RobotProfile
+from rlt_sim.arm_cell import ArmCellConfig
+from rlt_sim.arm_env import ArmPegInsertionEnv
+from rlt_sim.cell import SimConfig
 from rlt_sim.env import PegInsertionEnv
 
 NO_STATE = np.zeros(1, np.float32)
 """The RL state the engine is given with the VLA's chunk: nothing here records transitions."""
 
 
-def check_profile(env: PegInsertionEnv, profile: RobotProfile) -> None:
+def make_env(profile: RobotProfile | str | None = None, **cell) -> PegInsertionEnv | ArmPegInsertionEnv:
+    """The simulated cell of a robot profile (a RobotProfile, or a path or name for `RobotProfile.load`): the
+    gantry's for a joint_delta profile, the arm's for an ee_delta one; `cell` sets its SimConfig or ArmCellConfig
+    fields (clearance_mm, render, ...)."""
+    if not isinstance(profile, RobotProfile):
+        profile = RobotProfile.load(profile)
+    if profile.action_space == 'ee_delta':
+        return ArmPegInsertionEnv(ArmCellConfig.from_profile(profile, **cell))
+    return PegInsertionEnv(SimConfig.from_profile(profile, **cell))
+
+
+def check_profile(env, profile: RobotProfile) -> None:
     """ValueError unless the engine's limits and rate under `profile` are the simulated cell's."""
     cell = env.config
+    if isinstance(env, ArmPegInsertionEnv):
+        robot = ('joint_names', 'joint_lower', 'joint_upper', 'max_delta', 'critical_max_delta', 'control_hz', 'urdf',
+                 'base_frame', 'tool_frame', 'workspace_lower', 'workspace_upper')
+        ours, arm = ({f: getattr(p, f) for f in robot} for p in (profile, cell.profile))
+        if ours != arm:
+            raise ValueError(f'robot profile {profile.name!r} is not the simulated arm: '
+                             f'{ {f: (ours[f], arm[f]) for f in robot if ours[f] != arm[f]} }')
+        return
     ours = (tuple(zip(profile.joint_lower, profile.joint_upper, strict=True)), tuple(profile.max_delta),
             float(profile.control_hz))
     if ours != (tuple(cell.joint_ranges_m), tuple(cell.max_delta_m), float(cell.control_hz)):
@@ -31,7 +53,15 @@ def check_profile(env: PegInsertionEnv, profile: RobotProfile) -> None:
                          f'simulated cell ({cell.joint_ranges_m}, {cell.max_delta_m}, {cell.control_hz})')
 
 
-def run_engine_episode(env: PegInsertionEnv, profile: RobotProfile, obs: dict, info: dict,
+def step_robot(env, engine: EpisodeEngine):
+    """One control step of the simulated robot under the engine's command: the gantry takes the action (a joint
+    move), the arm the joint positions the engine sent it to, as its trajectory controller does."""
+    if isinstance(env, ArmPegInsertionEnv):
+        return env.step_to(engine.pending_point())
+    return env.step(engine.pending_action())
+
+
+def run_engine_episode(env: PegInsertionEnv | ArmPegInsertionEnv, profile: RobotProfile, obs: dict, info: dict,
                        operator: Callable[[dict, dict], np.ndarray] | None = None,
                        reference: Callable[[dict], np.ndarray] | None = None,
                        on_step: Callable[..., None] | None = None) -> dict:
@@ -60,7 +90,7 @@ def run_engine_episode(env: PegInsertionEnv, profile: RobotProfile, obs: dict, i
         if reference is not None and engine.wants_inputs(now):
             engine.add_inputs(n, NO_STATE, reference(obs), now)
         action = engine.pending_action()
-        next_obs, reward, terminated, truncated, next_info = env.step(action)
+        next_obs, reward, terminated, truncated, next_info = step_robot(env, engine)
         done = terminated or truncated
         if on_step is not None:
             on_step(obs, info, action, reward, done, next_info)

@@ -30,6 +30,7 @@ class ScriptedExpert:
         descend_speed_m: float = 0.002,
         align_tolerance_m: float = 0.0003,
         gain: float = 0.6,
+        action_dim: int = 3,
     ) -> None:
         if hole_error_sigma_mm < 0:
             raise ValueError("hole_error_sigma_mm must be >= 0")
@@ -40,6 +41,8 @@ class ScriptedExpert:
         self.descend_speed_m = min(descend_speed_m, float(self.max_delta_m[2]))
         self.align_tolerance_m = align_tolerance_m
         self.gain = gain
+        self.action_dim = action_dim
+        """3: the gantry's joint deltas; 6: an arm's tool moves, the rotation left at zero (orientation held)."""
         self.hole_error = np.zeros(2)
         self.believed_hole = np.zeros(3)
         self.descending = False
@@ -54,7 +57,8 @@ class ScriptedExpert:
         self.descending = False
 
     def act(self, obs: dict, info: dict) -> np.ndarray:
-        """The next gantry delta (3,), within +-max_delta_m (per joint; the robot profile's max_delta)."""
+        """The next action (`action_dim`,): a move of the peg within +-max_delta_m per axis (the robot profile's
+        max_delta), then zeros."""
         tip = np.asarray(info["peg_tip_pos"], dtype=np.float64)
         xy_error = self.believed_hole[:2] - tip[:2]
         if not self.descending:
@@ -66,8 +70,14 @@ class ScriptedExpert:
                 return self._clip(self.gain * error)
         return self._clip(np.array([*(self.gain * xy_error), -self.descend_speed_m]))
 
+    @classmethod
+    def for_profile(cls, profile: RobotProfile, **kwargs) -> ScriptedExpert:
+        """The expert acting in `profile`'s action space: translations within its per-step limits."""
+        return cls(max_delta_m=profile.max_delta[:3], action_dim=profile.action_dim, **kwargs)
+
     def _clip(self, delta: np.ndarray) -> np.ndarray:
-        return np.clip(delta, -self.max_delta_m, self.max_delta_m).astype(np.float32)
+        move = np.clip(delta, -self.max_delta_m, self.max_delta_m)
+        return np.concatenate([move, np.zeros(self.action_dim - 3)]).astype(np.float32)
 
 
 def run_episode(env, policy, seed: int | None = None, profile: RobotProfile | None = None) -> dict:

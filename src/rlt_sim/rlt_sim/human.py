@@ -9,20 +9,20 @@ actor or critic inputs.
 
 import numpy as np
 
-from rlt_sim.cell import SimConfig
+from rlt_core.control.profile import RobotProfile
 from rlt_sim.expert import ScriptedExpert
 
 
 class SimulatedHuman:
     def __init__(self, rate: float = 0.1, patience: int = 20, progress_m: float = 0.0005, seed: int = 0,
-                 max_delta_m: float | tuple[float, ...] = SimConfig.max_delta_m):
+                 profile: RobotProfile | None = None):
         if not 0.0 <= rate <= 1.0:
             raise ValueError('rate must be in [0, 1]')
         if patience <= 0:
             raise ValueError('patience must be positive')
         self.rate, self.patience, self.progress_m = rate, patience, progress_m
         self.rng = np.random.default_rng(seed)
-        self.expert = ScriptedExpert(0.0, max_delta_m=max_delta_m)  # the robot's per-step limit (its profile's)
+        self.expert = ScriptedExpert.for_profile(profile or RobotProfile.load())  # in the robot's action space
         self.reset({'hole_pos': np.zeros(3), 'peg_tip_pos': np.zeros(3)})
 
     def reset(self, info: dict) -> None:

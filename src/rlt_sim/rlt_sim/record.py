@@ -21,8 +21,19 @@ import numpy as np
 from tqdm import tqdm
 
 from rlt_core.control.profile import RobotProfile
+from rlt_sim.arm_cell import ArmCellConfig
+from rlt_sim.arm_env import ArmPegInsertionEnv
 from rlt_sim.cell import SimConfig
-from rlt_sim.dataset import ROBOT_TYPE, DemoWriter, Episode, encode_png, episode_stats, load_demos, sim_features
+from rlt_sim.dataset import (
+    ARM_ROBOT_TYPE,
+    ROBOT_TYPE,
+    DemoWriter,
+    Episode,
+    encode_png,
+    episode_stats,
+    load_demos,
+    sim_features,
+)
 from rlt_sim.env import PegInsertionEnv
 from rlt_sim.episode import run_engine_episode
 from rlt_sim.expert import IMPERFECT_SIGMA_MM, ScriptedExpert
@@ -55,9 +66,17 @@ class RecordConfig:
     png_level: int = dataclasses.field(default=1, metadata={"help": "PNG zlib level 0-9 (1: fast)"})
     progress: bool = dataclasses.field(default=True, metadata={"help": "show a progress bar"})
 
-    def sim_config(self) -> SimConfig:
-        """The cell as the robot profile describes it (image size overridden where `image_size` is set)."""
-        config = SimConfig.from_profile(self.robot_profile, clearance_mm=self.clearance_mm)
+    def sim_config(self) -> SimConfig | ArmCellConfig:
+        """The cell as the robot profile describes it, the gantry's or the arm's (image size overridden where
+        `image_size` is set)."""
+        profile = RobotProfile.load(self.robot_profile)
+        if profile.action_space == "ee_delta":
+            if self.image_size:
+                size = {"width": self.image_size, "height": self.image_size}
+                profile = dataclasses.replace(profile, cameras=tuple(dataclasses.replace(c, **size)
+                                                                     for c in profile.cameras))
+            return ArmCellConfig.from_profile(profile, clearance_mm=self.clearance_mm)
+        config = SimConfig.from_profile(profile, clearance_mm=self.clearance_mm)
         return dataclasses.replace(config, image_size=self.image_size) if self.image_size else config
 
     def recording(self) -> dict:
@@ -93,7 +112,7 @@ class RecordConfig:
             raise ValueError("the dataset fps (control_hz) must be an integer")
 
 
-def record_episode(env: PegInsertionEnv, expert: ScriptedExpert, seed: int, profile: RobotProfile,
+def record_episode(env: PegInsertionEnv | ArmPegInsertionEnv, expert: ScriptedExpert, seed: int, profile: RobotProfile,
                    png_level: int = 1) -> Episode:
     """Run one seeded expert episode in `env`, the expert as an operator driving through the episode engine, and
     return it with PNG-encoded images.
@@ -147,10 +166,11 @@ def record_episode(env: PegInsertionEnv, expert: ScriptedExpert, seed: int, prof
 _worker: dict = {}
 
 
-def _init_worker(sim_config: SimConfig, profile: RobotProfile, sigma_mm: float, png_level: int) -> None:
+def _init_worker(sim_config: SimConfig | ArmCellConfig, profile: RobotProfile, sigma_mm: float,
+                 png_level: int) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
-    env = PegInsertionEnv(sim_config)
-    expert = ScriptedExpert(hole_error_sigma_mm=sigma_mm, max_delta_m=sim_config.max_delta_m)
+    env = ArmPegInsertionEnv(sim_config) if isinstance(sim_config, ArmCellConfig) else PegInsertionEnv(sim_config)
+    expert = ScriptedExpert.for_profile(profile, hole_error_sigma_mm=sigma_mm)
     _worker.update(env=env, expert=expert, profile=profile, png_level=png_level)
 
 
@@ -200,7 +220,8 @@ def record(config: RecordConfig) -> dict:
     start_time = time.perf_counter()
     sim_config = config.sim_config()
     fps = int(sim_config.control_hz)
-    writer = DemoWriter(config.output, sim_features(sim_config), fps, config.recording(), robot_type=ROBOT_TYPE)
+    writer = DemoWriter(config.output, sim_features(sim_config), fps, config.recording(),
+                        robot_type=ARM_ROBOT_TYPE if isinstance(sim_config, ArmCellConfig) else ROBOT_TYPE)
     existing = writer.num_episodes
     recorded = attempts = 0
     successes = sum(row["success"] for row in writer.episodes)

@@ -26,7 +26,7 @@ class SimHumanNode(Node):
         super().__init__('sim_human')
         p = self.declare_parameter
         self.profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
-        self.human = SimulatedHuman(max_delta_m=self.profile.max_delta,  # moves within the robot's per-step limit
+        self.human = SimulatedHuman(profile=self.profile,  # moves within the robot's per-step limit
             rate=p('rate', 0.1, desc('fraction of episodes with an attentive operator')).value,
             patience=p('patience', 20, desc('stalled critical steps before taking over')).value,
             seed=p('seed', 0, desc('seed of who is attentive')).value)
@@ -71,7 +71,7 @@ class SimHumanNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         if action is not None:
             msg.buttons[self.mapping.deadman_button] = 1
-            msg.axes = action_to_axes(action, self.mapping, 8)
+            msg.axes = action_to_axes(action[:len(self.mapping.axes)], self.mapping, 8)  # an arm's: the translation
         self.pub.publish(msg)
 
 

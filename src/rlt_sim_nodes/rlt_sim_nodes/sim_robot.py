@@ -1,8 +1,9 @@
-"""The simulated robot: the MuJoCo peg-in-hole cell behind the interfaces of a real robot.
+"""The simulated robot: a MuJoCo peg-in-hole cell behind the interfaces of a real robot.
 
 The cell is the robot of the robot profile (`robot_profile`: joints and limits, cameras and image size,
-control rate, episode length, controller name). Publishes `joint_states` and one `sensor_msgs/Image`
-stream per camera (same stamp per control step), accepts `trajectory_msgs/JointTrajectory` on
+control rate, episode length, controller name): the gantry for a joint_delta profile, the 6-DoF arm for an
+ee_delta one (`rlt_sim.episode.make_env`). Publishes `joint_states` and one `sensor_msgs/Image` stream per
+camera in the camera's encoding (same stamp per control step), accepts `trajectory_msgs/JointTrajectory` on
 `<controller_name>/joint_trajectory` as a ros2_control JointTrajectoryController does, and reports
 episodes on `episode/events` (start, critical-phase switches, end with success). `sim/reset` (std_srvs/Trigger) starts a
 new episode once every node in `wait_for_subscribers` subscribes to episode/events as this node sees
@@ -32,7 +33,8 @@ from rlt_interfaces.msg import EpisodeEvent
 from rlt_nodes.params import ROBOT_PROFILE
 from rlt_nodes.qos import EVENTS_QOS
 from rlt_nodes.spin import spin_node
-from rlt_sim import PegInsertionEnv, SimConfig
+from rlt_sim.arm_env import ArmPegInsertionEnv
+from rlt_sim.episode import make_env
 from rlt_sim.trajectory import InvalidCommandError, validate_trajectory
 
 PRIVILEGED_LAYOUT = ('tip_x', 'tip_y', 'tip_z', 'hole_x', 'hole_y', 'hole_z', 'critical', 'step', 'episode_id',
@@ -51,12 +53,10 @@ class SimRobotNode(Node):
                             _desc('start the next episode as soon as one ends')).value
         self.wait_for_subscribers = list(p('wait_for_subscribers', Parameter.Type.STRING_ARRAY, _desc(
             'nodes that must subscribe to episode/events before sim/reset starts an episode')).value or [])
-        config = SimConfig.from_profile(
-            profile,
-            clearance_mm=p('clearance_mm', 1.0, _desc('peg-hole clearance per side, mm')).value,
-            render=p('render', True, _desc('render and publish camera images')).value,
-        )
-        self.env = PegInsertionEnv(config)
+        clearance = p('clearance_mm', 1.0, _desc('peg-hole clearance per side, mm')).value
+        self.env = make_env(profile, clearance_mm=clearance,
+                            render=p('render', True, _desc('render and publish camera images')).value)
+        config = self.env.config
         self.joint_names = profile.joint_names
         self.dt = profile.dt
         self.joint_low = np.array(profile.joint_lower)
@@ -124,11 +124,11 @@ class SimRobotNode(Node):
 
     def on_tick(self):
         if self.active:
-            action = np.zeros(3)
+            target = self.env.position_target
             if self.command is not None:
                 self.command_t += self.dt
-                action = self.command.target_at(self.command_t, self.command_start) - self.env.position_target
-            self.obs, _, terminated, truncated, self.info = self.env.step(action)
+                target = self.command.target_at(self.command_t, self.command_start)
+            self.obs, _, terminated, truncated, self.info = self.step_to(target)
             if self.info['critical_phase'] != self.critical:
                 self.critical = self.info['critical_phase']
                 self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.critical
@@ -141,20 +141,28 @@ class SimRobotNode(Node):
         if not self.active and self.auto_reset:
             self.start_episode()
 
+    def step_to(self, target):
+        """One control step towards the joint positions `target`: the arm's servos take them, the gantry the move
+        from its current target."""
+        if isinstance(self.env, ArmPegInsertionEnv):
+            return self.env.step_to(target)
+        return self.env.step(target - self.env.position_target)
+
     def publish_observation(self):
         stamp = self.get_clock().now().to_msg()
-        proprio = self.obs['proprio'].astype(np.float64)
-        joints = JointState(name=list(self.joint_names), position=proprio[:3].tolist(),
-                            velocity=proprio[3:].tolist())
+        proprio, n = self.obs['proprio'].astype(np.float64), len(self.joint_names)
+        joints = JointState(name=list(self.joint_names), position=proprio[:n].tolist(),
+                            velocity=proprio[n:].tolist())
         joints.header.stamp = stamp
         joints.header.frame_id = 'base_link'
         self.joint_pub.publish(joints)
-        for name, pub in self.image_pubs.items():
-            img = self.obs['images'][name]
-            msg = Image(height=img.shape[0], width=img.shape[1], encoding='rgb8', is_bigendian=0,  # rendered rgb
-                        step=img.shape[1] * 3)
+        for camera in self.profile.cameras if self.image_pubs else ():
+            img = camera_image(self.obs['images'][camera.name], camera.encoding)  # rendered rgb, as the driver sends
+            pub = self.image_pubs[camera.name]
+            msg = Image(height=img.shape[0], width=img.shape[1], encoding=camera.encoding, is_bigendian=0,
+                        step=img.shape[1] * (img.shape[2] if img.ndim == 3 else 1))
             msg.header.stamp = stamp
-            msg.header.frame_id = f'{name}_optical_frame'
+            msg.header.frame_id = f'{camera.name}_optical_frame'
             msg.data = array.array('B', img.tobytes())
             pub.publish(msg)
         offset = Vector3Stamped()
@@ -175,6 +183,15 @@ class SimRobotNode(Node):
                            success=bool(success), detail=detail)
         msg.header.stamp = self.get_clock().now().to_msg()
         self.event_pub.publish(msg)
+
+
+def camera_image(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    """A rendered RGB image in a camera driver's encoding (rgb8, bgr8 or mono8)."""
+    if encoding == 'bgr8':
+        return np.ascontiguousarray(rgb[..., ::-1])
+    if encoding == 'mono8':
+        return np.round(rgb @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    return rgb
 
 
 def _desc(text):

@@ -10,8 +10,7 @@ import torch
 
 from rlt_core.control.profile import RobotProfile
 from rlt_core.models.vla.backbone import VLABackbone, VLAInput
-from rlt_sim import PegInsertionEnv, SimConfig
-from rlt_sim.episode import run_engine_episode
+from rlt_sim.episode import make_env, run_engine_episode
 
 
 @torch.no_grad()
@@ -20,7 +19,7 @@ def vla_chunk(vla: VLABackbone, obs: dict, instruction: str) -> np.ndarray:
     return vla(VLAInput.from_env(obs, instruction)).chunk[0].numpy()
 
 
-def run_vla_episode(env: PegInsertionEnv, vla: VLABackbone, seed: int, profile: RobotProfile) -> dict:
+def run_vla_episode(env, vla: VLABackbone, seed: int, profile: RobotProfile) -> dict:
     """One episode of the VLA executing the first `profile.actor_chunk_len` actions of each chunk."""
     obs, info = env.reset(seed=seed)
     return run_engine_episode(env, profile, obs, info, reference=lambda o: vla_chunk(vla, o, env.instruction))
@@ -30,7 +29,7 @@ def evaluate_vla(vla: VLABackbone, episodes: int, seed: int, execute_steps: int,
                  profile: RobotProfile | None = None, progress=None) -> dict:
     """Success rate, critical-phase reach rate and mean critical-phase steps over seeded episodes."""
     profile = (profile or RobotProfile.load()).with_chunks(execute_steps, 1)
-    env = PegInsertionEnv(SimConfig.from_profile(profile))
+    env = make_env(profile)
     results = []
     for k in range(episodes):
         results.append(run_vla_episode(env, vla, seed + k, profile))

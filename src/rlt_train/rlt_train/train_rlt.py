@@ -49,7 +49,7 @@ from rlt_core.rl.replay import ReplayBuffer
 from rlt_core.rl.rl_state import ProprioNormalization, rl_state
 from rlt_core.rl.td3 import RLTLearner, TD3Config
 from rlt_core.runtime import default_models_dir, setup_torch
-from rlt_sim import PegInsertionEnv, SimConfig
+from rlt_sim.episode import make_env, step_robot
 from rlt_sim.human import SimulatedHuman
 from rlt_train.cli import parse_config
 from rlt_train.demo_replay import check_demo_replay
@@ -149,6 +149,8 @@ class RLTTrainConfig:
     def __post_init__(self):
         if self.ablation not in ABLATIONS + DIAGNOSTICS:
             raise ValueError(f'ablation must be one of {ABLATIONS + DIAGNOSTICS}, got {self.ablation!r}')
+        if self.episodes < 1 or self.eval_every < 1:
+            raise ValueError('episodes and eval_every must be >= 1')
         if self.chunk_len < 0 or self.stride < 0:
             raise ValueError('chunk_len and stride must be >= 0 (0: the robot profile\'s)')
         if not 0.0 <= self.demo_fraction <= 0.75 or self.pretrain_updates < 0:
@@ -250,7 +252,7 @@ def run_episode(env, inputs, learner, cfg, profile, seed, train, warmup, replay=
         action = engine.pending_action()
         if engine.episode.phase.active:
             stats['lateral_mm'] += 1000.0 * float(np.hypot(action[0], action[1]))
-        obs, _, terminated, truncated, info = env.step(action)
+        obs, _, terminated, truncated, info = step_robot(env, engine)
     episode = engine.episode.stats
     stats.update(steps=episode.steps, critical_steps=episode.critical_steps,
                  human_steps=episode.steps_by_source['human'], hold_steps=episode.steps_by_source['hold'],
@@ -338,7 +340,7 @@ def train(cfg: RLTTrainConfig) -> dict:
                                 use_token=cfg.ablation not in ('residual', 'image_encoder'),
                                 oracle=cfg.ablation == 'oracle_offset', oracle_noise_mm=cfg.oracle_noise_mm,
                                 frames=frames)
-    env = PegInsertionEnv(SimConfig.from_profile(profile))
+    env = make_env(profile)
 
     learner = None
     if cfg.ablation != 'noise_only':
@@ -362,7 +364,7 @@ def train(cfg: RLTTrainConfig) -> dict:
     if cfg.demo_replay and learner is not None:
         meta = check_demo_replay(cfg.demo_replay, vla_spec.path, token_dir, profile.actor_chunk_len, profile.stride)
         print(f'prior data: {replay.load_prior(cfg.demo_replay)} transitions from {meta["episodes"]} demonstrations')
-    human = SimulatedHuman(rate=cfg.intervention_rate, seed=cfg.seed)
+    human = SimulatedHuman(rate=cfg.intervention_rate, seed=cfg.seed, profile=profile)
 
     # Resume: the learner, counters and evaluation history from the checkpoint; the replay from its log.
     state = {'episode': 0, 'history': [], 'episodes': [], 'best': -1.0}

@@ -27,8 +27,8 @@ from rlt_core.data.lerobot import image_key
 from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
 from rlt_core.runtime import setup_torch
-from rlt_sim.cell import SimConfig
 from rlt_sim.dataset import decode_png, load_demos
+from rlt_sim.episode import make_env
 from rlt_train.cli import parse_config
 from rlt_train.rollout import evaluate_vla
 
@@ -176,7 +176,7 @@ def train(cfg: VLATrainConfig) -> dict:
         raise ValueError(f'SmallVLA reads square images of one size; the cameras of {profile.name!r} are {sizes}')
     if cfg.eval_episodes:  # before hours of training, not after
         try:
-            SimConfig.from_profile(profile)
+            make_env(profile, render=False).close()
         except ValueError as e:
             raise ValueError(f'the closed-loop evaluation runs in the simulated cell, which cannot be built for '
                              f'{profile.name!r} ({e}); --eval-episodes 0 trains without it') from None

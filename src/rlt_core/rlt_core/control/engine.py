@@ -50,7 +50,7 @@ import numpy as np
 from rlt_core.control.arbitration import arbitrate
 from rlt_core.control.phase import CriticalPhase, PhaseConfig
 from rlt_core.control.profile import RobotProfile
-from rlt_core.control.safety import ActionLimits, InvalidChunkError, validate_chunk
+from rlt_core.control.safety import ActionLimits, InvalidChunkError, validate_chunk, within_lead
 from rlt_core.control.teleop import human_action
 from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ChunkTransition
 from rlt_core.rl.transitions import TransitionBuilder
@@ -214,7 +214,11 @@ class EpisodeEngine:
         self.low = np.asarray(profile.joint_lower, np.float64)
         self.high = np.asarray(profile.joint_upper, np.float64)
         self.joint_step_limits = joint_step_limits(profile)
-        self.warmup_episodes, self.max_target_lead = warmup_episodes, max_target_lead
+        self.warmup_episodes = warmup_episodes
+        self.max_target_lead = max_target_lead if self.kinematics is None else np.asarray(self.joint_step_limits.high)
+        """How far (per joint) a command target may lead the measured joints: `max_target_lead` for joint_delta; for
+        ee_delta one control step at the joints' velocity limits, and a target further ahead is pulled back
+        along its way (`within_lead`), so the tool's path does not bend."""
         self.actor_wait_s, self.actor_alive_s = actor_wait_s, actor_alive_s
         self.human_timeout_s, self.final_wait_s = human_timeout_s, final_wait_s
         self.phase_config, self.record, self.history = phase_config or PhaseConfig(), record, history
@@ -262,6 +266,14 @@ class EpisodeEngine:
         if self.active and ep.end_step is None and self.chunk_active:
             return ep.chunk.executed[ep.k].copy()
         return np.zeros(self.limits.action_dim, np.float32)
+
+    def pending_point(self) -> np.ndarray | None:
+        """The joint positions the robot is sent to after the latest observation (the trajectory point a controller
+        receives): the chunk's next point, else the last command target (a hold); None before any observation."""
+        ep = self.episode
+        if self.active and ep.end_step is None and self.chunk_active:
+            return ep.chunk.points[ep.k].copy()
+        return None if ep.target is None else ep.target.copy()
 
     def wants_inputs(self, now: float) -> bool:
         """Whether the latest observation's RL state and reference are needed: a chunk is to be decided on it,
@@ -405,8 +417,7 @@ class EpisodeEngine:
         ep.n += 1
         if ep.target is None:
             ep.target = np.clip(position, self.low, self.high)
-        lead = self.max_target_lead
-        ep.target = np.clip(ep.target, position - lead, position + lead)
+        ep.target = self._within_lead(ep.target, position)
         if ep.steps and ep.steps[-1].action is None:
             self._consume(ep.steps[-1])
         if critical is None and ep.pending_phase is not None and ep.pending_phase[0] <= ep.n:
@@ -583,7 +594,7 @@ class EpisodeEngine:
         # From the point the robot was last sent to (mid-chunk on an interruption), brought within max_target_lead
         # of the measured position: a robot that lags its commands is not sent further ahead of itself.
         lead = self.max_target_lead
-        start = np.clip(ep.target, ep.position - lead, ep.position + lead)
+        start = self._within_lead(ep.target, ep.position)
         limits = self.critical_limits if critical else self.limits
         executed = np.clip(np.asarray(chunk, np.float64), limits.low, limits.high)
         points, step_limits, refused = self._joint_points(start, executed, limits)
@@ -605,6 +616,9 @@ class EpisodeEngine:
         ep.wait_start = None
         ep.stats.chunks_by_source[SOURCE_NAMES[source]] += 1
         self._commands.append(ep.chunk)
+
+    def _within_lead(self, target, measured):
+        return within_lead(target, measured, self.max_target_lead, keep_direction=self.kinematics is not None)
 
     def _joint_points(self, start, executed, limits):
         """(points (C, J) from `start`, the per-step joint limits they keep to, why the kinematics refused or None).

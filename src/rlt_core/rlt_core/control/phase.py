@@ -1,10 +1,11 @@
 """Critical-phase switching: the VLA drives outside the critical phase, the actor inside.
 
-Three triggers, any of which can be enabled: the simulator's (or a task's own) signal, a human
-trigger (a joystick button toggles it), and a learned detector, a small classifier on the RL
-token. Once entered, the phase is latched until the episode ends unless `latch` is off.
+Three triggers, any of which can be enabled: the simulator's (or a task's own) signal — on a robot, the tool
+inside a taught `CriticalZone` —, a human trigger (a joystick button toggles it), and a learned detector, a small
+classifier on the RL token. Once entered, the phase is latched until the episode ends unless `latch` is off.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -89,3 +90,21 @@ class CriticalPhase:
         self.active = bool(fired)
         self.trigger = fired[0] if fired else ''
         return self.active
+
+
+@dataclass(frozen=True)
+class CriticalZone:
+    """The critical phase as a place, for a robot whose task gives no signal: the tool within `radius` (m) of a
+    taught pre-insertion point `center` (base frame; a Cartesian gantry's joint positions are its tool's)."""
+
+    center: tuple[float, float, float]
+    radius: float
+
+    def __post_init__(self):
+        if len(self.center) != 3 or not all(map(math.isfinite, self.center)):
+            raise ValueError(f'a critical zone needs a finite (x, y, z) centre, got {self.center}')
+        if not (math.isfinite(self.radius) and self.radius > 0):
+            raise ValueError(f'a critical zone needs a positive radius, got {self.radius}')
+
+    def contains(self, tool_position) -> bool:
+        return math.dist(tool_position, self.center) <= self.radius

@@ -91,6 +91,9 @@ class RobotProfile:
     """ee_delta: upper (x, y, z) corner of that box."""
     gripper: bool = False
     """ee_delta: the action has a 7th dimension, the gripper command (ACTION_SPACES)."""
+    home: tuple[float, ...] = ()
+    """Joint positions the arbiter moves the robot to between operator episodes (`rlt_core.control.homing`);
+    empty: no homing move, the operator places the robot."""
 
     def __post_init__(self):
         def check(ok, text):
@@ -115,6 +118,9 @@ class RobotProfile:
               'actor_chunk_len must be a positive multiple of stride')
         check(self.vla_chunk_len >= self.actor_chunk_len, 'vla_chunk_len (H) must be >= actor_chunk_len (C)')
         check(self.max_steps > 0, 'max_steps must be positive')
+        check(not self.home or (len(self.home) == n and all(
+            lo <= h <= hi for h, lo, hi in zip(self.home, self.joint_lower, self.joint_upper, strict=True))),
+            'home needs one position per joint, within the joint limits')
         frames = (self.urdf, self.base_frame, self.tool_frame)
         check(all(frames) or not any(frames), 'kinematics needs urdf, base_frame and tool_frame together')
         if self.action_space == 'ee_delta':
@@ -254,6 +260,7 @@ class RobotProfile:
                 joint_names=tuple(str(n) for n in joints['names']),
                 joint_lower=tuple(float(v) for v in joints['lower']),
                 joint_upper=tuple(float(v) for v in joints['upper']),
+                home=tuple(float(v) for v in joints.get('home', ())),
                 controller_name=str(data['controller_name']), control_hz=float(data['control_hz']),
                 action_space=str(action['space']), max_delta=tuple(float(v) for v in action['max_delta']),
                 critical_max_delta=tuple(float(v) for v in action['critical_max_delta']), cameras=cameras,
@@ -281,6 +288,8 @@ class RobotProfile:
                 'chunks': {'vla_chunk_len': self.vla_chunk_len, 'actor_chunk_len': self.actor_chunk_len,
                            'stride': self.stride},
                 'episode': {'max_steps': self.max_steps}}
+        if self.home:
+            data['joints']['home'] = list(self.home)
         if self.action_space == 'ee_delta':
             data['action'].update(gripper=self.gripper, workspace={'lower': list(self.workspace_lower),
                                                                    'upper': list(self.workspace_upper)})
@@ -309,9 +318,9 @@ class RobotProfile:
         return cls.from_dict(data, str(path))
 
 
-KINEMATICS_FIELDS = ('urdf', 'base_frame', 'tool_frame', 'workspace_lower', 'workspace_upper', 'gripper')
-"""The robot description and end-effector fields: left out of the hash while at their defaults, so a profile
-without them (the gantry's) keeps the hash it had before they existed."""
+KINEMATICS_FIELDS = ('urdf', 'base_frame', 'tool_frame', 'workspace_lower', 'workspace_upper', 'gripper', 'home')
+"""The robot description, end-effector and homing fields: left out of the hash while at their defaults, so a
+profile without them (the gantry's) keeps the hash it had before they existed."""
 _ACTION_KEYS = {'space', 'max_delta', 'critical_max_delta', 'gripper', 'workspace'}
 _KINEMATICS_KEYS = {'urdf', 'base_frame', 'tool_frame'}
 

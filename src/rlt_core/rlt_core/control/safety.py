@@ -70,3 +70,17 @@ def clip_chunk(chunk: np.ndarray, limits: ActionLimits) -> tuple[np.ndarray, boo
     high = np.asarray(limits.high, dtype=chunk.dtype)
     clipped = np.clip(chunk, low, high)
     return clipped, bool(np.any(clipped != chunk))
+
+
+def within_lead(target, measured, lead, keep_direction: bool = False) -> np.ndarray:
+    """`target` brought within `lead` (per joint, or one number) of the `measured` joint positions: each joint
+    clipped on its own, or (`keep_direction`) the whole offset from `measured` scaled down until every joint is
+    within its lead, so that the joints keep their proportions: an arm's tool stays on the way between the two
+    configurations instead of bending off it."""
+    target, measured = np.asarray(target, np.float64), np.asarray(measured, np.float64)
+    lead = np.broadcast_to(np.asarray(lead, np.float64), measured.shape)
+    if not keep_direction:
+        return np.clip(target, measured - lead, measured + lead)
+    offset = target - measured
+    excess = np.max(np.abs(offset) / lead)
+    return target.copy() if excess <= 1.0 else measured + offset / excess
