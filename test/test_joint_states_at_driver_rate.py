@@ -137,17 +137,17 @@ def test_joint_states_faster_than_the_control_rate_make_one_step_per_control_per
         return [c for c in chunks if c.episode_id == episode_id]
 
     driver.start()
-    # The arbiter starts an operator episode on its first step. Until the recorder has heard one start, the
-    # operator ends the episode (B) and the arbiter starts the next.
+    # The arbiter starts an operator episode on its first step (its first steps may come closer together, as a
+    # node's do until it reaches the grid). The operator ends it (B) and the next, until the recorder heard a start.
     assert test_node.spin_until(started, timeout=30), processes.stop(arbiter)[-3000:]
     for _ in range(10):
+        seen = len(started())
+        label(JoyMapping.failure_button)
+        assert test_node.spin_until(lambda s=seen: len(started()) > s, timeout=30), processes.stop(arbiter)[-3000:]
         episode_id = started()[-1].episode_id
         heard = f'recording graph episode {episode_id}'
         if test_node.spin_until(lambda h=heard: h in ''.join(recorder_log), timeout=2):
             break
-        seen = len(started())
-        label(JoyMapping.failure_button)
-        assert test_node.spin_until(lambda s=seen: len(started()) > s, timeout=30), processes.stop(arbiter)[-3000:]
     else:
         raise AssertionError(f'the recorder heard no episode start\n{"".join(recorder_log)[-3000:]}')
     C = profile.actor_chunk_len
