@@ -11,19 +11,21 @@ import time
 
 import numpy as np
 
+from rlt_core.control.profile import RobotProfile
 from rlt_sim.cell import SimConfig
-from rlt_sim.env import PegInsertionEnv
+from rlt_sim.episode import make_env
 from rlt_sim.expert import IMPERFECT_SIGMA_MM, ScriptedExpert, run_episode
 
 
-def steps_per_second(config: SimConfig, steps: int, repeats: int) -> float:
-    """Median env steps per second over `repeats` runs of `steps` expert-driven steps."""
-    env = PegInsertionEnv(config)
+def steps_per_second(profile: RobotProfile, steps: int, repeats: int, **cell) -> float:
+    """Median env steps per second over `repeats` runs of `steps` expert-driven steps (the expert's actions
+    straight to the cell, without the engine)."""
+    env = make_env(profile, **cell)
     rates = []
     seed = 0
     for _ in range(repeats):
         obs, info = env.reset(seed=seed)
-        expert = ScriptedExpert(max_delta_m=config.max_delta_m)
+        expert = ScriptedExpert.for_profile(profile)
         expert.reset(info)
         start = time.perf_counter()
         for _ in range(steps):
@@ -37,11 +39,11 @@ def steps_per_second(config: SimConfig, steps: int, repeats: int) -> float:
     return statistics.median(rates)
 
 
-def expert_stats(config: SimConfig, sigma_mm: float, episodes: int) -> dict:
-    """Success rate, critical-phase reach rate and mean steps over seeds 0..episodes-1."""
-    env = PegInsertionEnv(config)
-    expert = ScriptedExpert(hole_error_sigma_mm=sigma_mm, max_delta_m=config.max_delta_m)
-    results = [run_episode(env, expert, seed=seed) for seed in range(episodes)]
+def expert_stats(profile: RobotProfile, sigma_mm: float, episodes: int, **cell) -> dict:
+    """Success rate, critical-phase reach rate and mean steps over seeds 0..episodes-1, through the engine."""
+    env = make_env(profile, **cell)
+    expert = ScriptedExpert.for_profile(profile, hole_error_sigma_mm=sigma_mm)
+    results = [run_episode(env, expert, seed=seed, profile=profile) for seed in range(episodes)]
     env.close()
     return {
         "success": float(np.mean([r["success"] for r in results])),
@@ -70,17 +72,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    config = SimConfig.from_profile(args.robot_profile, clearance_mm=args.clearance_mm)
-    headless = SimConfig.from_profile(args.robot_profile, clearance_mm=args.clearance_mm, render=False)
+    profile = RobotProfile.load(args.robot_profile)
+    config = make_env(profile, clearance_mm=args.clearance_mm, render=False).config
     sigmas = [float(s) for s in args.sigmas.split(",") if s.strip()]
 
     print(
-        f"rlt_sim benchmark: clearance {config.clearance_mm} mm per side, "
+        f"rlt_sim benchmark: {profile.name}, clearance {config.clearance_mm} mm per side, "
         f"{config.control_hz:g} Hz control, {config.substeps} substeps of {config.timestep_s} s"
     )
-    rate = steps_per_second(headless, 5 * args.speed_steps, args.repeats)
+    rate = steps_per_second(profile, 5 * args.speed_steps, args.repeats, clearance_mm=args.clearance_mm, render=False)
     print(f"env steps/s, no rendering: {rate:8.0f}")
-    rate = steps_per_second(config, args.speed_steps, args.repeats)
+    rate = steps_per_second(profile, args.speed_steps, args.repeats, clearance_mm=args.clearance_mm)
     print(f"env steps/s, {len(config.camera_names)} cameras at {config.image_size}px: {rate:8.0f}")
 
     settings = [("perfect expert", 0.0)]
@@ -90,7 +92,7 @@ def main(argv=None) -> None:
         f"{IMPERFECT_SIGMA_MM:g} mm):"
     )
     for label, sigma in settings:
-        stats = expert_stats(headless, sigma, args.episodes)
+        stats = expert_stats(profile, sigma, args.episodes, clearance_mm=args.clearance_mm, render=False)
         print(
             f"  {label:34s} success {stats['success']:6.1%}  "
             f"reached critical {stats['reached_critical']:6.1%}  "
