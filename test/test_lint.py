@@ -30,4 +30,5 @@ def test_the_docker_image_installs_pinned_versions_of_what_the_nodes_import():
     selected = set(re.search(r"grep -E '\^\(([^)]*)\)==' ", dockerfile).group(1).split('|'))
     pinned = {line.split('==')[0] for line in (ROOT / 'requirements.txt').read_text().splitlines() if '==' in line}
     assert selected <= pinned, f'not pinned in requirements.txt: {sorted(selected - pinned)}'
-    assert {'torch', 'transformers', 'pillow', 'mcap', 'mcap-ros2-support', 'safetensors', 'pyarrow', 'pin'} <= selected
+    assert {'torch', 'transformers', 'pillow', 'mcap', 'mcap-ros2-support', 'safetensors', 'pyarrow', 'pin',
+            'opencv-python-headless'} <= selected

@@ -5,7 +5,7 @@
 
 The robot profile states the robot's joints, limits, cameras, control rate, chunk lengths and
 controller name once (config/profiles/; empty: gantry_cell). Start the robot's own driver
-(joint_states, cameras/<name>/image_raw, the profile's JointTrajectoryController) and
+(joint_states, the cameras on their profile topics, the profile's JointTrajectoryController) and
 `ros2 run joy joy_node` beside it.
 """
 

@@ -235,7 +235,7 @@ class FuzzMessages:
             'joint_states': ('sensor_msgs/JointState', ('nan_position', 'inf_velocity', 'short_positions',
                              'long_velocities', 'wrong_names', 'missing_names', 'repeated_name', 'stale_stamp',
                              'out_of_order_stamp', 'huge_positions', 'oversized')),
-            **{f'cameras/{c.name}/image_raw': ('sensor_msgs/Image', (
+            **{c.image_topic: ('sensor_msgs/Image', (
                 'wrong_encoding', 'wrong_size', 'short_data', 'wrong_step', 'stale_stamp', 'oversized', 'empty'))
                for c in profile.cameras},
             'rlt/observation': ('rlt_interfaces/Observation', (
@@ -308,8 +308,9 @@ class FuzzMessages:
     def make(self, topic: str, kind: str, i: int = 0):
         if topic == 'joint_states':
             return self.joint_state(kind)
-        if topic.startswith('cameras/'):
-            return self.image(topic.split('/')[1], kind)
+        camera = next((c for c in self.profile.cameras if c.image_topic == topic), None)
+        if camera is not None:
+            return self.image_msg(camera, kind)
         if topic.endswith('joint_trajectory'):
             return self.trajectory(kind)
         return getattr(self, topic.split('/')[-1])(kind) if topic in (
@@ -346,9 +347,9 @@ class FuzzMessages:
 
     def image_msg(self, camera, kind: str):
         from sensor_msgs.msg import Image
-        h, w, enc, channels = camera.height, camera.width, camera.encoding, 1 if camera.encoding == 'mono8' else 3
+        h, w, enc, channels = camera.height, camera.width, 'rgb8', 3  # what the VLA server accepts
         if kind == 'wrong_encoding':
-            enc = 'mono16' if camera.encoding != 'mono16' else 'rgb8'
+            enc = 'mono16'
         elif kind == 'wrong_size':
             h, w = h // 2, w + 3
         elif kind == 'oversized':
@@ -360,9 +361,6 @@ class FuzzMessages:
         msg = Image(height=h, width=w, encoding=enc, step=step)
         msg.data = array.array('B', self.rng.integers(0, 256, size, dtype=np.uint8).tobytes())
         return self.stamp(msg, kind)
-
-    def image(self, name: str, kind: str):
-        return self.image_msg(next(c for c in self.profile.cameras if c.name == name), kind)
 
     def observation(self, kind: str):
         from rlt_interfaces.msg import Observation

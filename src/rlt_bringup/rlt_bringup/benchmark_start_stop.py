@@ -79,10 +79,12 @@ class Feeder:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.joint_pub = self.node.create_publisher(JointState, 'joint_states', 10)
-        self.image_pubs = {c.name: self.node.create_publisher(Image, f'cameras/{c.name}/image_raw',
-                                                              qos_profile_sensor_data) for c in profile.cameras}
+        self.image_pubs = {c.name: self.node.create_publisher(Image, c.image_topic, qos_profile_sensor_data)
+                           for c in profile.cameras}
         channels = {'rgb8': 3, 'bgr8': 3, 'mono8': 1}
-        self.images = {c.name: (c, array.array('B', bytes(c.height * c.width * channels[c.encoding])))
+        encodings = {c.name: c.encoding if c.encoding in channels else 'rgb8' for c in profile.cameras}
+        self.images = {c.name: (c, encodings[c.name],
+                                array.array('B', bytes(c.height * c.width * channels[encodings[c.name]])))
                        for c in profile.cameras}
         self.observed = threading.Event()
         self.accept_after_ns = 0
@@ -113,8 +115,8 @@ class Feeder:
         n = len(self.profile.joint_names)
         joints = self.JointState(name=list(self.profile.joint_names), position=[0.0] * n, velocity=[0.0] * n)
         joints.header.stamp = stamp
-        for name, (camera, data) in self.images.items():
-            msg = self.Image(height=camera.height, width=camera.width, encoding=camera.encoding, is_bigendian=0,
+        for name, (camera, encoding, data) in self.images.items():
+            msg = self.Image(height=camera.height, width=camera.width, encoding=encoding, is_bigendian=0,
                              step=len(data) // camera.height)
             msg.header.stamp = stamp
             msg.data = data

@@ -6,7 +6,7 @@ The launch files (`launch/*.launch.py`, for a full ROS 2 install) and the embedd
   core (rlt.launch.py)   ingestion, vla_server, actor, arbiter, learner
   sim  (sim.launch.py)   the core + sim_robot, episode_manager, sim_human
   real (real_robot.launch.py)  the core with real-robot parameters; the robot's own driver
-                         (joint_states, cameras/<name>/image_raw, /<controller>/joint_trajectory)
+                         (joint_states, the profile's camera topics, /<controller>/joint_trajectory)
                          and the `joy` node run beside it
 
 Parameters come from `config/rlt.yaml` (every core node), then `config/sim.yaml` or

@@ -34,14 +34,12 @@ def test_stamp_sync_pairs_exact_and_tolerant_stamps_in_order():
 
 
 def test_input_checks():
-    assert check_image('rgb8', 4, 4, 12, 48, 4) is None
-    assert 'rgb8' in check_image('bgr8', 4, 4, 12, 48)
-    assert 'expected 8x8' in check_image('rgb8', 4, 4, 12, 48, 8)
-    assert 'does not match' in check_image('rgb8', 4, 4, 12, 40)
-    camera = Camera('top', encoding='mono8', width=6, height=4)  # the robot profile's camera
-    assert check_image('mono8', 4, 6, 6, 24, camera=camera) is None
-    assert 'is not mono8' in check_image('rgb8', 4, 6, 18, 72, camera=camera)
-    assert 'expected 4x6 (robot profile)' in check_image('mono8', 6, 4, 4, 24, camera=camera)
+    camera = Camera('top', encoding='mono8', width=6, height=4)  # the driver publishes mono8; the VLA gets rgb8
+    assert check_image('rgb8', 4, 6, 18, 72, camera) is None
+    assert "'mono8' is not rgb8" in check_image('mono8', 4, 6, 6, 24, camera)
+    assert 'expected 4x6 (robot profile)' in check_image('rgb8', 6, 4, 12, 72, camera)
+    assert 'does not match' in check_image('rgb8', 4, 6, 18, 70, camera)
+    assert 'does not match' in check_image('rgb8', 4, 6, 20, 80, camera)
     assert check_joint_state(['x', 'y'], [0, 0], [0, 0], ['y', 'x']) is None
     assert 'NaN' in check_joint_state(['x'], [float('nan')], [0], ['x'])
     assert 'lack' in check_joint_state(['x'], [0], [0], ['z'])

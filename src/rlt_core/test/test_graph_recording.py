@@ -10,7 +10,7 @@ from mcap_ros2._dynamic import serialize_dynamic
 from mcap_ros2.decoder import DecoderFactory
 
 from rlt_core.control.profile import Camera, RobotProfile
-from rlt_core.data.graph_episodes import EpisodeAssembler, image_to_rgb, recorder_features
+from rlt_core.data.graph_episodes import EpisodeAssembler, recorder_features
 from rlt_core.data.lerobot import DemoWriter, finalize_demos, load_demos, profile_features
 from rlt_core.data.mcap_log import McapLog, message_definition, read_messages
 from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA
@@ -146,16 +146,6 @@ def test_a_driver_faster_than_the_control_rate_gives_one_frame_per_control_step(
     np.testing.assert_allclose(f['observation.state'][:, 0], [0.001 * i for i in range(13, 55, 5)], rtol=1e-6)
     assert [int(im[0, 0, 0]) for im in episode.images['front']] == list(range(13, 55, 5))
     np.testing.assert_allclose(f['action'][:3], [[0.01, 0.0], [0.02, 0.0], [0.0, 0.0]])
-
-
-def test_image_encodings_become_rgb():
-    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
-    padded = np.zeros((2, 12), np.uint8)
-    padded[:, :9] = rgb.reshape(2, 9)
-    np.testing.assert_array_equal(image_to_rgb(padded.tobytes(), 2, 3, 'rgb8', 12), rgb)
-    np.testing.assert_array_equal(image_to_rgb(rgb[..., ::-1].tobytes(), 2, 3, 'bgr8', 9), rgb)
-    mono = image_to_rgb(bytes([1, 2, 3, 4, 5, 6]), 2, 3, 'mono8', 3)
-    assert mono.shape == (2, 3, 3) and mono[1, 2].tolist() == [6, 6, 6]
 
 
 def test_recorded_episodes_make_a_dataset_of_the_profile(profile, tmp_path):

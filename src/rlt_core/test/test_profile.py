@@ -78,7 +78,8 @@ def test_a_profile_states_its_facts(tmp_path, data):
     assert (p.max_delta, p.critical_max_delta, p.control_hz, p.dt) == ((0.1, 0.2), (0.05, 0.2), 50.0, 0.02)
     assert (p.vla_chunk_len, p.actor_chunk_len, p.stride, p.max_steps) == (50, 10, 5, 300)
     assert p.camera_names == ('top',) and (p.cameras[0].encoding, p.cameras[0].width, p.cameras[0].height) == \
-        ('rgb8', 64, 48)
+        ('any', 64, 48)
+    assert (p.cameras[0].image_topic, p.cameras[0].compressed) == ('cameras/top/image_raw', False)
 
 
 @pytest.mark.parametrize('edit, message', [
@@ -94,7 +95,17 @@ def test_a_profile_states_its_facts(tmp_path, data):
     (lambda d: d['chunks'].update(vla_chunk_len=2), r'vla_chunk_len \(H\) must be >= actor_chunk_len \(C\)'),
     (lambda d: d.update(control_hz=0), r'control_hz must be in \(0, 1000\]'),
     (lambda d: d['cameras'].append(dict(d['cameras'][0])), 'cameras need distinct names'),
-    (lambda d: d['cameras'][0].update(encoding='yuv'), 'camera scene: encoding or size'),
+    (lambda d: d['cameras'][0].update(encoding='yuv'),
+     r"camera 'scene': encoding 'yuv' is not any or one of \['rgb8', 'bgr8', 'mono8'\] \(transport raw\)"),
+    (lambda d: d['cameras'][0].update(encoding='jpeg'), r"encoding 'jpeg' is not any or one of .* \(transport raw\)"),
+    (lambda d: d['cameras'][0].update(topic='/wrist/compressed', encoding='bgr8'),
+     r"encoding 'bgr8' is not any or one of \['jpeg', 'png'\] \(transport compressed\)"),
+    (lambda d: d['cameras'][0].update(topic='/wrist/compressed', transport='raw'),
+     'topic /wrist/compressed is a compressed image topic, but transport is raw'),
+    (lambda d: d['cameras'][0].update(transport='theora'), r"transport 'theora' is not one of \['compressed', 'raw'\]"),
+    (lambda d: d['cameras'][0].update(width=0), 'width and height must be positive: 0x96'),
+    (lambda d: d['cameras'][0].update(fps=30), r"a camera is a mapping of \['encoding', 'height', 'name', 'topic'"),
+    (lambda d: d['cameras'][1].update(topic='cameras/scene/image_raw'), 'cameras need distinct topics'),
     (lambda d: d['episode'].update(max_steps=0), 'max_steps must be positive'),
     (lambda d: d.pop('chunks'), "missing or malformed entry.*'chunks'"),
     (lambda d: d['action'].update(space='cartesian'), 'action space must be one of'),
@@ -302,3 +313,33 @@ def test_action_names_and_proprio_follow_the_action_space():
     from rlt_core.data.lerobot import profile_features
     features = profile_features(arm)
     assert features['action']['names'][:2] == ['x.delta', 'y.delta'] and features['observation.state']['shape'] == [12]
+
+
+def test_a_camera_states_its_driver_topic_and_what_the_vla_sees(tmp_path, data):
+    data['cameras'] = [
+        {'name': 'scene', 'encoding': 'bgr8', 'width': 96, 'height': 96},  # cameras/scene/image_raw
+        {'name': 'wrist_left', 'topic': '/wrist_cam/color/image_raw/compressed', 'width': 96, 'height': 96},
+        {'name': 'wrist_right', 'topic': 'right/image', 'transport': 'compressed', 'encoding': 'png',
+         'width': 64, 'height': 48}]
+    profile = RobotProfile.load(write(tmp_path, data))
+    scene, left, right = profile.cameras
+    assert (scene.image_topic, scene.compressed, scene.encoding) == ('cameras/scene/image_raw', False, 'bgr8')
+    assert (left.image_topic, left.compressed, left.encoding) == ('/wrist_cam/color/image_raw/compressed', True, 'any')
+    assert (right.image_topic, right.compressed, right.encoding, right.width, right.height) == \
+        ('right/image', True, 'png', 64, 48)
+    assert replace(scene, name='top').image_topic == 'cameras/top/image_raw'  # the default follows the name
+    assert scene.accepts('bgr8') and not scene.accepts('rgb8') and left.accepts('jpeg') and left.accepts('png')
+    assert RobotProfile.load(profile.save(tmp_path / 'copy.yaml')) == profile
+    assert profile.to_dict()['cameras'][0] == {'name': 'scene', 'encoding': 'bgr8', 'width': 96, 'height': 96}
+    assert 'transport' not in profile.to_dict()['cameras'][1] and profile.to_dict()['cameras'][2]['transport']
+
+
+def test_where_a_camera_publishes_does_not_change_the_hash():
+    default = RobotProfile.load()
+    scene = default.cameras[0]
+    remapped = replace(default, cameras=(replace(scene, topic='/scene_cam/color/image_raw'), *default.cameras[1:]))
+    assert remapped.cameras[0].image_topic == '/scene_cam/color/image_raw'
+    assert remapped.hash == default.hash == GANTRY_HASH
+    compressed = replace(default, cameras=(replace(scene, topic='/scene_cam/color/image_raw/compressed',
+                                                   encoding='jpeg'), *default.cameras[1:]))
+    assert compressed.cameras[0].compressed and compressed.hash != default.hash  # another encoding

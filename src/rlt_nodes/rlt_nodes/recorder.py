@@ -32,16 +32,17 @@ from ament_index_python.packages import get_package_share_directory
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import Image, JointState, Joy
+from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
 
 from rlt_core.control.profile import RobotProfile
-from rlt_core.control.sync import check_image, joint_state_in_order
-from rlt_core.data.graph_episodes import EPISODE_SOURCES, EpisodeAssembler, image_to_rgb, recorder_features
+from rlt_core.control.sync import joint_state_in_order
+from rlt_core.data.graph_episodes import EPISODE_SOURCES, EpisodeAssembler, recorder_features
 from rlt_core.data.lerobot import DemoWriter, profile_features
 from rlt_core.data.mcap_log import McapLog, message_definition
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, RLToken
+from rlt_nodes import cameras
 from rlt_nodes.conversions import msg_to_chunk, stamp_ns
 from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, LATCHED_QOS, STATS_QOS
@@ -62,7 +63,7 @@ def graph_topics(profile: RobotProfile) -> dict:
     sensor = QoSProfile(depth=20, reliability=qos_profile_sensor_data.reliability,
                         durability=qos_profile_sensor_data.durability)
     topics = {'joint_states': (JointState, reliable)}
-    topics.update({f'cameras/{name}/image_raw': (Image, sensor) for name in profile.camera_names})
+    topics.update({camera.image_topic: (cameras.message_type(camera), sensor) for camera in profile.cameras})
     topics.update({
         'rlt/executed_chunk': (ActionChunk, _deeper(CHUNK_QOS)),
         'rlt/reference_chunk': (ActionChunk, _deeper(CHUNK_QOS)),
@@ -132,8 +133,8 @@ class RecorderNode(Node):
         # (an operator's episode start must find the joint state it was started on).
         self.dataset_handlers = {'joint_states': self.on_joint_state, 'rlt/executed_chunk': self.on_executed_chunk,
                                  'rlt/reference_chunk': self.on_reference_chunk, 'episode/events': self.on_event}
-        self.dataset_handlers.update({f'cameras/{name}/image_raw': (lambda msg, name=name: self.on_image(name, msg))
-                                      for name in profile.camera_names})
+        self.dataset_handlers.update({camera.image_topic: (lambda msg, camera=camera: self.on_image(camera, msg))
+                                      for camera in profile.cameras})
         for topic, (message_type, qos) in known.items():
             logged = self.mcap is not None and topic in mcap_topics
             if topic not in self.dataset_handlers and not logged:
@@ -172,14 +173,13 @@ class RecorderNode(Node):
             return
         self.assembler.joint_state(stamp_ns(msg.header), position, velocity)
 
-    def on_image(self, camera: str, msg: Image):
-        spec = self.profile.cameras[self.profile.camera_names.index(camera)]
-        reason = check_image(msg.encoding, msg.height, msg.width, msg.step, len(msg.data), camera=spec)
-        if reason:
-            self.rejections.refuse(f'cameras/{camera}/image_raw', reason)
+    def on_image(self, camera, msg):
+        try:
+            rgb = cameras.to_rgb(camera, msg)
+        except ValueError as err:
+            self.rejections.refuse(camera.image_topic, err)
             return
-        rgb = image_to_rgb(bytes(msg.data), msg.height, msg.width, msg.encoding, msg.step)
-        self.assembler.image(camera, stamp_ns(msg.header), rgb)
+        self.assembler.image(camera.name, stamp_ns(msg.header), rgb)
 
     def on_executed_chunk(self, msg: ActionChunk):
         try:

@@ -4,8 +4,9 @@ For each rlt/observation it publishes the VLA's reference chunk (rlt/reference_c
 ActionChunk with SOURCE_VLA) and the RL token z_rl (rlt/rl_token), both stamped with the
 observation's stamp and step_index. The observation queue holds one message: when inference is
 slower than the cameras, stale observations are dropped and the newest is processed. An observation
-that is not of the robot profile (cameras, image encoding and size, joints, finite values) is refused and
-counted with its reason (`rlt_nodes.rejections.Rejections`: logged, reported on /diagnostics).
+that is not of the robot profile (its cameras, each image rgb8 at the camera's size as ingestion publishes it,
+its joints, finite values) is refused and counted with its reason (`rlt_nodes.rejections.Rejections`: logged,
+reported on /diagnostics).
 """
 
 import time

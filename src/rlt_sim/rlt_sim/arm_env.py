@@ -125,8 +125,7 @@ class ArmPegInsertionEnv(gym.Env):
             hole_xy = np.asarray(options["hole_xy"], dtype=np.float64).reshape(2)
         if "grip_offset" in options:
             self._grip_offset = np.asarray(options["grip_offset"], dtype=np.float64).reshape(2)
-        self.model.body_pos[self.model.body("block").id, :2] = hole_xy
-        self.model.body_pos[self._peg_body] = self._peg_home + [*self._grip_offset, 0.0]
+        self._place(hole_xy, self._grip_offset)
         entrance_z = self.model.site_pos[self._hole_site][2]
         q = self.joints_for_tip([*start_xy, entrance_z + cfg.start_height_m])
         self.data.qpos[self._joint_qpos] = q
@@ -135,6 +134,21 @@ class ArmPegInsertionEnv(gym.Env):
         self._step, self._refused = 0, ""
         mujoco.mj_forward(self.model, self.data)
         return self._observation(), self._info(success=False)
+
+    def reset_scene(self, seed: int | None = None):
+        """A new hole position and grip offset (drawn from `seed`) with the arm left where it is: what an operator
+        does to the cell between episodes on a real robot. Returns the observation and info."""
+        cfg, rng = self.config, np.random.default_rng(seed)
+        hole_xy = np.asarray(cfg.hole_xy_m) + rng.uniform(-cfg.hole_range_m, cfg.hole_range_m, size=2)
+        self._grip_offset = rng.uniform(-cfg.grip_offset_range_m, cfg.grip_offset_range_m, size=2)
+        self._place(hole_xy, self._grip_offset)
+        mujoco.mj_forward(self.model, self.data)
+        self._step = 0
+        return self._observation(), self._info(success=False)
+
+    def _place(self, hole_xy, grip_offset):
+        self.model.body_pos[self.model.body("block").id, :2] = hole_xy
+        self.model.body_pos[self._peg_body] = self._peg_home + [*grip_offset, 0.0]
 
     def step(self, action):
         """Move the tool by the end-effector delta `action` (clipped to the profile's per-step limits)."""

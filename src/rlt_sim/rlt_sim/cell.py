@@ -132,9 +132,6 @@ class SimConfig:
             profile = RobotProfile.load(profile)
         if profile.action_space != "joint_delta":
             raise ValueError(f"the sim takes joint_delta actions, not {profile.action_space!r}")
-        if any(c.encoding != "rgb8" for c in profile.cameras):
-            raise ValueError(f"the sim renders rgb8 images; profile {profile.name!r} asks for "
-                             f"{[(c.name, c.encoding) for c in profile.cameras]}")
         return cls(
             joint_names=profile.joint_names,
             joint_ranges_m=tuple(zip(profile.joint_lower, profile.joint_upper, strict=True)),

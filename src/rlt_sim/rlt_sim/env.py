@@ -103,6 +103,17 @@ class PegInsertionEnv(gym.Env):
         info = self._info(success=False)
         return self._observation(), info
 
+    def reset_scene(self, seed: int | None = None):
+        """A new hole position and grip offset (drawn from `seed`) with the gantry left where it is: what an
+        operator does to the cell between episodes on a real robot. Returns the observation and info."""
+        cfg, rng = self.config, np.random.default_rng(seed)
+        self._grip_offset = rng.uniform(-cfg.grip_offset_range_m, cfg.grip_offset_range_m, size=2)
+        self.model.body_pos[self._block_body, :2] = rng.uniform(-cfg.hole_range_m, cfg.hole_range_m, size=2)
+        self.model.body_pos[self._peg_body] = self._peg_body_home + [*self._grip_offset, 0.0]
+        mujoco.mj_forward(self.model, self.data)
+        self._step = 0
+        return self._observation(), self._info(success=False)
+
     def step(self, action):
         cfg = self.config
         action = np.asarray(action, dtype=np.float64).reshape(3)

@@ -2,34 +2,39 @@
 
 The cell is the robot of the robot profile (`robot_profile`: joints and limits, cameras and image size,
 control rate, episode length, controller name): the gantry for a joint_delta profile, the 6-DoF arm for an
-ee_delta one (`rlt_sim.episode.make_env`). Publishes `joint_states` and one `sensor_msgs/Image` stream per
-camera in the camera's encoding (same stamp per control step), accepts `trajectory_msgs/JointTrajectory` on
+ee_delta one (`rlt_sim.episode.make_env`). Publishes `joint_states` and one image stream per camera on its
+topic, as its driver would (`sensor_msgs/Image` in the camera's encoding, rgb8 for `any`, or a PNG or JPEG
+`sensor_msgs/CompressedImage`; same stamp per control step), accepts `trajectory_msgs/JointTrajectory` on
 `<controller_name>/joint_trajectory` as a ros2_control JointTrajectoryController does, and reports
-episodes on `episode/events` (start, critical-phase switches, end with success). `sim/reset` (std_srvs/Trigger) starts a
-new episode once every node in `wait_for_subscribers` subscribes to episode/events as this node sees
-the graph (its own discovery, so the episode's start reaches them); until then it answers
-success=False and the caller retries. `sim/privileged` (std_msgs/Float64MultiArray, one per control step, layout in
-PRIVILEGED_LAYOUT) carries state a real robot does not report (peg tip and hole positions,
-the critical-phase flag); only the simulated human reads it, never the learning nodes.
-Commands with wrong joints, non-finite values or positions outside the joint limits are refused
-with a logged reason and never applied.
+episodes on `episode/events` (start, critical-phase switches, end with success). `sim/reset` (std_srvs/Trigger)
+starts a new episode once every node in `wait_for_subscribers` subscribes to episode/events as this node sees
+the graph (its own discovery, so the episode's start reaches them); until then it answers success=False and the
+caller retries. `sim/privileged` (std_msgs/Float64MultiArray, one per control step, layout in PRIVILEGED_LAYOUT)
+carries state a real robot does not report (peg tip and hole positions, the critical-phase flag); only the
+simulated human reads it, never the learning nodes. Standing in for a real robot (`stand_in`), it publishes
+no episode events and no privileged topics and never ends an episode: the operator's episodes run through the
+arbiter. `sim/reset_scene` (std_srvs/Trigger) moves the hole and the peg's grip offset without moving the robot,
+as an operator resets a real cell. Commands with wrong joints, non-finite values or positions outside the joint
+limits are refused with a logged reason and never applied.
 """
 
 import array
 
+import cv2
 import numpy as np
 from geometry_msgs.msg import Vector3Stamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from rlt_core.control.profile import RobotProfile
 from rlt_interfaces.msg import EpisodeEvent
+from rlt_nodes.cameras import message_type
 from rlt_nodes.params import ROBOT_PROFILE
 from rlt_nodes.qos import EVENTS_QOS
 from rlt_nodes.spin import spin_node
@@ -53,6 +58,9 @@ class SimRobotNode(Node):
                             _desc('start the next episode as soon as one ends')).value
         self.wait_for_subscribers = list(p('wait_for_subscribers', Parameter.Type.STRING_ARRAY, _desc(
             'nodes that must subscribe to episode/events before sim/reset starts an episode')).value or [])
+        self.stand_in = p('stand_in', False, _desc(
+            'stand in for a real robot: no episode events or privileged topics, the simulation never ends an '
+            'episode; sim/reset_scene moves the hole between the operator\'s episodes')).value
         clearance = p('clearance_mm', 1.0, _desc('peg-hole clearance per side, mm')).value
         self.env = make_env(profile, clearance_mm=clearance,
                             render=p('render', True, _desc('render and publish camera images')).value)
@@ -63,14 +71,15 @@ class SimRobotNode(Node):
         self.joint_high = np.array(profile.joint_upper)
 
         self.joint_pub = self.create_publisher(JointState, 'joint_states', 10)
-        self.image_pubs = {name: self.create_publisher(Image, f'cameras/{name}/image_raw',
-                                                       qos_profile_sensor_data)
-                           for name in (profile.camera_names if config.render else ())}
-        self.event_pub = self.create_publisher(EpisodeEvent, 'episode/events', EVENTS_QOS)
-        self.offset_pub = self.create_publisher(Vector3Stamped, 'sim/peg_hole_offset', 10)
-        self.privileged_pub = self.create_publisher(Float64MultiArray, 'sim/privileged', 10)
+        self.image_pubs = {c.name: self.create_publisher(message_type(c), c.image_topic, qos_profile_sensor_data)
+                           for c in (profile.cameras if config.render else ())}
+        if not self.stand_in:
+            self.event_pub = self.create_publisher(EpisodeEvent, 'episode/events', EVENTS_QOS)
+            self.offset_pub = self.create_publisher(Vector3Stamped, 'sim/peg_hole_offset', 10)
+            self.privileged_pub = self.create_publisher(Float64MultiArray, 'sim/privileged', 10)
+            self.create_service(Trigger, 'sim/reset', self.on_reset)
         self.create_subscription(JointTrajectory, f'{controller}/joint_trajectory', self.on_trajectory, 10)
-        self.create_service(Trigger, 'sim/reset', self.on_reset)
+        self.create_service(Trigger, 'sim/reset_scene', self.on_reset_scene)
 
         self.next_seed = seed
         self.episode_id = -1
@@ -93,6 +102,13 @@ class SimRobotNode(Node):
         self.critical = self.info['critical_phase']
         self.publish_event(EpisodeEvent.EPISODE_START, detail=f'seed={seed}')
         return seed
+
+    def on_reset_scene(self, request, response):
+        seed = self.next_seed
+        self.next_seed += 1
+        self.obs, self.info = self.env.reset_scene(seed)
+        response.success, response.message = True, f'hole moved (seed {seed}); the robot stays where it is'
+        return response
 
     def on_reset(self, request, response):
         seen = {info.node_name for info in self.get_subscriptions_info_by_topic(self.event_pub.topic_name)}
@@ -133,7 +149,7 @@ class SimRobotNode(Node):
                 self.critical = self.info['critical_phase']
                 self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.critical
                                    else EpisodeEvent.PHASE_EXIT_CRITICAL, detail='sim')
-            if terminated or truncated:
+            if (terminated or truncated) and not self.stand_in:  # a stand-in's episodes are the operator's
                 self.active = False
                 self.publish_event(EpisodeEvent.EPISODE_END, success=self.info['success'],
                                    detail='success' if self.info['success'] else 'time limit')
@@ -157,14 +173,14 @@ class SimRobotNode(Node):
         joints.header.frame_id = 'base_link'
         self.joint_pub.publish(joints)
         for camera in self.profile.cameras if self.image_pubs else ():
-            img = camera_image(self.obs['images'][camera.name], camera.encoding)  # rendered rgb, as the driver sends
-            pub = self.image_pubs[camera.name]
-            msg = Image(height=img.shape[0], width=img.shape[1], encoding=camera.encoding, is_bigendian=0,
-                        step=img.shape[1] * (img.shape[2] if img.ndim == 3 else 1))
+            msg = driver_message(camera, self.obs['images'][camera.name])
             msg.header.stamp = stamp
             msg.header.frame_id = f'{camera.name}_optical_frame'
-            msg.data = array.array('B', img.tobytes())
-            pub.publish(msg)
+            self.image_pubs[camera.name].publish(msg)
+        if not self.stand_in:
+            self.publish_privileged(stamp)
+
+    def publish_privileged(self, stamp):
         offset = Vector3Stamped()
         offset.header.stamp = stamp
         offset.header.frame_id = 'world'
@@ -179,19 +195,32 @@ class SimRobotNode(Node):
         self.privileged_pub.publish(privileged)
 
     def publish_event(self, event, success=False, detail=''):
+        if self.stand_in:  # a real robot reports no episodes
+            return
         msg = EpisodeEvent(episode_id=self.episode_id, step_index=int(self.info['step']), event=event,
                            success=bool(success), detail=detail)
         msg.header.stamp = self.get_clock().now().to_msg()
         self.event_pub.publish(msg)
 
 
-def camera_image(rgb: np.ndarray, encoding: str) -> np.ndarray:
-    """A rendered RGB image in a camera driver's encoding (rgb8, bgr8 or mono8)."""
+def driver_message(camera, rgb: np.ndarray):
+    """A rendered RGB image as `camera`'s driver publishes it: a sensor_msgs/Image in its encoding (rgb8, bgr8 or
+    mono8; rgb8 for any), or a CompressedImage as image_transport writes it (PNG for any)."""
+    if camera.compressed:
+        compression = 'jpeg' if camera.encoding == 'jpeg' else 'png'
+        _, encoded = cv2.imencode('.jpg' if compression == 'jpeg' else '.png', np.ascontiguousarray(rgb[..., ::-1]))
+        msg = CompressedImage(format=f'rgb8; {compression} compressed bgr8')
+        msg.data = array.array('B', encoded.tobytes())
+        return msg
+    encoding = 'rgb8' if camera.encoding == 'any' else camera.encoding
     if encoding == 'bgr8':
-        return np.ascontiguousarray(rgb[..., ::-1])
-    if encoding == 'mono8':
-        return np.round(rgb @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
-    return rgb
+        rgb = np.ascontiguousarray(rgb[..., ::-1])
+    elif encoding == 'mono8':
+        rgb = np.round(rgb @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, is_bigendian=0,
+                step=rgb.shape[1] * (rgb.shape[2] if rgb.ndim == 3 else 1))
+    msg.data = array.array('B', rgb.tobytes())
+    return msg
 
 
 def _desc(text):

@@ -31,7 +31,12 @@ ee_delta: a move of the tool frame per control step, in the base frame: [dx, dy,
 (0 closed, 1 open). Joint targets come from the differential IK of `rlt_core.control.kinematics`."""
 EE_DIM = 6
 """Action dimensions of ee_delta without the gripper: position (3), rotation vector (3)."""
-ENCODINGS = ('rgb8', 'bgr8', 'mono8')
+RAW_ENCODINGS = ('rgb8', 'bgr8', 'mono8')
+"""Encodings of the sensor_msgs/Image a camera may publish."""
+COMPRESSED_FORMATS = ('jpeg', 'png')
+"""Compressions of the sensor_msgs/CompressedImage a camera may publish."""
+TRANSPORTS = {'raw': RAW_ENCODINGS, 'compressed': COMPRESSED_FORMATS}
+"""How a camera publishes (sensor_msgs/Image or sensor_msgs/CompressedImage), and the encodings of each."""
 
 
 class ProfileError(ValueError):
@@ -40,10 +45,54 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class Camera:
+    """One camera: what its driver publishes, and the image the VLA sees of it (RGB, width x height)."""
+
     name: str
-    encoding: str = 'rgb8'
+    encoding: str = 'any'
+    """What the driver publishes: one of its transport's encodings (TRANSPORTS), or 'any' of them."""
     width: int = 96
+    """Width (pixels) of the image the VLA sees: every image of the camera is resized to it."""
     height: int = 96
+    """Height (pixels) of the image the VLA sees."""
+    topic: str = ''
+    """The driver's topic ('': cameras/<name>/image_raw); relative topics follow the node's namespace."""
+    transport: str = ''
+    """'raw' (sensor_msgs/Image) or 'compressed' (sensor_msgs/CompressedImage); '': compressed where the topic ends
+    in /compressed (image_transport's name), else raw."""
+
+    def __post_init__(self):
+        def check(ok, text):
+            if not ok:
+                raise ProfileError(f'camera {self.name!r}: {text}')
+        check(bool(self.name), 'a camera needs a name')
+        check(self.transport in ('', *TRANSPORTS), f'transport {self.transport!r} is not one of {sorted(TRANSPORTS)}')
+        transport = 'compressed' if self.compressed else 'raw'
+        encodings = TRANSPORTS[transport]
+        check(self.encoding == 'any' or self.encoding in encodings,
+              f'encoding {self.encoding!r} is not any or one of {list(encodings)} (transport {transport})')
+        check(self.width > 0 and self.height > 0, f'width and height must be positive: {self.width}x{self.height}')
+        check(not (self.transport == 'raw' and self.image_topic.endswith('/compressed')),
+              f'topic {self.image_topic} is a compressed image topic, but transport is raw')
+
+    @property
+    def image_topic(self) -> str:
+        """The topic the camera's images arrive on."""
+        return self.topic or f'cameras/{self.name}/image_raw'
+
+    @property
+    def compressed(self) -> bool:
+        """Whether its images are sensor_msgs/CompressedImage (else sensor_msgs/Image)."""
+        return self.transport == 'compressed' or (not self.transport and self.image_topic.endswith('/compressed'))
+
+    def accepts(self, encoding: str) -> bool:
+        """Whether the profile lets this camera publish images of `encoding` (its transport's)."""
+        return self.encoding in ('any', encoding)
+
+    def to_dict(self) -> dict:
+        """The camera as a profile file states it: topic and transport only where given."""
+        data = {'name': self.name, 'encoding': self.encoding, 'width': self.width, 'height': self.height}
+        data.update({key: value for key, value in (('topic', self.topic), ('transport', self.transport)) if value})
+        return data
 
 
 @dataclass(frozen=True)
@@ -112,8 +161,7 @@ class RobotProfile:
         check(0 < self.control_hz <= 1000, 'control_hz must be in (0, 1000]')
         check(bool(self.controller_name), 'controller_name is empty')
         check(len({c.name for c in self.cameras}) == len(self.cameras) > 0, 'cameras need distinct names')
-        for c in self.cameras:
-            check(c.encoding in ENCODINGS and c.width > 0 and c.height > 0, f'camera {c.name}: encoding or size')
+        check(len({c.image_topic for c in self.cameras}) == len(self.cameras), 'cameras need distinct topics')
         check(self.actor_chunk_len > 0 and self.stride > 0 and self.actor_chunk_len % self.stride == 0,
               'actor_chunk_len must be a positive multiple of stride')
         check(self.vla_chunk_len >= self.actor_chunk_len, 'vla_chunk_len (H) must be >= actor_chunk_len (C)')
@@ -205,6 +253,8 @@ class RobotProfile:
         defaults = {f.name: f.default for f in fields(self) if f.name in KINEMATICS_FIELDS}
         facts = {k: v for k, v in asdict(self).items()
                  if k != 'description' and not (k in defaults and v == defaults[k])}
+        facts['cameras'] = [{k: v for k, v in camera.items() if k not in CAMERA_DRIVER_FIELDS}
+                            for camera in facts['cameras']]
         if self.urdf:
             facts['urdf_sha256'] = hashlib.sha256(self.urdf_path.read_bytes()).hexdigest()
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
@@ -253,8 +303,7 @@ class RobotProfile:
         try:
             joints, action, chunks = data['joints'], data['action'], data['chunks']
             kinematics, workspace = data.get('kinematics') or {}, action.get('workspace') or {}
-            cameras = tuple(Camera(name=str(c['name']), encoding=str(c.get('encoding', 'rgb8')),
-                                   width=int(c['width']), height=int(c['height'])) for c in data['cameras'])
+            cameras = tuple(_camera(c) for c in data['cameras'])
             return cls(
                 name=str(data['name']), description=str(data.get('description', '')),
                 joint_names=tuple(str(n) for n in joints['names']),
@@ -284,7 +333,7 @@ class RobotProfile:
                 'controller_name': self.controller_name, 'control_hz': self.control_hz,
                 'action': {'space': self.action_space, 'max_delta': list(self.max_delta),
                            'critical_max_delta': list(self.critical_max_delta)},
-                'cameras': [asdict(c) for c in self.cameras],
+                'cameras': [c.to_dict() for c in self.cameras],
                 'chunks': {'vla_chunk_len': self.vla_chunk_len, 'actor_chunk_len': self.actor_chunk_len,
                            'stride': self.stride},
                 'episode': {'max_steps': self.max_steps}}
@@ -321,8 +370,19 @@ class RobotProfile:
 KINEMATICS_FIELDS = ('urdf', 'base_frame', 'tool_frame', 'workspace_lower', 'workspace_upper', 'gripper', 'home')
 """The robot description, end-effector and homing fields: left out of the hash while at their defaults, so a
 profile without them (the gantry's) keeps the hash it had before they existed."""
+CAMERA_DRIVER_FIELDS = ('topic', 'transport')
+"""Where a camera's driver publishes: left out of the hash (remapping a topic changes nothing the policies see)."""
+_CAMERA_KEYS = {'name', 'encoding', 'width', 'height', 'topic', 'transport'}
 _ACTION_KEYS = {'space', 'max_delta', 'critical_max_delta', 'gripper', 'workspace'}
 _KINEMATICS_KEYS = {'urdf', 'base_frame', 'tool_frame'}
+
+
+def _camera(data: dict) -> Camera:
+    if not isinstance(data, dict) or set(data) - _CAMERA_KEYS:
+        raise ProfileError(f'a camera is a mapping of {sorted(_CAMERA_KEYS)}, got {data!r}')
+    return Camera(name=str(data['name']), encoding=str(data.get('encoding', 'any')), width=int(data['width']),
+                  height=int(data['height']), topic=str(data.get('topic', '')),
+                  transport=str(data.get('transport', '')))
 
 
 def _boolean(value) -> bool:

@@ -54,22 +54,15 @@ class StampSync:
         return None
 
 
-CHANNELS = {'rgb8': 3, 'bgr8': 3, 'mono8': 1}
-
-
-def check_image(encoding: str, height: int, width: int, step: int, data_len: int, expected_size: int = 0,
-                camera=None):
-    """Why an image is unusable, or None. `camera` (a robot profile's `Camera`) requires its encoding and
-    size; without it the image must be rgb8, and `expected_size` > 0 requires a square image of that size."""
-    want = camera.encoding if camera is not None else 'rgb8'
-    if encoding != want:
-        return f'encoding {encoding!r} is not {want}'
-    if camera is not None and (height, width) != (camera.height, camera.width):
+def check_image(encoding: str, height: int, width: int, step: int, data_len: int, camera):
+    """Why an observation's image of `camera` (a robot profile's `Camera`) is unusable, or None: ingestion
+    publishes every camera's images as rgb8 at the camera's size, and nothing else is accepted."""
+    if encoding != 'rgb8':
+        return f'encoding {encoding!r} is not rgb8'
+    if (height, width) != (camera.height, camera.width):
         return f'image is {height}x{width}, expected {camera.height}x{camera.width} (robot profile)'
-    if expected_size and (height, width) != (expected_size, expected_size):
-        return f'image is {height}x{width}, expected {expected_size}x{expected_size}'
-    if step != width * CHANNELS[want] or data_len != height * step:
-        return f'image data ({data_len} bytes, step {step}) does not match {height}x{width} {want}'
+    if step != width * 3 or data_len != height * step:
+        return f'image data ({data_len} bytes, step {step}) does not match {height}x{width} rgb8'
     return None
 
 

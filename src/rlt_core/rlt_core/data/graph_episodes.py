@@ -11,7 +11,7 @@ control rate, are not frames.
   ``observation.stamp_ns`` its header stamp (the key into the MCAP log and the graph's other topics).
 - ``observation.images.<camera>``: each camera's image stamped like o_n, or the nearest one in time (within
   `image_tolerance_ns`; beyond it the nearest is still taken and the episode's ``images_beyond_tolerance`` counts
-  it), converted to RGB.
+  it), as the VLA sees it: RGB at the camera's size in the profile (`rlt_core.data.images`).
 - ``action``: the action a_n executed between o_n and o_{n+1}, in robot units (a joint delta per joint), from
   ``rlt/executed_chunk``. A chunk is stamped with the observation it was decided on and carries the step_index of
   the arbiter's latest observation when it was issued: its row k is the action after o_{step_index + k} (a chunk
@@ -73,18 +73,6 @@ def recorder_features(profile: RobotProfile) -> dict:
         },
         "has_reference_chunk": {"dtype": "bool", **scalar},
     }
-
-
-def image_to_rgb(data: bytes, height: int, width: int, encoding: str, step: int) -> np.ndarray:
-    """An (height, width, 3) uint8 RGB copy of raw image bytes in rgb8, bgr8 or mono8 (rows `step` bytes apart)."""
-    channels = 1 if encoding == "mono8" else 3
-    rows = np.frombuffer(data, np.uint8)[: height * step].reshape(height, step)
-    image = rows[:, : width * channels].reshape(height, width, channels)
-    if encoding == "bgr8":
-        image = image[..., ::-1]
-    elif encoding == "mono8":
-        image = np.repeat(image, 3, axis=2)
-    return np.ascontiguousarray(image)
 
 
 @dataclasses.dataclass
