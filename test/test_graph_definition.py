@@ -147,6 +147,21 @@ def test_launch_files_only_iterate_over_the_graph():
     assert "'variant': 'real'" in (launch / 'real_robot.launch.py').read_text()
 
 
+def test_the_rviz_config_shows_the_robot_model_the_markers_and_the_profiles_cameras():
+    config = yaml.safe_load((ROOT / 'src' / 'rlt_bringup' / 'rviz' / 'rlt.rviz').read_text())
+    displays = config['Visualization Manager']['Displays']
+    topics = {d['Class'].split('/')[-1]: [] for d in displays}
+    for d in displays:
+        topic = d.get('Description Topic') or d.get('Topic') or {}
+        topics[d['Class'].split('/')[-1]].append(topic.get('Value'))
+    assert topics['RobotModel'] == ['/robot_description']
+    assert topics['MarkerArray'] == ['/rlt/markers']  # what the arbiter publishes
+    assert "'rlt/markers'" in (ROOT / 'src' / 'rlt_nodes' / 'rlt_nodes' / 'arbiter.py').read_text()
+    default = RobotProfile.load()
+    assert set(topics['Image']) == {'/' + c.image_topic for c in default.cameras}
+    assert config['Visualization Manager']['Global Options']['Fixed Frame'] == 'base_link'
+
+
 # --- the robot profile: one source of every robot fact ---
 
 def all_node_scripts() -> dict:
