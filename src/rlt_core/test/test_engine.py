@@ -382,3 +382,24 @@ def test_a_chunk_decided_on_an_older_observation_starts_at_the_newest_one():
     (command,), _, _ = arb.take()
     assert (command.stamp_ns, command.step_index) == (1000, 2)  # its row 0 is the action after o_2
 
+
+
+def test_measurements_between_control_steps_are_not_steps_but_the_safety_rules_go_by_the_latest():
+    """A driver faster than the control rate: the joint states between steps move neither the episode nor a
+    chunk on, but a chunk decided after them starts within max_target_lead of the latest one, and an emergency
+    stop holds there."""
+    arb = make()
+    robot = FakeRobot(arb)
+    arb.start_episode(0)
+    stamp = robot.tick(inputs=False)  # the first step; its VLA inputs come later
+    n, steps = arb.episode.n, arb.episode.stats.steps
+    moved = np.array([0.03, -0.03, 0.025])  # pushed away from the command target (0) between steps
+    for i in range(1, 5):
+        assert arb.measure(stamp + 100 * i, moved * i / 4)
+    assert arb.episode.n == n and arb.episode.stats.steps == steps and not robot.sent
+    arb.add_inputs(stamp, np.zeros(5, np.float32), np.full((C + 2, A), 0.001), now=robot.t * 0.05)
+    robot.collect()
+    assert robot.sent and np.all(np.abs(robot.sent[0].start - moved) <= arb.max_target_lead + 1e-12)
+    assert np.all(np.abs(robot.sent[0].start) > arb.max_target_lead)  # not from the step's measurement
+    assert not arb.measure(stamp + 200, [0.05, 0.05, -0.05])  # older than the latest: ignored
+    np.testing.assert_array_equal(arb.emergency_stop('test', now=robot.t * 0.05), moved)

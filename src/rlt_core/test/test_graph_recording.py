@@ -125,6 +125,29 @@ def test_an_episode_with_a_joint_state_the_recorder_missed_is_not_recorded(profi
     assert a.ignored == {'episodes with joint states the recorder did not receive': 1}
 
 
+def test_a_driver_faster_than_the_control_rate_gives_one_frame_per_control_step(profile):
+    """Joint states every 10 ms at a control rate of 20 Hz: the frames are every 5th, those the arbiter steps on,
+    and a chunk's rows follow them step by step."""
+    a = EpisodeAssembler(profile, image_tolerance_ns=5 * MS, settle_s=0.0)
+    stamps = [(1000 + 10 * i + 3) * MS for i in range(60)]
+    for stamp in stamps[:10]:  # the driver runs before the episode starts
+        a.joint_state(stamp, [0.0, 0.0], [0.0, 0.0])
+    a.start(3, stamps[9], 'seed=3')
+    for i, stamp in enumerate(stamps[10:], start=10):
+        a.joint_state(stamp, [0.001 * i, 0.0], [0.0, 0.0])
+        a.image('front', stamp, np.full((4, 6, 3), i, np.uint8))
+        a.image('side', stamp, np.full((4, 6, 3), i, np.uint8))
+    steps = [stamps[i] for i in range(13, 60, 5)]  # the first from 25 ms before each 50 ms line: 1.133 s, ...
+    a.executed_chunk(steps[0], 0, SOURCE_VLA, np.array([[0.01, 0.0], [0.02, 0.0]], np.float32), step_index=1)
+    a.end(3, len(steps), True, 'success', now=0.0)
+    [episode] = a.take_finished(now=1.0)
+    f = episode.frames
+    assert f['observation.stamp_ns'].tolist() == steps[:-1]
+    np.testing.assert_allclose(f['observation.state'][:, 0], [0.001 * i for i in range(13, 55, 5)], rtol=1e-6)
+    assert [int(im[0, 0, 0]) for im in episode.images['front']] == list(range(13, 55, 5))
+    np.testing.assert_allclose(f['action'][:3], [[0.01, 0.0], [0.02, 0.0], [0.0, 0.0]])
+
+
 def test_recorded_episodes_make_a_dataset_of_the_profile(profile, tmp_path):
     a = EpisodeAssembler(profile, image_tolerance_ns=5 * MS, settle_s=0.0)
     features = profile_features(profile, recorder_features(profile))

@@ -1,6 +1,7 @@
 """Actor: the RL actor pi(a | x, ref_chunk) refining the VLA's chunk in the critical phase.
 
-Matches rlt/rl_token, rlt/reference_chunk and joint_states by stamp and builds x = (z_rl, normalised
+Matches rlt/rl_token, rlt/reference_chunk and joint_states by stamp (the joint states that are control steps, as
+the arbiter and ingestion take them: `rlt_core.control.steps.ControlSteps`) and builds x = (z_rl, normalised
 proprio) as the arbiter does (`rlt_core.rl.rl_state.RLInputJoin`: the joints in the robot profile's
 order, normalised as the frozen VLA's checkpoint says); in the critical phase and once it has
 weights, it publishes the refined chunk on rlt/actor_chunk (SOURCE_ACTOR, stamped like the
@@ -18,6 +19,7 @@ from std_msgs.msg import UInt64
 
 from rlt_core.control.phase import CriticalPhase
 from rlt_core.control.profile import RobotProfile
+from rlt_core.control.steps import ControlSteps
 from rlt_core.control.sync import joint_state_in_order
 from rlt_core.rl.actor import unpack_weights
 from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
@@ -46,6 +48,7 @@ class ActorNode(Node):
         vla_path = vla_path or str(default_models_dir() / 'vla')
         self.join = RLInputJoin(ProprioNormalization.from_vla_checkpoint(
             vla_path, proprio_dim=self.profile.proprio_dim), keep=50)
+        self.control_steps = ControlSteps(self.profile.control_hz)
         self.phase = CriticalPhase()
         self.actor, self.version, self.token_dim = None, 0, None
         self.rejections = Rejections(self)
@@ -105,7 +108,8 @@ class ActorNode(Node):
         except ValueError as err:
             self.rejections.refuse('joint_states', err)
             return
-        self.act('joint_states', self.join.add_proprio, stamp_ns(msg.header), [*position, *velocity])
+        if self.control_steps.admit(stamp_ns(msg.header)):  # only a step's has a token and a reference
+            self.act('joint_states', self.join.add_proprio, stamp_ns(msg.header), [*position, *velocity])
 
     def on_token(self, msg: RLToken):
         self.token_dim = len(msg.data)

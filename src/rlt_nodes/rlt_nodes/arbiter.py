@@ -1,11 +1,13 @@
 """Teleop arbiter: decides who drives each chunk, commands the robot, records transitions.
 
 The RLT episode protocol is `rlt_core.control.engine.EpisodeEngine` (priority human > warmup VLA >
-actor > VLA), driven here on the robot's own clock: one control step per joint state. The robot's
-facts (joints, limits, control rate, chunk length, stride, controller) come from the robot profile
-(`robot_profile`). At each chunk boundary the executed chunk goes to
-`/<controller_name>/joint_trajectory` as absolute joint positions, one point per control step,
-from the current command target, within the profile's per-step limits (its critical-phase limits
+actor > VLA), driven here on the robot's own clock: the joint states that are control steps at the profile's
+control rate (`rlt_core.control.steps.ControlSteps`, the same ones ingestion, the actor and the recorder take) are
+its observations; the others, from a driver faster than the control rate, are the measured position that the
+safety checks and an emergency stop go by (`EpisodeEngine.measure`). The robot's facts (joints, limits, control
+rate, chunk length, stride, controller) come from the robot profile (`robot_profile`). At each chunk boundary the
+executed chunk goes to `/<controller_name>/joint_trajectory` as absolute joint positions, one point per control
+step, from the current command target, within the profile's per-step limits (its critical-phase limits
 for a chunk decided in the critical phase, whoever drives) and joint limits; an end-effector profile's
 chunk (tool moves) becomes joint points through its kinematics, or the robot holds where they refuse it.
 Holding the joystick's dead-man button (sensor_msgs/Joy on `joy`) interrupts the current chunk at once and
@@ -58,6 +60,7 @@ from rlt_core.control.engine import SOURCE_NAMES, EpisodeEngine, command_violati
 from rlt_core.control.homing import at_home, homing_points
 from rlt_core.control.phase import CriticalZone
 from rlt_core.control.profile import RobotProfile
+from rlt_core.control.steps import ControlSteps
 from rlt_core.control.sync import joint_state_in_order
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, estop_pressed, joy_action
 from rlt_core.rl.checkpoint import atomic_write
@@ -112,6 +115,7 @@ class ArbiterNode(Node):
             vla_path or default_models_dir() / 'vla', proprio_dim=profile.proprio_dim))
         self.engine = EpisodeEngine(profile, warmup_episodes=warmup, max_target_lead=lead, actor_wait_s=actor_wait,
                                     human_timeout_s=human_timeout)
+        self.control_steps = ControlSteps(profile.control_hz)
         self.human_held = False
         self.episode_counter = 0
         self.homing, self.homing_deadline = None, 0.0
@@ -189,6 +193,16 @@ class ArbiterNode(Node):
             self.rejections.refuse('joint_states', err)
             return
         stamp = stamp_ns(msg.header)
+        if self.control_steps.admit(stamp):
+            self.on_control_step(stamp, position, velocity)
+        else:
+            self.engine.measure(stamp, position)
+        if (self.hold_at_first_measurement and self.engine.stop_reason is not None
+                and self.traj_pub.get_subscription_count() > 0):  # the controller listens: hold where measured
+            self.hold_at_first_measurement = False
+            self.publish_trajectory([self.engine.emergency_stop(self.engine.stop_reason, self.now())])
+
+    def on_control_step(self, stamp, position, velocity):
         if (self.episode_source == 'operator' and not self.engine.active and self.engine.stop_reason is None
                 and self.home_reached(position)):
             self.start_operator_episode(stamp)
@@ -198,10 +212,6 @@ class ArbiterNode(Node):
         if critical is not None and self.engine.active and self.engine.episode.phase.active != before:
             self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.engine.episode.phase.active
                                else EpisodeEvent.PHASE_EXIT_CRITICAL, detail='zone')
-        if (self.hold_at_first_measurement and self.engine.stop_reason is not None
-                and self.traj_pub.get_subscription_count() > 0):  # the controller listens: hold where measured
-            self.hold_at_first_measurement = False
-            self.publish_trajectory([self.engine.emergency_stop(self.engine.stop_reason, self.now())])
         self.join_inputs('add_proprio', stamp, [*position, *velocity], 'joint_states')
 
     def on_timer(self):

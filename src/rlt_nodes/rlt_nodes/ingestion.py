@@ -3,7 +3,9 @@
 Subscribes each camera of the robot profile on its topic (`cameras/<name>/image_raw` unless the profile names
 another; sensor_msgs/Image, or sensor_msgs/CompressedImage for a compressed camera; sensor-data QoS) and
 `joint_states`. Every image is converted at once to what the VLA reads, RGB at the camera's size in the profile
-(`rlt_core.data.images`: rgb8, bgr8, mono8, JPEG or PNG at any resolution, resized). Each joint state is paired
+(`rlt_core.data.images`: rgb8, bgr8, mono8, JPEG or PNG at any resolution, resized). Of the joint states, those
+that are control steps at the profile's control rate are taken (the arbiter's steps,
+`rlt_core.control.steps.ControlSteps`: one observation per step, whatever the driver's rate); each is paired
 with one image per camera stamped within `sync_tolerance_s` of it (0: identical stamps, as the simulator
 publishes them) and published as an rlt_interfaces/Observation stamped like the joint state, with the profile's
 joints in its order and one rgb8 image per camera, each with its original header. Invalid input (an encoding the
@@ -19,6 +21,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 
 from rlt_core.control.profile import RobotProfile
+from rlt_core.control.steps import ControlSteps
 from rlt_core.control.sync import StampSync, check_age, joint_state_in_order
 from rlt_interfaces.msg import Observation
 from rlt_nodes.cameras import message_type, rgb_to_msg, to_rgb
@@ -42,6 +45,7 @@ class IngestionNode(Node):
                              desc('language instruction sent with every observation')).value
         self.rejections = Rejections(self)
         self.sync = StampSync(self.cameras, tolerance_ns=int(tolerance * 1e9))
+        self.control_steps = ControlSteps(self.profile.control_hz)
         self.pub = self.create_publisher(Observation, 'rlt/observation', OBSERVATION_QOS)
         for camera in self.profile.cameras:
             self.create_subscription(message_type(camera), camera.image_topic,
@@ -68,6 +72,8 @@ class IngestionNode(Node):
             msg.position, msg.velocity = joint_state_in_order(msg.name, msg.position, msg.velocity, self.joint_names)
         except ValueError as reason:
             return self.drop('joint_states', reason)
+        if not self.control_steps.admit(stamp_ns(msg.header)):
+            return  # between control steps
         msg.name = list(self.joint_names)
         self.emit(self.sync.add_joint_state(stamp_ns(msg.header), msg))
 

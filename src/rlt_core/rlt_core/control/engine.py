@@ -5,8 +5,10 @@ stepping the simulator) both drive an `EpisodeEngine`; nothing else implements t
 
 The robot steps on its own clock and reports every control step as an observation o_1, o_2, ...
 (`observe`: its joint positions, a stamp, optionally the task's phase signal and the operator's input at that
-moment). The frozen VLA's reference chunk and the RL state x for an observation arrive later (`add_inputs`),
-the actor's refined chunk later still (`add_actor_chunk`); in process they arrive at once. At each chunk
+moment); a driver faster than the control rate reports its joint positions between steps too (`measure`), which
+the safety checks and an emergency stop go by. The frozen VLA's reference chunk and the RL state x for an
+observation arrive later (`add_inputs`), the actor's refined chunk later still (`add_actor_chunk`); in process they
+arrive at once. At each chunk
 boundary the engine picks the chunk to execute with `rlt_core.control.arbitration.arbitrate` (human > warmup
 VLA > actor > VLA) from the newest inputs, limited per step by the robot profile's limits (in a chunk decided in
 the critical phase, its own limits), and turns it into absolute joint positions, one point per control step,
@@ -376,22 +378,35 @@ class EpisodeEngine:
 
     # --- the robot clock ---
 
-    def observe(self, stamp_ns: int, position, now: float, critical: bool | None = None, human=KEEP):
-        """Observation o_{n+1}: the robot's joint positions at `stamp_ns` (the profile's joints, in its order, whatever
-        the action space). With it, where the caller has them at that moment: the task's critical-phase signal, and
-        the operator's input (an action or a joystick's move, `human_action`, while driving; None when not)."""
-        ep = self.episode
+    def measure(self, stamp_ns: int, position) -> bool:
+        """The robot's joint positions at `stamp_ns` (the profile's joints, in its order), measured between control
+        steps (a driver faster than the control rate; `rlt_core.control.steps`): not a step, but the position a
+        command's start is checked against and an emergency stop holds at, as `observe`'s is. One not stamped after
+        the latest measurement, or not finite, is ignored. Returns whether it was taken."""
         position = np.asarray(position, np.float64)
         if position.shape != self.low.shape or not np.all(np.isfinite(position)):
-            self.warnings.append(f'observation ignored: joint positions {position} are not {self.low.size} '
+            self.warnings.append(f'measurement ignored: joint positions {position} are not {self.low.size} '
                                  'finite values')
-            return
+            return False
         if self.measured_stamp is not None and stamp_ns <= self.measured_stamp:
-            self.warnings.append(f'observation ignored: stamped {stamp_ns}, not after the latest one '
+            self.warnings.append(f'measurement ignored: stamped {stamp_ns}, not after the latest one '
                                  f'({self.measured_stamp}): an old measurement is never taken for the robot\'s '
                                  'position')
-            return
+            return False
         self.measured, self.measured_stamp = position, int(stamp_ns)
+        if self.active and self.episode.position is not None:
+            self.episode.position = position
+        return True
+
+    def observe(self, stamp_ns: int, position, now: float, critical: bool | None = None, human=KEEP):
+        """Observation o_{n+1}, a control step: the robot's joint positions at `stamp_ns`, taken as `measure` takes
+        them (the profile's joints, in its order, whatever the action space). With it, where the caller has them at
+        that moment: the task's critical-phase signal, and the operator's input (an action or a joystick's move,
+        `human_action`, while driving; None when not)."""
+        ep = self.episode
+        if not self.measure(stamp_ns, position):
+            return
+        position = self.measured
         if self.active and stamp_ns <= ep.start_stamp:
             return  # from before the episode began
         self.latest_stamp = int(stamp_ns)

@@ -2,8 +2,10 @@
 
 The graph recorder (`rlt_nodes.recorder`) feeds an `EpisodeAssembler` the messages it receives, in arrival order:
 joint states, camera images, executed and reference chunks and episode events. The assembler turns them into
-finished episodes, one frame per control step (one per joint state), each the observation before an action and
-what that action did, as the simulator's demonstrations are recorded:
+finished episodes, one frame per control step, each the observation before an action and what that action did, as
+the simulator's demonstrations are recorded. The control steps are the joint states the arbiter takes as steps at
+the profile's control rate (`rlt_core.control.steps.ControlSteps`); the others, from a driver faster than the
+control rate, are not frames.
 
 - ``observation.state``: the joint positions then velocities of the joint state o_n (the profile's joint order);
   ``observation.stamp_ns`` its header stamp (the key into the MCAP log and the graph's other topics).
@@ -30,12 +32,12 @@ what that action did, as the simulator's demonstrations are recorded:
 
 Episodes are delimited by ``episode/events``: EPISODE_START and EPISODE_END of the episode source (``any``: every
 such event; ``operator``: only the arbiter's operator episodes, whose details begin with ``operator``). A
-simulator's episode begins with the first joint state stamped after its start; an operator's with the newest one
-stamped at or before it (the arbiter starts it on that joint state). EPISODE_END names its final observation
+simulator's episode begins with the first control step stamped after its start; an operator's with the newest one
+stamped at or before it (the arbiter starts it on that step). EPISODE_END names its final observation
 o_k (step_index): frames o_1 .. o_{k-1} are the episode, o_k is what its last action led to. Its ``success`` is
 the episode's label. A START while an episode is open ends that one at its latest observation, not a success
 and truncated (an emergency stop ends an episode without an EPISODE_END). An episode whose start, or any of
-whose joint states o_1 .. o_k, the recorder did not receive is not recorded (`ignored` counts them): it
+whose control steps o_1 .. o_k, the recorder did not receive is not recorded (`ignored` counts them): it
 would be misaligned with its step indices.
 
 No ROS here: the node converts messages into the calls below.
@@ -49,6 +51,7 @@ import dataclasses
 import numpy as np
 
 from rlt_core.control.profile import RobotProfile
+from rlt_core.control.steps import ControlSteps
 from rlt_core.data.lerobot import Episode, encode_png, episode_stats
 from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA
 
@@ -149,7 +152,9 @@ class EpisodeAssembler:
         self.settle_s = settle_s
         self.history_ns = history_ns
         """Messages older than this before the oldest open episode's first frame are forgotten."""
+        self.control_steps = ControlSteps(profile.control_hz)
         self.recent_joint_states: list[tuple[int, np.ndarray]] = []
+        """The latest control steps' (stamp, state)."""
         self.images: dict[str, list[tuple[int, np.ndarray]]] = {c: [] for c in self.cameras}
         self.chunks: list[ExecutedChunk] = []
         self.references: dict[int, np.ndarray] = {}
@@ -161,6 +166,8 @@ class EpisodeAssembler:
     # --- inputs ---
 
     def joint_state(self, stamp: int, position, velocity) -> None:
+        if not self.control_steps.admit(stamp):
+            return  # between control steps
         state = np.concatenate([np.asarray(position, np.float32), np.asarray(velocity, np.float32)])
         self.recent_joint_states.append((int(stamp), state))
         del self.recent_joint_states[:-10]
