@@ -79,7 +79,7 @@ def test_operator_episodes_on_the_real_robot_graph_with_the_simulated_arm_standi
             steps(1, joy_msg())
             assert test_node.spin_until(lambda: started(), timeout=60), 'no operator episode'
         episode_id = started()[-1].episode_id
-        steps(6, joy_msg(True, x=0.5))
+        steps(6, joy_msg(True, x=0.5))  # 6 joint states with the stick held: 4 to 6 human steps, by arrival order
         steps(1, joy_msg(buttons=[MAPPING.phase_button]))  # released, and the phase button
         steps(12, joy_msg())  # the policy, in the critical phase
         count = len(started())
@@ -95,7 +95,7 @@ def test_operator_episodes_on_the_real_robot_graph_with_the_simulated_arm_standi
     ids = [episode(success=False), episode(success=True)]
     for episode_id, success in zip(ids, (False, True), strict=True):
         s = stats[episode_id]
-        assert s['success'] == success and s['steps_by_source']['human'] >= 6 and s['critical_steps'] > 0, s
+        assert s['success'] == success and s['steps_by_source']['human'] >= 4 and s['critical_steps'] > 0, s
     assert [stats[e]['warmup'] for e in ids] == [e == 0 for e in ids]  # the first episode is the warmup
     assert {e.detail for e in events} <= {'operator', 'operator label', 'human', 'joy'}  # nothing from the robot
     reported = sum(s['transitions'] for s in stats.values())
