@@ -204,7 +204,8 @@ def test_joint_states_faster_than_the_control_rate_make_one_step_per_control_per
     # history's depth) it took the next one for that step, as the arbiter would have: mostly the same stamps.
     expected = [s for s in control_steps if frames[0] <= s <= frames[-1]]
     assert set(frames) <= set(driver.stamps) and len(set(frames) & set(expected)) >= 0.9 * len(expected)
-    assert abs(len(frames) - len(expected)) <= 0.1 * len(expected) and min(np.diff(frames)) >= dt_ns // 2
+    assert abs(len(frames) - len(expected)) <= 0.1 * len(expected)
+    assert abs(np.median(np.diff(frames)) - dt_ns) < 0.1 * dt_ns  # one per period (a driver's stall aside)
     assert {stamp_ns(c.header) for c in episode_chunks if stamp_ns(c.header) <= frames[-1]} <= set(frames)
     row = dataset.episodes.slice(index, 1).to_pylist()[0]  # each chunk's rows on the frames of its steps
     assert {k: n for k, n in row['steps_by_source'].items() if n} == {

@@ -44,7 +44,7 @@ def spin_node(node_class, args=None):
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        sys.unraisablehook = _ignore_interrupted_task
     except Exception:
         # Ctrl-C shut the context down while a callback ran: its publish fails; that is a clean stop. rclpy
         # shuts the context down from its own thread, so a KeyboardInterrupt raised inside a message's
@@ -55,6 +55,15 @@ def spin_node(node_class, args=None):
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+def _ignore_interrupted_task(unraisable, default=sys.unraisablehook):
+    """The KeyboardInterrupt that stopped the executor may have come while it built an rclpy Task: the half-built
+    Task's destructor then fails on the attribute it never set, when it is collected. That is the stop itself,
+    not an error: not printed. Everything else is reported as Python does."""
+    if not (isinstance(unraisable.exc_value, AttributeError) and type(unraisable.object).__name__ == 'function'
+            and getattr(unraisable.object, '__qualname__', '') == 'Future.__del__'):
+        default(unraisable)
 
 
 def _shut_down_within(timeout: float) -> bool:
