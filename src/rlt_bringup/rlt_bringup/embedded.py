@@ -310,7 +310,11 @@ def main(argv=None):
     finally:
         episodes = list(monitor.episodes) if monitor else []
         learner = dict(monitor.learner) if monitor else {}
+        # Another Ctrl-C or kill does not cut the stop short: stop() ends every node, by SIGKILL if it must.
+        handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
         stop(procs)  # the nodes first: a node still sending to the closed monitor would re-create its port
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
         if monitor is not None:
             monitor.close()
         for log in logs:
