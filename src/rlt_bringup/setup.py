@@ -19,6 +19,8 @@ setup(
         # The default models, when present (rlt_train writes them with SmallVLA.save / RLTokenModel.save).
         ('share/' + package_name + '/models/vla', glob('models/vla/*')),
         ('share/' + package_name + '/models/rl_token', glob('models/rl_token/*')),
+        ('share/' + package_name + '/models/ur5e_cell/vla', glob('models/ur5e_cell/vla/*')),
+        ('share/' + package_name + '/models/ur5e_cell/rl_token', glob('models/ur5e_cell/rl_token/*')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
