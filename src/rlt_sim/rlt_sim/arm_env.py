@@ -15,6 +15,7 @@ from rlt_core.control.engine import joint_step_limits  # noqa: E402
 from rlt_core.control.kinematics import ArmKinematics  # noqa: E402
 from rlt_core.control.safety import within_lead  # noqa: E402
 from rlt_sim.arm_cell import PEG_BODY, TIP_BODY, TOOL_DOWN, ArmCellConfig, build_arm_model  # noqa: E402
+from rlt_sim.env import PegTaskEnv  # noqa: E402
 
 PROPRIO_MAX_SPEED_RAD_S = np.pi
 """Joint speeds in the observation are clipped to +-this value (the space's bound)."""
@@ -24,7 +25,7 @@ REFERENCE_CONFIGURATION = (0.0, -np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, 0
 episode starts on the same branch."""
 
 
-class ArmPegInsertionEnv(gym.Env):
+class ArmPegInsertionEnv(PegTaskEnv):
     """Insert a peg held by the arm into a hole with about 1 mm clearance.
 
     The arm is the one `config.profile` describes (`ArmCellConfig.from_profile`; by default `ur5e_cell`).
@@ -185,16 +186,6 @@ class ArmPegInsertionEnv(gym.Env):
         truncated = (not terminated) and self._step >= self.profile.max_steps
         return self._observation(), float(success), terminated, truncated, self._info(success)
 
-    def render(self):
-        if self.render_mode != "rgb_array":
-            return None
-        return self._render_camera(self.profile.camera_names[0])
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-
     # ----- signals -----
 
     @property
@@ -207,46 +198,5 @@ class ArmPegInsertionEnv(gym.Env):
         """Position of the peg tip in the base frame (privileged)."""
         return self.data.xpos[self._tip_body].copy()
 
-    @property
-    def hole_pos(self) -> np.ndarray:
-        """Position of the centre of the hole entrance in the base frame (privileged)."""
-        return self.data.site_xpos[self._hole_site].copy()
-
-    def _is_success(self) -> bool:
-        tip, hole = self.peg_tip_pos, self.hole_pos
-        inside = np.all(np.abs(tip[:2] - hole[:2]) < self.config.hole_half_width_m)
-        return bool(inside and tip[2] <= hole[2] - self.config.insert_depth_m)
-
-    def _info(self, success: bool) -> dict:
-        tip, hole = self.peg_tip_pos, self.hole_pos
-        return {
-            "success": bool(success),
-            "critical_phase": bool(np.linalg.norm(tip - hole) <= self.config.critical_radius_m),
-            "peg_hole_offset": tip[:2] - hole[:2],
-            "hole_pos": hole,
-            "peg_tip_pos": tip,
-            "grip_offset": self._grip_offset.copy(),
-            "mount_tilt": self.data.qpos[self._mount_qpos].copy(),
-            "refused": self._refused,
-            "step": self._step,
-            "instruction": self.instruction,
-        }
-
-    # ----- observation -----
-
-    def _observation(self) -> dict:
-        proprio = np.concatenate([self.data.qpos[self._joint_qpos], self.data.qvel[self._joint_qvel]])
-        obs = {"proprio": np.clip(proprio, self._proprio_low, self._proprio_high).astype(np.float32)}
-        if self.config.render:
-            obs["images"] = {name: self._render_camera(name) for name in self.profile.camera_names}
-        return obs
-
-    def _render_camera(self, name: str) -> np.ndarray:
-        if self._renderer is None:
-            size = self.config.image_size
-            self._renderer = mujoco.Renderer(self.model, height=size, width=size)
-            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
-                         mujoco.mjtRndFlag.mjRND_SKYBOX):
-                self._renderer.scene.flags[flag] = 0
-        self._renderer.update_scene(self.data, camera=name)
-        return self._renderer.render()
+    def _cell_info(self) -> dict:
+        return {"mount_tilt": self.data.qpos[self._mount_qpos].copy(), "refused": self._refused}

@@ -17,7 +17,78 @@ PROPRIO_MAX_SPEED_M_S = 1.0
 """Joint speeds in the observation are clipped to +-this value (the space's bound)."""
 
 
-class PegInsertionEnv(gym.Env):
+class PegTaskEnv(gym.Env):
+    """What the gantry's and the arm's cells share: the peg-in-hole task's success, its privileged `info`, the
+    observation (joint positions and velocities, camera images) and the rendering. A cell sets `config` (with
+    `camera_names`, `image_size`, `render`, `hole_half_width_m`, `insert_depth_m`, `critical_radius_m`),
+    `model`, `data`, `instruction`, `_joint_qpos`, `_joint_qvel`, `_proprio_low`, `_proprio_high`,
+    `_hole_site`, `_grip_offset`, `_step`, `_renderer` and `peg_tip_pos`, and adds its own `info` entries in
+    `_cell_info`."""
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        return self._render_camera(self.config.camera_names[0])
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    @property
+    def hole_pos(self) -> np.ndarray:
+        """Position of the centre of the hole entrance in the base (world) frame (privileged)."""
+        return self.data.site_xpos[self._hole_site].copy()
+
+    def _is_success(self) -> bool:
+        tip, hole = self.peg_tip_pos, self.hole_pos
+        inside = np.all(np.abs(tip[:2] - hole[:2]) < self.config.hole_half_width_m)
+        return bool(inside and tip[2] <= hole[2] - self.config.insert_depth_m)
+
+    def _cell_info(self) -> dict:
+        return {}
+
+    def _info(self, success: bool) -> dict:
+        tip, hole = self.peg_tip_pos, self.hole_pos
+        critical = np.linalg.norm(tip - hole) <= self.config.critical_radius_m
+        return {
+            "success": bool(success),
+            "critical_phase": bool(critical),
+            "peg_hole_offset": tip[:2] - hole[:2],
+            "hole_pos": hole,
+            "peg_tip_pos": tip,
+            "grip_offset": self._grip_offset.copy(),
+            **self._cell_info(),
+            "step": self._step,
+            "instruction": self.instruction,
+        }
+
+    def _observation(self) -> dict:
+        proprio = np.concatenate(
+            [self.data.qpos[self._joint_qpos], self.data.qvel[self._joint_qvel]]
+        )
+        proprio = np.clip(proprio, self._proprio_low, self._proprio_high).astype(np.float32)
+        obs = {"proprio": proprio}
+        if self.config.render:
+            obs["images"] = {name: self._render_camera(name) for name in self.config.camera_names}
+        return obs
+
+    def _render_camera(self, name: str) -> np.ndarray:
+        if self._renderer is None:
+            size = self.config.image_size
+            self._renderer = mujoco.Renderer(self.model, height=size, width=size)
+            flags = self._renderer.scene.flags
+            for flag in (
+                mujoco.mjtRndFlag.mjRND_SHADOW,
+                mujoco.mjtRndFlag.mjRND_REFLECTION,
+                mujoco.mjtRndFlag.mjRND_SKYBOX,
+            ):
+                flags[flag] = 0
+        self._renderer.update_scene(self.data, camera=name)
+        return self._renderer.render()
+
+
+class PegInsertionEnv(PegTaskEnv):
     """Insert a peg held by a gantry robot into a hole with about 1 mm clearance.
 
     The robot is the one `config` describes (`SimConfig.from_profile`; by default the default robot
@@ -134,23 +205,17 @@ class PegInsertionEnv(gym.Env):
         truncated = (not terminated) and self._step >= cfg.max_steps
         return self._observation(), float(success), terminated, truncated, info
 
-    def render(self):
-        if self.render_mode != "rgb_array":
-            return None
-        return self._render_camera(self.config.camera_names[0])
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+    def step_to(self, joint_positions):
+        """One control step towards the joint positions `joint_positions` (a trajectory controller's point): the
+        action `joint_positions - position_target`."""
+        return self.step(np.asarray(joint_positions, dtype=np.float64) - self._target)
 
     # ----- signals -----
 
     @property
     def position_target(self) -> np.ndarray:
         """The gantry's current position target (x, y, z); an action moves it by at most
-        `max_delta_m` per axis. A joint-position command becomes the action
-        `desired - position_target`."""
+        `max_delta_m` per axis."""
         return self._target.copy()
 
     @property
@@ -158,53 +223,5 @@ class PegInsertionEnv(gym.Env):
         """World position of the peg tip (privileged)."""
         return self.data.site_xpos[self._tip_site].copy()
 
-    @property
-    def hole_pos(self) -> np.ndarray:
-        """World position of the centre of the hole entrance (privileged)."""
-        return self.data.site_xpos[self._hole_site].copy()
-
-    def _is_success(self) -> bool:
-        tip, hole = self.peg_tip_pos, self.hole_pos
-        inside = np.all(np.abs(tip[:2] - hole[:2]) < self.config.hole_half_width_m)
-        return bool(inside and tip[2] <= hole[2] - self.config.insert_depth_m)
-
-    def _info(self, success: bool) -> dict:
-        tip, hole = self.peg_tip_pos, self.hole_pos
-        critical = np.linalg.norm(tip - hole) <= self.config.critical_radius_m
-        return {
-            "success": bool(success),
-            "critical_phase": bool(critical),
-            "peg_hole_offset": tip[:2] - hole[:2],
-            "hole_pos": hole,
-            "peg_tip_pos": tip,
-            "grip_offset": self._grip_offset.copy(),
-            "wrist_tilt": self.data.qpos[self._wrist_qpos].copy(),
-            "step": self._step,
-            "instruction": self.instruction,
-        }
-
-    # ----- observation -----
-
-    def _observation(self) -> dict:
-        proprio = np.concatenate(
-            [self.data.qpos[self._joint_qpos], self.data.qvel[self._joint_qvel]]
-        )
-        proprio = np.clip(proprio, self._proprio_low, self._proprio_high).astype(np.float32)
-        obs = {"proprio": proprio}
-        if self.config.render:
-            obs["images"] = {name: self._render_camera(name) for name in self.config.camera_names}
-        return obs
-
-    def _render_camera(self, name: str) -> np.ndarray:
-        if self._renderer is None:
-            size = self.config.image_size
-            self._renderer = mujoco.Renderer(self.model, height=size, width=size)
-            flags = self._renderer.scene.flags
-            for flag in (
-                mujoco.mjtRndFlag.mjRND_SHADOW,
-                mujoco.mjtRndFlag.mjRND_REFLECTION,
-                mujoco.mjtRndFlag.mjRND_SKYBOX,
-            ):
-                flags[flag] = 0
-        self._renderer.update_scene(self.data, camera=name)
-        return self._renderer.render()
+    def _cell_info(self) -> dict:
+        return {"wrist_tilt": self.data.qpos[self._wrist_qpos].copy()}

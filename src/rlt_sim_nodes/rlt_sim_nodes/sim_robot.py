@@ -38,7 +38,6 @@ from rlt_nodes.cameras import message_type
 from rlt_nodes.params import ROBOT_PROFILE
 from rlt_nodes.qos import EVENTS_QOS
 from rlt_nodes.spin import spin_node
-from rlt_sim.arm_env import ArmPegInsertionEnv
 from rlt_sim.episode import make_env
 from rlt_sim.trajectory import InvalidCommandError, validate_trajectory
 
@@ -144,7 +143,7 @@ class SimRobotNode(Node):
             if self.command is not None:
                 self.command_t += self.dt
                 target = self.command.target_at(self.command_t, self.command_start)
-            self.obs, _, terminated, truncated, self.info = self.step_to(target)
+            self.obs, _, terminated, truncated, self.info = self.env.step_to(target)
             if self.info['critical_phase'] != self.critical:
                 self.critical = self.info['critical_phase']
                 self.publish_event(EpisodeEvent.PHASE_ENTER_CRITICAL if self.critical
@@ -156,13 +155,6 @@ class SimRobotNode(Node):
         self.publish_observation()
         if not self.active and self.auto_reset:
             self.start_episode()
-
-    def step_to(self, target):
-        """One control step towards the joint positions `target`: the arm's servos take them, the gantry the move
-        from its current target."""
-        if isinstance(self.env, ArmPegInsertionEnv):
-            return self.env.step_to(target)
-        return self.env.step(target - self.env.position_target)
 
     def publish_observation(self):
         stamp = self.get_clock().now().to_msg()
