@@ -16,11 +16,8 @@ setup(
         ('share/' + package_name + '/config/profiles', glob('config/profiles/*.yaml')),
         ('share/' + package_name + '/description', glob('description/*.urdf')),
         ('share/' + package_name + '/rviz', glob('rviz/*.rviz')),
-        # The default models, when present (rlt_train writes them with SmallVLA.save / RLTokenModel.save).
-        ('share/' + package_name + '/models/vla', glob('models/vla/*')),
-        ('share/' + package_name + '/models/rl_token', glob('models/rl_token/*')),
-        ('share/' + package_name + '/models/ur5e_cell/vla', glob('models/ur5e_cell/vla/*')),
-        ('share/' + package_name + '/models/ur5e_cell/rl_token', glob('models/ur5e_cell/rl_token/*')),
+        # Each cell's committed models, models/<profile>/{vla,rl_token} (SmallVLA.save / RLTokenModel.save).
+        *[('share/' + package_name + '/' + folder, glob(folder + '/*')) for folder in sorted(glob('models/*/*'))],
     ],
     install_requires=['setuptools'],
     zip_safe=True,

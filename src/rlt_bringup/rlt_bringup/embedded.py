@@ -237,8 +237,8 @@ def main(argv=None):
     parser.add_argument('--episodes', type=int, default=300, help='online RL episodes to run')
     parser.add_argument('--output', default='', help='output folder (default: runs/<timestamp>)')
     parser.add_argument('--vla', default='', help='VLA backbone spec: a SmallVLA folder, pi0:/folder or '
-                        'module:Class[:/path] (default: rlt_bringup models/vla)')
-    parser.add_argument('--token', default='', help='RL token folder (default: rlt_bringup models/rl_token)')
+                        "module:Class[:/path] (default: the profile's, rlt_bringup models/<profile>/vla)")
+    parser.add_argument('--token', default='', help='RL token folder (default: models/<profile>/rl_token)')
     parser.add_argument('--robot-profile', default='',
                         help='robot profile of every node: a YAML path, or a name in config/profiles (default: '
                              'gantry_cell)')

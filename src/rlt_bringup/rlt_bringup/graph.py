@@ -44,9 +44,9 @@ LAUNCH_ARGUMENTS = {
     'robot_profile': ('', 'robot profile of every node: a YAML path, or a name in config/profiles (empty: '
                       'gantry_cell)', [(node, 'robot_profile') for node in CORE + SIM_ONLY]),
     'vla_path': ('', 'VLA backbone spec: a SmallVLA folder, pi0:/folder (a local pi0 checkpoint) or '
-                 'module.path:Class[:/path] of a VLABackbone (empty: the installed models/vla)',
+                 'module.path:Class[:/path] of a VLABackbone (empty: the profile\'s, models/<profile>/vla)',
                  [('vla_server', 'vla_path'), ('actor', 'vla_path'), ('arbiter', 'vla_path')]),
-    'token_path': ('', 'RL token folder (empty: the installed models/rl_token)', [('vla_server', 'token_path')]),
+    'token_path': ('', 'RL token folder (empty: models/<profile>/rl_token)', [('vla_server', 'token_path')]),
     'device': ('cpu', "torch device of the VLA server and the learner ('cuda' on a GPU workstation)",
                [('vla_server', 'device'), ('learner', 'device')]),
     'vla_dtype': ('float32', "dtype of the VLA server's backbone: float32, or bfloat16/float16 on cuda",

@@ -25,9 +25,15 @@ def bringup_dir() -> Path:
     return candidates[0]
 
 
-def default_models_dir() -> Path:
-    """rlt_bringup's `models/`: the committed default VLA and RL token."""
-    return bringup_dir() / 'models'
+def default_models_dir(profile_name: str) -> Path:
+    """The committed VLA (`vla/`) and RL token (`rl_token/`) of the repository's cell `profile_name`:
+    rlt_bringup's models/<profile_name>/. A profile without (a user's robot) gets a FileNotFoundError naming
+    what to set instead."""
+    folder = bringup_dir() / 'models' / profile_name
+    if not folder.is_dir():
+        raise FileNotFoundError(f'robot profile {profile_name!r} has no committed VLA and RL token ({folder}): '
+                                'name its VLA and token (vla_path and token_path, or --vla and --token)')
+    return folder
 
 
 def setup_torch(threads: int, seed: int | None = None):

@@ -8,6 +8,7 @@ last two tests also check that the GPU computes what the CPU does.
 import pytest
 import torch
 
+from rlt_core.control.profile import DEFAULT_PROFILE
 from rlt_core.models.rl_token import RLTokenConfig, RLTokenModel
 from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA, SmallVLAConfig
@@ -81,7 +82,7 @@ def test_learner_on_cuda_follows_the_cpu_learner(full_fp32):
 
 @cuda
 def test_committed_vla_and_token_on_cuda_match_the_cpu(full_fp32):
-    models = default_models_dir()
+    models = default_models_dir(DEFAULT_PROFILE)
     outputs = {}
     gen = torch.Generator().manual_seed(0)
     vla = SmallVLA.load(models / 'vla').freeze()

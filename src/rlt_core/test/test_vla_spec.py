@@ -73,7 +73,6 @@ def pi0_folder(tmp_path_factory):
 
 
 def test_spec_forms_parse(tmp_path):
-    assert BackboneSpec.parse('') == BackboneSpec('small', default_models_dir() / 'vla')
     assert BackboneSpec.parse('runs/vla') == BackboneSpec('small', Path('runs/vla'))
     assert BackboneSpec.parse('small:/m/vla') == BackboneSpec('small', Path('/m/vla'))
     assert BackboneSpec.parse('pi0:/m/pi0') == BackboneSpec('pi0', Path('/m/pi0'))
@@ -87,6 +86,18 @@ def test_spec_forms_parse(tmp_path):
     assert BackboneSpec.parse(str(odd)).kind == 'small'
     with pytest.raises(ValueError, match='names no folder'):
         BackboneSpec.parse('pi0:')
+
+
+def test_an_empty_spec_is_the_profiles_committed_vla():
+    for name in ('gantry_cell', 'ur5e_cell'):  # the repository's cells, each with its own models
+        spec = BackboneSpec.parse('', name)
+        assert spec == BackboneSpec('small', default_models_dir(name) / 'vla')
+        assert spec.path.parent.name == name and (spec.path / 'model.safetensors').is_file()
+        assert (default_models_dir(name) / 'rl_token' / 'rl_token.safetensors').is_file()
+    with pytest.raises(ValueError, match='no profile given'):
+        BackboneSpec.parse('')
+    with pytest.raises(FileNotFoundError, match="'my_robot' has no committed VLA.*vla_path and token_path"):
+        BackboneSpec.parse('', 'my_robot')  # a user's robot names its own: never another cell's by default
 
 
 def test_small_vla_folder_loads_as_before(small_folder):

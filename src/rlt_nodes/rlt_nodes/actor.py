@@ -21,9 +21,10 @@ from rlt_core.control.phase import CriticalPhase
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.steps import ControlSteps
 from rlt_core.control.sync import joint_state_in_order
+from rlt_core.models.vla.spec import BackboneSpec
 from rlt_core.rl.actor import unpack_weights
 from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
-from rlt_core.runtime import default_models_dir, setup_torch
+from rlt_core.runtime import setup_torch
 from rlt_interfaces.msg import ActionChunk, ActorWeights, EpisodeEvent, RLToken
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns
 from rlt_nodes.params import ROBOT_PROFILE, desc
@@ -45,9 +46,8 @@ class ActorNode(Node):
         seed = p('seed', 0, desc('seed of the exploration noise')).value
         self.torch = setup_torch(threads, seed)
         self.generator = self.torch.Generator().manual_seed(seed)
-        vla_path = vla_path or str(default_models_dir() / 'vla')
         self.join = RLInputJoin(ProprioNormalization.from_vla_checkpoint(
-            vla_path, proprio_dim=self.profile.proprio_dim), keep=50)
+            BackboneSpec.parse(vla_path, self.profile.name), proprio_dim=self.profile.proprio_dim), keep=50)
         self.control_steps = ControlSteps(self.profile.control_hz)
         self.phase = CriticalPhase()
         self.actor, self.version, self.token_dim = None, 0, None

@@ -63,9 +63,9 @@ from rlt_core.control.profile import RobotProfile
 from rlt_core.control.steps import ControlSteps
 from rlt_core.control.sync import joint_state_in_order
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, estop_pressed, joy_action
+from rlt_core.models.vla.spec import BackboneSpec
 from rlt_core.rl.checkpoint import atomic_write
 from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
-from rlt_core.runtime import default_models_dir
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, RLToken, Transition, TransitionAck
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns, transition_to_msg
 from rlt_nodes.markers import chunk_markers, emergency_stop_markers
@@ -112,7 +112,7 @@ class ArbiterNode(Node):
                                  desc('Joy button releasing the emergency stop (Start)')).value)
         self.edges = ButtonEdges(self.mapping)
         self.join = None if vla_path == 'none' else RLInputJoin(ProprioNormalization.from_vla_checkpoint(
-            vla_path or default_models_dir() / 'vla', proprio_dim=profile.proprio_dim))
+            BackboneSpec.parse(vla_path, profile.name), proprio_dim=profile.proprio_dim))
         self.engine = EpisodeEngine(profile, warmup_episodes=warmup, max_target_lead=lead, actor_wait_s=actor_wait,
                                     human_timeout_s=human_timeout)
         self.control_steps = ControlSteps(profile.control_hz)

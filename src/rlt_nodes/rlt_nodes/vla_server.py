@@ -34,14 +34,14 @@ class VLAServerNode(Node):
         p = self.declare_parameter
         self.profile = RobotProfile.load(p('robot_profile', '', ROBOT_PROFILE).value)
         vla_path = p('vla_path', '', desc('VLA backbone spec: a SmallVLA folder, pi0:/folder or '
-                                          'module:Class[:/path] (empty: rlt_bringup models/vla)')).value
-        token_path = p('token_path', '', desc('RL token folder (empty: rlt_bringup models/rl_token)')).value
+                                          'module:Class[:/path] (empty: the profile\'s, models/<profile>/vla)')).value
+        token_path = p('token_path', '', desc('RL token folder (empty: models/<profile>/rl_token)')).value
         self.device = p('device', 'cpu', desc("torch device: 'cpu', or 'cuda' on a GPU workstation")).value
         dtype = p('dtype', 'float32', desc("the VLA's dtype: float32, or bfloat16/float16 on cuda")).value
         threads = p('threads', 1, desc('torch threads')).value
         self.torch = setup_torch(threads)
-        spec = BackboneSpec.parse(vla_path)
-        token_path = token_path or default_models_dir() / 'rl_token'
+        spec = BackboneSpec.parse(vla_path, self.profile.name)
+        token_path = token_path or default_models_dir(self.profile.name) / 'rl_token'
         self.vla = load_backbone(spec, self.device, dtype)
         check_backbone(self.vla, self.profile, spec)
         self.token = RLTokenModel.load(token_path).to(self.device)

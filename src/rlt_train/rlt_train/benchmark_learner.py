@@ -113,12 +113,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
+    profile = RobotProfile.load(args.robot_profile)
     if args.state_dim <= 0:
-        models = default_models_dir()
+        models = default_models_dir(profile.name)
         args.state_dim = (json.loads((models / 'rl_token' / 'rl_token.json').read_text())['token_dim']
                           + ProprioNormalization.from_vla_checkpoint(models / 'vla').dim)
 
-    profile = RobotProfile.load(args.robot_profile)
     C, A = profile.actor_chunk_len, profile.action_dim
     cfg = profile.actor_config(args.state_dim)
     td3 = TD3Config(batch_size=args.batch_size, critic_layer_norm=args.critic_layer_norm)

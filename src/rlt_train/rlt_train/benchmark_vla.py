@@ -3,7 +3,7 @@
   python -m rlt_train.benchmark_vla [--vla SPEC] [--token DIR] [--threads 1] [--device cuda] [--dtype bfloat16]
                                     [--robot-profile P]
 
-Uses the committed default models unless told otherwise. Prints medians and p90 in ms over
+Uses the robot profile's committed models unless told otherwise. Prints medians and p90 in ms over
 `--repeats` calls on real simulator observations (`--observation blank`: black images, for a
 machine without the simulator; the cost does not depend on the pixels), and, for the default
 SmallVLA, behaviour-cloning samples/s at batch 64.
@@ -15,10 +15,11 @@ import time
 import numpy as np
 import torch
 
+from rlt_core.control.profile import RobotProfile
 from rlt_core.models.rl_token import RLTokenModel
 from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.small_vla import SmallVLA
-from rlt_core.models.vla.spec import DTYPES, load_backbone
+from rlt_core.models.vla.spec import DTYPES, BackboneSpec, load_backbone
 from rlt_core.runtime import default_models_dir, synchronize
 
 
@@ -37,10 +38,10 @@ def timed(fn, repeats, device='cpu'):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--vla', default=str(default_models_dir() / 'vla'),
-                   help='backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path]')
+    p.add_argument('--vla', default='',
+                   help="backbone spec: SmallVLA folder, pi0:/folder or module:Class[:/path] (default: the profile's)")
     p.add_argument('--dtype', choices=DTYPES, default='float32', help="the VLA's dtype (half only on cuda)")
-    p.add_argument('--token', default=str(default_models_dir() / 'rl_token'))
+    p.add_argument('--token', default='', help="RL token folder (default: the profile's)")
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--repeats', type=int, default=200)
     p.add_argument('--train-steps', type=int, default=10)
@@ -52,11 +53,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    vla = load_backbone(args.vla, args.device, args.dtype)
-    token = RLTokenModel.load(args.token).to(device)
+    profile = RobotProfile.load(args.robot_profile)
+    vla = load_backbone(BackboneSpec.parse(args.vla, profile.name), args.device, args.dtype)
+    token = RLTokenModel.load(args.token or default_models_dir(profile.name) / 'rl_token').to(device)
     if args.observation == 'sim':
-        from rlt_sim import PegInsertionEnv, SimConfig
-        env = PegInsertionEnv(SimConfig.from_profile(args.robot_profile))
+        from rlt_sim.episode import make_env
+        env = make_env(profile)
         obs, _ = env.reset(seed=0)
         batch = VLAInput.from_env(obs, env.instruction)
     else:

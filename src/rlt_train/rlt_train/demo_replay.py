@@ -53,10 +53,10 @@ class DemoReplayConfig:
     output: str = 'data/demo_replay'
     """Replay folder to write (replaced if it exists)."""
     vla: str = ''
-    """The frozen VLA's backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path] ('': the default
-    in rlt_bringup/models/vla)."""
+    """The frozen VLA's backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path] ('': the robot
+    profile's committed one, rlt_bringup/models/<profile>/vla)."""
     token: str = ''
-    """Folder of the RL-token encoder (default: rlt_bringup/models/rl_token)."""
+    """Folder of the RL-token encoder (default: the profile's, rlt_bringup/models/<profile>/rl_token)."""
     episodes: int = 0
     """Demonstrations to convert, from the first (0: all)."""
     robot_profile: str = ''
@@ -140,8 +140,8 @@ def episode_transitions(data: dict, instruction: str, vla: VLABackbone, token: R
 def convert(cfg: DemoReplayConfig) -> dict:
     setup_torch(cfg.threads, 0)
     profile = cfg.profile()
-    models = default_models_dir()
-    vla_spec, token_dir = BackboneSpec.parse(cfg.vla), Path(cfg.token or models / 'rl_token')
+    vla_spec = BackboneSpec.parse(cfg.vla, profile.name)
+    token_dir = Path(cfg.token or default_models_dir(profile.name) / 'rl_token')
     vla = load_backbone(vla_spec)
     check_backbone(vla, profile, vla_spec)
     token = RLTokenModel.load(token_dir)

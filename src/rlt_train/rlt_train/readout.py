@@ -45,10 +45,10 @@ class ReadoutConfig:
     output: str = 'runs/readout'
     """Folder for report.json."""
     vla: str = ''
-    """The frozen VLA's backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path] ('': the default
-    in rlt_bringup/models/vla)."""
+    """The frozen VLA's backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path] ('': the robot
+    profile's committed one, rlt_bringup/models/<profile>/vla)."""
     token: tuple[str, ...] = ('',)
-    """RL-token folders to compare ('': rlt_bringup/models/rl_token)."""
+    """RL-token folders to compare ('': the profile's, rlt_bringup/models/<profile>/rl_token)."""
     episodes: int = 400
     """Episodes run in the cell; the last `val_episodes` are held out."""
     val_episodes: int = 100
@@ -136,10 +136,11 @@ def mlp_probe(x_train, y_train, x_val, steps: int, seed: int) -> np.ndarray:
 
 def readout(cfg: ReadoutConfig) -> dict:
     setup_torch(cfg.threads, cfg.seed)
-    models = default_models_dir()
-    vla_spec = BackboneSpec.parse(cfg.vla)
+    profile = RobotProfile.load(cfg.robot_profile)
+    models = default_models_dir(profile.name)
+    vla_spec = BackboneSpec.parse(cfg.vla, profile.name)
     vla = load_backbone(vla_spec)
-    check_backbone(vla, RobotProfile.load(cfg.robot_profile), vla_spec)
+    check_backbone(vla, profile, vla_spec)
     data = collect(vla, cfg)
     norm = ProprioNormalization.from_vla_checkpoint(vla_spec)
     proprio = (data['proprio'] - norm.mean) / norm.std

@@ -69,10 +69,10 @@ class RLTTrainConfig:
     output: str = 'runs/rlt'
     """Folder for checkpoints, replay, metrics, TensorBoard logs and the learning curve."""
     vla: str = ''
-    """The frozen VLA's backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path] ('': the default
-    in rlt_bringup/models/vla)."""
+    """The frozen VLA's backbone spec: a SmallVLA folder, pi0:/folder or module:Class[:/path] ('': the robot
+    profile's committed one, rlt_bringup/models/<profile>/vla)."""
     token: str = ''
-    """Folder of the RL-token encoder (default: rlt_bringup/models/rl_token)."""
+    """Folder of the RL-token encoder (default: the profile's, rlt_bringup/models/<profile>/rl_token)."""
     episodes: int = 400
     """Online training episodes."""
     seed: int = 0
@@ -327,8 +327,8 @@ def train(cfg: RLTTrainConfig) -> dict:
     setup_torch(cfg.threads, cfg.seed)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    models = default_models_dir()
-    vla_spec, token_dir = BackboneSpec.parse(cfg.vla), Path(cfg.token or models / 'rl_token')
+    vla_spec = BackboneSpec.parse(cfg.vla, profile.name)
+    token_dir = Path(cfg.token or default_models_dir(profile.name) / 'rl_token')
     vla = load_backbone(vla_spec)
     check_backbone(vla, profile, vla_spec)
     token = RLTokenModel.load(token_dir)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from rlt_train.cli import parse_config
 
-from rlt_core.control.profile import Camera, RobotProfile
+from rlt_core.control.profile import DEFAULT_PROFILE, Camera, RobotProfile
 from rlt_core.models.rl_token import RLTokenModel
 from rlt_core.models.vla.small_vla import SmallVLA
 from rlt_core.rl.replay import SOURCE_DEMO, record_dtype
@@ -267,7 +267,7 @@ def test_readout_probes_the_offset_from_few_episodes(models, tmp_path):
         '--probe-steps', '5']))
     assert json.loads((tmp_path / 'report.json').read_text()) == json.loads(json.dumps(report))
     assert 0 < report['val_states'] < report['states']
-    default = default_models_dir()
+    default = default_models_dir(DEFAULT_PROFILE)
     assert report['probes']['token:default']['dim'] == RLTokenModel.load(default / 'rl_token').config.token_dim + 6
     assert report['probes']['per_camera']['dim'] == 3 * SmallVLA.load(default / 'vla').token_dim + 6
     for probe in report['probes'].values():

@@ -1,6 +1,6 @@
 """The backbone spec: which frozen VLA to run, named by one string wherever a VLA is loaded.
 
-  ''                                  the default small VLA in rlt_bringup's models/vla
+  ''                                  the robot profile's committed small VLA (rlt_bringup's models/<profile>/vla)
   /path/to/folder                     a `SmallVLA` checkpoint folder (also `small:/path/to/folder`)
   pi0:/path/to/folder                 a pi0 saved by transformers, through `Pi0Backbone.from_pretrained`
                                       (a local folder only: nothing is downloaded)
@@ -39,13 +39,16 @@ class BackboneSpec:
     """'module.path:ClassName' of a user class."""
 
     @classmethod
-    def parse(cls, spec: 'str | Path | BackboneSpec') -> 'BackboneSpec':
-        """Read a spec string (forms in the module docstring); an existing folder is always a SmallVLA's."""
+    def parse(cls, spec: 'str | Path | BackboneSpec', profile_name: str = '') -> 'BackboneSpec':
+        """Read a spec string (forms in the module docstring); an existing folder is always a SmallVLA's. An empty
+        one names the committed VLA of the robot profile `profile_name`."""
         if isinstance(spec, BackboneSpec):
             return spec
         text = str(spec).strip()
         if not text:
-            return cls('small', default_models_dir() / 'vla')
+            if not profile_name:
+                raise ValueError('an empty backbone spec names the committed VLA of a profile; no profile given')
+            return cls('small', default_models_dir(profile_name) / 'vla')
         for kind in ('small', 'pi0'):
             if text.startswith(f'{kind}:'):
                 folder = text[len(kind) + 1:]
