@@ -1,6 +1,7 @@
 """The reliability benchmark's parts: the command checker, the recovery and loss figures, the fuzz messages."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -105,7 +106,8 @@ def test_fuzz_messages_cover_every_kind_with_valid_messages():
         seen.add((item.topic, item.kind))
     assert seen == set(pairs)
     topics = {topic for topic, _ in pairs}
-    assert {'joint_states', 'rlt/observation', 'rlt/rl_token', 'rlt/reference_chunk', 'rlt/actor_chunk', 'joy',
+    assert {'joint_states', 'rlt/observation', 'rlt/inference_request', 'rlt/rl_token', 'rlt/reference_chunk',
+            'rlt/actor_chunk', 'joy',
             'episode/events', 'rlt/actor_weights', 'rlt/transitions', 'rlt/learner_stats', 'rlt/actor_version',
             'sim/privileged', f'{PROFILE.controller_name}/joint_trajectory',
             *optional, *(f'cameras/{c}/image_raw' for c in PROFILE.camera_names)} <= topics
@@ -130,6 +132,8 @@ def test_fuzz_kinds_are_what_they_say():
         actor = unpack_weights(weights.format, weights.sha256, weights.config_json, bytes(weights.payload))
         with pytest.raises(ValueError, match=problem):
             PROFILE.check_actor(actor.config)
+    assert fuzzer.make('rlt/inference_request', 'zero_stamp').header.stamp.sec == 0
+    assert fuzzer.make('rlt/inference_request', 'future_stamp').header.stamp.sec > time.time() + 3000
     transition = fuzzer.make('rlt/transitions', 'state_size_mismatch')
     assert len(transition.state) != len(transition.next_state)
     assert fuzzer.make('rlt/transitions', 'wrong_chunk_len').chunk_length != PROFILE.actor_chunk_len

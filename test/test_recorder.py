@@ -21,9 +21,9 @@ from rlt_core.data.lerobot import load_demos
 from rlt_core.data.mcap_log import read_messages
 from rlt_core.models.rl_token import RLTokenModel
 from rlt_core.models.vla.pi0 import Pi0Backbone
-from rlt_interfaces.msg import ActionChunk, EpisodeEvent, RLToken
+from rlt_interfaces.msg import ActionChunk, EpisodeEvent, InferenceRequest, Observation, RLToken
 from rlt_nodes.conversions import as_numpy, stamp_ns
-from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, STATS_QOS
+from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, OBSERVATION_QOS, REQUEST_QOS, STATS_QOS
 
 INSTALL = os.path.join(os.path.dirname(__file__), '..', 'install')
 MAPPING = JoyMapping()
@@ -255,9 +255,13 @@ def test_recorder_dataset_and_mcap_match_what_the_graph_published(processes, tes
     assert prior.wait(timeout=300) == 0, prior.stdout.read()[-3000:]  # the recording as prior replay data
     assert json.loads((tmp_path / 'demo_replay' / 'demo_replay.json').read_text())['transitions'] > 0
 
-    # ... and served: the VLA server on the trained token publishes z_rl for the graph's own observations.
+    # ... and served: the VLA server on the trained token publishes z_rl for the graph's own observations, each
+    # asked for as the arbiter does.
     tokens = []
     test_node.node.create_subscription(RLToken, 'rlt/rl_token', tokens.append, CHUNK_QOS)
+    requests = test_node.node.create_publisher(InferenceRequest, 'rlt/inference_request', REQUEST_QOS)
+    test_node.node.create_subscription(Observation, 'rlt/observation', lambda m: requests.publish(
+        InferenceRequest(header=m.header, step_index=m.step_index)), OBSERVATION_QOS)
     ros_args = ['--ros-args', '-p', f'robot_profile:={cell.profile}']
     processes.spawn(_executable('rlt_nodes', 'ingestion'), *ros_args)
     processes.spawn(_executable('rlt_nodes', 'vla_server'), *ros_args, '-p', f'vla_path:={tmp_path / "vla"}',

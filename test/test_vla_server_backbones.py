@@ -1,5 +1,6 @@
 """The VLA server in its own process on a backbone named by spec: a tiny pi0 saved to a folder serves
-chunks and tokens of its robot profile's shape; a backbone that does not fit the profile stops it at start."""
+chunks and tokens of its robot profile's shape, for the observations asked for and no others; a backbone that
+does not fit the profile stops it at start."""
 
 import os
 
@@ -13,9 +14,9 @@ from rlt_core.control.profile import RobotProfile
 from rlt_core.models.rl_token import RLTokenConfig, RLTokenModel
 from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.pi0 import Pi0Backbone
-from rlt_interfaces.msg import ActionChunk, Observation, RLToken
+from rlt_interfaces.msg import ActionChunk, InferenceRequest, Observation, RLToken
 from rlt_nodes.conversions import as_numpy, msg_to_chunk
-from rlt_nodes.qos import CHUNK_QOS, OBSERVATION_QOS
+from rlt_nodes.qos import CHUNK_QOS, OBSERVATION_QOS, REQUEST_QOS
 
 INSTALL = os.path.join(os.path.dirname(__file__), '..', 'install')
 VLA_SERVER = os.path.join(INSTALL, 'rlt_nodes', 'lib', 'rlt_nodes', 'vla_server')
@@ -77,11 +78,19 @@ def test_vla_server_serves_a_tiny_pi0_in_the_profiles_shape(processes, test_node
     node.create_subscription(ActionChunk, 'rlt/reference_chunk', chunks.append, CHUNK_QOS)
     node.create_subscription(RLToken, 'rlt/rl_token', tokens.append, CHUNK_QOS)
     pub = node.create_publisher(Observation, 'rlt/observation', OBSERVATION_QOS)
-    # The server subscribes once its backbone is loaded and checked.
-    assert test_node.spin_until(lambda: pub.get_subscription_count() > 0, timeout=90), processes.stop(server)
-    msg = observation(profile, step_index=7)
-    pub.publish(msg)
+    requests = node.create_publisher(InferenceRequest, 'rlt/inference_request', REQUEST_QOS)
+    # The server subscribes once its backbone is loaded, checked and warm.
+    assert test_node.spin_until(lambda: pub.get_subscription_count() > 0 and requests.get_subscription_count() > 0,
+                                timeout=90), processes.stop(server)
+    sent = {n: observation(profile, step_index=n) for n in (5, 6, 7)}
+    for n in (5, 6, 7):  # the server computes none of them until it is asked
+        pub.publish(sent[n])
+    msg = sent[7]
+    requests.publish(InferenceRequest(header=msg.header, step_index=7))
     assert test_node.spin_until(lambda: chunks and tokens, timeout=20), processes.stop(server)
+    requests.publish(InferenceRequest(header=sent[5].header, step_index=5))
+    assert test_node.spin_until(lambda: len(chunks) == len(tokens) == 2, timeout=20), processes.stop(server)
+    assert [c.step_index for c in chunks] == [t.step_index for t in tokens] == [7, 5]  # never 6: nobody asked
 
     chunk_msg, token_msg = chunks[0], tokens[0]
     chunk = msg_to_chunk(chunk_msg)

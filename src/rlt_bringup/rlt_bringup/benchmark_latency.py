@@ -1,15 +1,20 @@
-"""Latency of the node graph: observation stamp -> JointTrajectory publication.
+"""Latency of the node graph: observation stamp -> JointTrajectory publication, and the steps the robot held.
 
-  ./rlt exec python -m rlt_bringup.benchmark_latency [--chunks 200] [--vla DIR --token DIR] [--robot-profile P]
+  ./rlt exec python -m rlt_bringup.benchmark_latency [--chunks 200] [--control-hz 50] [--load 1]
+                                                     [--vla DIR --token DIR] [--robot-profile P]
 
 Starts the sim graph (same executables and parameter files as ./rlt run) and measures, for every
 executed chunk, the time from the stamp of the observation it was decided on (the camera /
 joint-state stamp) to the arbiter's publication of the JointTrajectory, through ingestion ->
 vla_server -> (actor) -> arbiter. The operator's phase button is pressed at each episode start so
-that, once the learner has published weights, chunks also go through the actor. Prints the
-median and p90 per source. Without --vla/--token it uses a tiny untrained VLA of the profile's shapes. Every
-node runs the robot profile with episodes of 60 steps (and --control-hz, where given): a copy of it in the
-run's temporary folder.
+that, once the learner has published weights, chunks also go through the actor. Prints one JSON:
+per source the median, p90 and p99; the age of the observation behind each executed action (that latency
+plus one control period per row before it, over the rows the robot executed before the next chunk); the
+fraction of control steps the robot held still waiting for a chunk (`steps_by_source.hold` of the episodes
+that ended, with the refused commands, the other cause of a hold); and the fraction of chunks later than one
+control period. `--load N` runs N CPU-bound processes beside the graph. Without --vla/--token it uses a tiny
+untrained VLA of the profile's shapes. Every node runs the robot profile with episodes of 60 steps (and
+--control-hz, where given): a copy of it in the run's temporary folder.
 """
 
 import argparse
@@ -37,6 +42,7 @@ def main(argv=None):
                         help='robot profile (a YAML path or a name; default: gantry_cell)')
     parser.add_argument('--control-hz', type=float, default=0.0,
                         help="control rate of the run (0: the profile's; for the sim 1/control_hz a multiple of 2 ms)")
+    parser.add_argument('--load', type=int, default=0, help='CPU-bound processes run beside the graph')
     parser.add_argument('--timeout-s', type=float, default=300.0, help='give up after this long')
     args = parser.parse_args(argv)
 
@@ -44,11 +50,12 @@ def main(argv=None):
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Joy
+    from std_msgs.msg import String
     from trajectory_msgs.msg import JointTrajectory
 
     from rlt_core.control.profile import RobotProfile
     from rlt_interfaces.msg import ActionChunk, EpisodeEvent
-    from rlt_nodes.qos import EVENTS_QOS
+    from rlt_nodes.qos import EVENTS_QOS, STATS_QOS
     tmp = Path(tempfile.mkdtemp(prefix='rlt-latency-'))
     profile = RobotProfile.load(args.robot_profile)
     profile = replace(profile, max_steps=60, control_hz=args.control_hz or profile.control_hz)
@@ -68,6 +75,8 @@ def main(argv=None):
     for name, cmd in embedded.commands(graph.nodes('sim', overrides), tmp / 'overrides.yaml'):
         with open(tmp / 'logs' / f'{name}.log', 'w') as log:
             procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    load = [subprocess.Popen([sys.executable, '-c', 'while True: pass'], start_new_session=True)
+            for _ in range(args.load)]
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node('rlt_latency_benchmark', context=context)
@@ -78,8 +87,10 @@ def main(argv=None):
     node.create_subscription(JointTrajectory, f'{profile.controller_name}/joint_trajectory',
                              lambda m: published.append(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec), 1000)
     node.create_subscription(ActionChunk, 'rlt/executed_chunk',
-                             lambda m: decided.append((m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec, m.source)),
-                             reliable)
+                             lambda m: decided.append((m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec, m.source,
+                                                       m.episode_id, m.step_index)), reliable)
+    episodes = []
+    node.create_subscription(String, 'rlt/episode_stats', lambda m: episodes.append(json.loads(m.data)), STATS_QOS)
     joy = node.create_publisher(Joy, 'joy', 10)
 
     def on_event(msg):
@@ -101,20 +112,41 @@ def main(argv=None):
         node.destroy_node()
         rclpy.shutdown(context=context)
         embedded.stop(procs)
+        for p in load:
+            p.kill()
     n = min(len(published), len(decided))
-    lat = {'all': [], 'vla': [], 'actor': []}
+    lat, ages = {'all': [], 'vla': [], 'actor': []}, []
     names = {ActionChunk.SOURCE_VLA: 'vla', ActionChunk.SOURCE_ACTOR: 'actor'}
-    for t_pub, (t_obs, source) in zip(published[:n], decided[:n], strict=True):
+    dt, C = 1.0 / profile.control_hz, profile.actor_chunk_len
+    for i, (t_pub, (t_obs, source, episode, step)) in enumerate(zip(published[:n], decided[:n], strict=True)):
         if source in names:
             ms = 1e3 * (t_pub - t_obs)
             lat['all'].append(ms)
             lat[names[source]].append(ms)
-    result = {k: {'chunks': len(v), 'median_ms': float(np.median(v)), 'p90_ms': float(np.percentile(v, 90))}
-              for k, v in lat.items() if v}
-    print(json.dumps({'vla': vla, 'robot_profile': profile.name, 'control_hz': profile.control_hz,
-                      'latency_obs_to_trajectory': result}, indent=1))
+            later = decided[i + 1] if i + 1 < len(decided) else None
+            rows = min(C, later[3] - step) if later is not None and later[2] == episode else C
+            ages += [ms + 1e3 * k * dt for k in range(max(rows, 0))]
+
+    def spread(v):
+        return {'median_ms': float(np.median(v)), 'p90_ms': float(np.percentile(v, 90)),
+                'p99_ms': float(np.percentile(v, 99))}
+    result = {k: {'chunks': len(v), **spread(v)} for k, v in lat.items() if v}
+    steps = sum(e['steps'] for e in episodes)
+    held = sum(e['steps_by_source']['hold'] for e in episodes)
+    summary = {'vla': vla, 'robot_profile': profile.name, 'control_hz': profile.control_hz, 'load': args.load,
+               'latency_obs_to_trajectory': result,
+               'observation_age_per_executed_action': {'actions': len(ages), **spread(ages)} if ages else None,
+               'held_steps': {'episodes': len(episodes), 'steps': steps, 'held': held,
+                              'fraction': held / steps if steps else None,
+                              'refused_commands': sum(e['refused_commands'] for e in episodes)},
+               'chunks_later_than_one_period': (float(np.mean(np.array(lat['all']) > 1e3 * dt))
+                                                if lat['all'] else None)}
+    print(json.dumps(summary, indent=1))
     for k, r in result.items():
-        print(f'{k:>5}: {r["chunks"]} chunks, median {r["median_ms"]:.1f} ms, p90 {r["p90_ms"]:.1f} ms')
+        print(f'{k:>5}: {r["chunks"]} chunks, median {r["median_ms"]:.1f} ms, p90 {r["p90_ms"]:.1f} ms, '
+              f'p99 {r["p99_ms"]:.1f} ms')
+    if steps:
+        print(f'held still on {held} of {steps} control steps ({100 * held / steps:.2f} %)')
     return 0 if result else 1
 
 

@@ -243,6 +243,8 @@ class FuzzMessages:
                 'unknown_camera', 'oversized_instruction')),
             'rlt/rl_token': ('rlt_interfaces/RLToken', ('nan', 'inf', 'wrong_size', 'empty', 'oversized',
                                                         'stale_stamp')),
+            'rlt/inference_request': ('rlt_interfaces/InferenceRequest', ('stale_stamp', 'future_stamp',
+                                      'unobserved_stamp', 'zero_stamp', 'huge_step_index')),
             'rlt/reference_chunk': ('rlt_interfaces/ActionChunk', self.chunk_kinds),
             'rlt/actor_chunk': ('rlt_interfaces/ActionChunk', self.chunk_kinds),
             'joy': ('sensor_msgs/Joy', ('nan_axes', 'inf_axes', 'few_axes', 'few_buttons', 'huge_axes', 'empty')),
@@ -319,7 +321,7 @@ class FuzzMessages:
             'episode/events': self.event, 'rlt/learner_stats': self.learner_stats,
             'rlt/actor_version': self.actor_version, 'rlt/actor_weights': lambda k: self.weights(k, i),
             'rlt/transitions': lambda k: self.transition(k, i), 'rlt/emergency_stop': self.emergency_stop,
-            'rlt/transitions_ack': self.transitions_ack}[topic](kind)
+            'rlt/transitions_ack': self.transitions_ack, 'rlt/inference_request': self.inference_request}[topic](kind)
 
     def joint_state(self, kind: str):
         from sensor_msgs.msg import JointState
@@ -541,6 +543,18 @@ class FuzzMessages:
     def emergency_stop(self, kind: str):
         from std_msgs.msg import Bool
         return Bool(data=False)
+
+    def inference_request(self, kind: str):
+        """A request for an observation the VLA server never had (or a nonsense index): it must expire."""
+        from rlt_interfaces.msg import InferenceRequest
+        msg = self.stamp(InferenceRequest(step_index=2**32 - 1 if kind == 'huge_step_index' else 1), kind)
+        if kind == 'future_stamp':
+            msg.header.stamp.sec += 3600
+        elif kind == 'unobserved_stamp':
+            msg.header.stamp.nanosec = int(self.rng.integers(0, 1_000_000_000))
+        elif kind == 'zero_stamp':
+            msg.header.stamp.sec = msg.header.stamp.nanosec = 0
+        return msg
 
     def transitions_ack(self, kind: str):
         from rlt_interfaces.msg import TransitionAck

@@ -214,6 +214,33 @@ def test_next_chunk_is_decided_on_the_observation_where_the_previous_one_runs_ou
     assert second.stamp_ns == (C + 1) * 1000 and second.step_index == C + 1
 
 
+def test_the_engine_asks_only_for_the_observations_it_decides_on_or_records():
+    """What the arbiter asks of the VLA server: outside the critical phase the observation each chunk is decided
+    on (every C steps); in it also those that start a transition window (every stride steps); the episode's
+    final observation; nothing it already has."""
+    arb = make()
+    arb.start_episode(0)
+    wanted, target, k = [], np.zeros(A), 0
+    for n in range(1, 4 * C + 1):
+        if n == 2 * C + 1:
+            arb.set_phase_signal(True, now=n * 0.05)
+        arb.observe(n * 1000, target, now=n * 0.05)
+        step = arb.wanted_observation(n * 0.05)
+        if step is not None:
+            assert (step.n, step.stamp) == (n, n * 1000)
+            wanted.append(n)
+            arb.add_inputs(n * 1000, np.zeros(5), np.full((C, A), 0.001), now=n * 0.05)
+            assert arb.wanted_observation(n * 0.05) is None
+        commands = arb.take()[0]
+        if commands:
+            chunk, k = commands[-1], 0
+        target, k = chunk.points[min(k, C - 1)], k + 1
+    assert wanted == [1, 5, 9, 11, 13, 15]  # chunk boundaries; in the critical phase (from 9) every stride of 2
+    arb.end_episode(True, final_step=4 * C + 1, now=1.0)
+    arb.observe((4 * C + 1) * 1000, target, now=1.0)
+    assert arb.wanted_observation(1.0).n == 4 * C + 1  # the final state closes the last window
+
+
 def test_every_started_episode_is_reported_even_before_the_vla_answers():
     """A slow VLA start: the first (warmup) episode runs its critical phase before any inputs exist, so none
     of its steps can be recorded. It still ends and is reported, as is an episode the next one's start

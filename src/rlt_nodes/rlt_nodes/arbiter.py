@@ -66,11 +66,11 @@ from rlt_core.control.teleop import ButtonEdges, JoyMapping, estop_pressed, joy_
 from rlt_core.models.vla.spec import BackboneSpec
 from rlt_core.rl.checkpoint import atomic_write
 from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
-from rlt_interfaces.msg import ActionChunk, EpisodeEvent, RLToken, Transition, TransitionAck
+from rlt_interfaces.msg import ActionChunk, EpisodeEvent, InferenceRequest, RLToken, Transition, TransitionAck
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns, transition_to_msg
 from rlt_nodes.markers import chunk_markers, emergency_stop_markers
 from rlt_nodes.params import ROBOT_PROFILE, desc
-from rlt_nodes.qos import ACKS_QOS, CHUNK_QOS, EVENTS_QOS, LATCHED_QOS, STATS_QOS, TRANSITIONS_QOS
+from rlt_nodes.qos import ACKS_QOS, CHUNK_QOS, EVENTS_QOS, LATCHED_QOS, REQUEST_QOS, STATS_QOS, TRANSITIONS_QOS
 from rlt_nodes.rejections import Rejections
 from rlt_nodes.spin import spin_node
 
@@ -144,6 +144,9 @@ class ArbiterNode(Node):
 
         controller = profile.controller_name
         self.traj_pub = self.create_publisher(JointTrajectory, f'{controller}/joint_trajectory', 10)
+        self.request_pub = self.create_publisher(InferenceRequest, 'rlt/inference_request', REQUEST_QOS)
+        self.requested: deque[int] = deque(maxlen=50)
+        """The stamps of the observations last asked of the VLA server (each is asked for once)."""
         self.transition_pub = self.create_publisher(Transition, 'rlt/transitions', TRANSITIONS_QOS)
         self.executed_pub = self.create_publisher(ActionChunk, 'rlt/executed_chunk', CHUNK_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, 'rlt/markers', 10)
@@ -417,6 +420,7 @@ class ArbiterNode(Node):
     # --- outputs ---
 
     def drain(self):
+        self.request_inputs()
         for warning in self.engine.warnings:
             self.get_logger().warning(warning, throttle_duration_sec=1.0)
         self.engine.warnings.clear()
@@ -428,6 +432,16 @@ class ArbiterNode(Node):
             self.stats_pub.publish(String(data=json.dumps(stats.as_dict())))
             self.get_logger().info(f'episode {stats.episode_id}: success={stats.success} steps={stats.steps} '
                                    f'critical={stats.critical_steps} by source {stats.steps_by_source}')
+
+    def request_inputs(self):
+        """Ask the VLA server for the observation the engine waits for: only asked-for observations are computed."""
+        step = None if self.join is None else self.engine.wanted_observation(self.now())
+        if step is None or step.stamp in self.requested:
+            return
+        self.requested.append(step.stamp)
+        msg = InferenceRequest(episode_id=self.engine.episode.episode_id, step_index=step.n)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(step.stamp, 1_000_000_000)
+        self.request_pub.publish(msg)
 
     def send_transitions(self, transitions):
         """Queue, then send oldest first while a learner subscribes (a RELIABLE writer drops what it sends before

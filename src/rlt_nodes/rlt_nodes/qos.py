@@ -11,6 +11,8 @@ def _reliable(depth: int, latched: bool = False) -> QoSProfile:
 
 
 OBSERVATION_QOS = _reliable(1)     # rlt/observation: only the newest is worth an inference
+REQUESTED_OBSERVATION_QOS = _reliable(4)  # rlt/observation at the VLA server: kept until the arbiter asks for one
+REQUEST_QOS = _reliable(10)        # rlt/inference_request: each asked for once
 CHUNK_QOS = _reliable(10)          # rlt/rl_token, rlt/reference_chunk, rlt/actor_chunk, rlt/executed_chunk
 EVENTS_QOS = _reliable(100)        # episode/events: none may be dropped
 TRANSITIONS_QOS = _reliable(1000)  # rlt/transitions: the arbiter also holds them until a learner matches

@@ -286,6 +286,17 @@ class EpisodeEngine:
         step = ep.steps[-1]
         return self.record and step.critical and (step.n - 1) % ep.builder.stride == 0
 
+    def wanted_observation(self, now: float) -> PendingStep | None:
+        """The observation (its step: index and stamp) whose RL state and reference the engine waits for and does
+        not have (the latest, `wants_inputs`; the episode's final one, `wants_final_state`), or None: what a graph
+        asks its VLA server to compute."""
+        ep = self.episode
+        if self.wants_final_state():
+            return ep.final
+        if self.wants_inputs(now) and ep.steps[-1].stamp not in self.inputs:
+            return ep.steps[-1]
+        return None
+
     def wants_actor_chunk(self, now: float) -> bool:
         """Whether a chunk is to be decided on the latest observation with the actor's refinement."""
         ep = self.episode
