@@ -1,7 +1,7 @@
 """Latency of the node graph: observation stamp -> JointTrajectory publication, and the steps the robot held.
 
   ./rlt exec python -m rlt_bringup.benchmark_latency [--chunks 200] [--control-hz 50] [--load 1]
-                                                     [--vla DIR --token DIR] [--robot-profile P]
+                                                     [--serve every] [--vla DIR --token DIR] [--robot-profile P]
 
 Starts the sim graph (same executables and parameter files as ./rlt run) and measures, for every
 executed chunk, the time from the stamp of the observation it was decided on (the camera /
@@ -11,10 +11,10 @@ that, once the learner has published weights, chunks also go through the actor. 
 per source the median, p90 and p99; the age of the observation behind each executed action (that latency
 plus one control period per row before it, over the rows the robot executed before the next chunk); the
 fraction of control steps the robot held still waiting for a chunk (`steps_by_source.hold` of the episodes
-that ended, with the refused commands, the other cause of a hold); and the fraction of chunks later than one
-control period. `--load N` runs N CPU-bound processes beside the graph. Without --vla/--token it uses a tiny
-untrained VLA of the profile's shapes. Every node runs the robot profile with episodes of 60 steps (and
---control-hz, where given): a copy of it in the run's temporary folder.
+that began after the graph served its first chunk, with the refused commands, the other cause of a hold);
+and the fraction of chunks later than one control period. `--load N` runs N CPU-bound processes beside the
+graph. Without --vla/--token it uses a tiny untrained VLA of the profile's shapes. Every node runs the robot
+profile with episodes of 60 steps (and --control-hz, where given): a copy of it in the run's temporary folder.
 """
 
 import argparse
@@ -43,6 +43,8 @@ def main(argv=None):
     parser.add_argument('--control-hz', type=float, default=0.0,
                         help="control rate of the run (0: the profile's; for the sim 1/control_hz a multiple of 2 ms)")
     parser.add_argument('--load', type=int, default=0, help='CPU-bound processes run beside the graph')
+    parser.add_argument('--serve', choices=('requested', 'every'), default='requested',
+                        help="the VLA server's serve: only the observations the arbiter asks for, or every one")
     parser.add_argument('--timeout-s', type=float, default=300.0, help='give up after this long')
     args = parser.parse_args(argv)
 
@@ -62,7 +64,7 @@ def main(argv=None):
     profile_path = str(profile.save(tmp / f'{profile.name}.yaml'))
     vla, token = (args.vla, args.token) if args.vla and args.token else make_tiny_models(tmp / 'models', profile_path)
     overrides = embedded.merge(graph.launch_overrides({'robot_profile': profile_path}), {
-        'vla_server': {'vla_path': vla, 'token_path': token}, 'actor': {'vla_path': vla},
+        'vla_server': {'vla_path': vla, 'token_path': token, 'serve': args.serve}, 'actor': {'vla_path': vla},
         'arbiter': {'vla_path': vla, 'warmup_episodes': 1},
         'learner': {'replay_dir': str(tmp / 'replay'), 'batch_size': 16, 'min_transitions': 16,
                     'publish_every': 10, 'hidden': [64, 64]},
@@ -131,14 +133,19 @@ def main(argv=None):
         return {'median_ms': float(np.median(v)), 'p90_ms': float(np.percentile(v, 90)),
                 'p99_ms': float(np.percentile(v, 99))}
     result = {k: {'chunks': len(v), **spread(v)} for k, v in lat.items() if v}
-    steps = sum(e['steps'] for e in episodes)
-    held = sum(e['steps_by_source']['hold'] for e in episodes)
+    # Episodes that began before the graph served its first chunk (the start-up) hold by design: not counted.
+    first = min((d[2] for d in decided), default=None)
+    served = [e for e in episodes if first is not None and e['episode_id'] > first]
+    steps = sum(e['steps'] for e in served)
+    held = sum(e['steps_by_source']['hold'] for e in served)
     summary = {'vla': vla, 'robot_profile': profile.name, 'control_hz': profile.control_hz, 'load': args.load,
+               'serve': args.serve,
                'latency_obs_to_trajectory': result,
                'observation_age_per_executed_action': {'actions': len(ages), **spread(ages)} if ages else None,
-               'held_steps': {'episodes': len(episodes), 'steps': steps, 'held': held,
+               'held_steps': {'episodes': len(served), 'steps': steps, 'held': held,
                               'fraction': held / steps if steps else None,
-                              'refused_commands': sum(e['refused_commands'] for e in episodes)},
+                              'refused_commands': sum(e['refused_commands'] for e in served),
+                              'start_up_episodes_not_counted': len(episodes) - len(served)},
                'chunks_later_than_one_period': (float(np.mean(np.array(lat['all']) > 1e3 * dt))
                                                 if lat['all'] else None)}
     print(json.dumps(summary, indent=1))
