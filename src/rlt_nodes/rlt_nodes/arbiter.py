@@ -4,7 +4,9 @@ The RLT episode protocol is `rlt_core.control.engine.EpisodeEngine` (priority hu
 actor > VLA), driven here on the robot's own clock: the joint states that are control steps at the profile's
 control rate (`rlt_core.control.steps.ControlSteps`, the same ones ingestion, the actor and the recorder take) are
 its observations; the others, from a driver faster than the control rate, are the measured position that the
-safety checks and an emergency stop go by (`EpisodeEngine.measure`). The robot's facts (joints, limits, control
+safety checks and an emergency stop go by (`EpisodeEngine.measure`). It asks the VLA server on
+rlt/inference_request for each observation whose reference and RL state the engine needs (a chunk decided on it,
+a recorded window starting at it): the server computes no other. The robot's facts (joints, limits, control
 rate, chunk length, stride, controller) come from the robot profile (`robot_profile`). At each chunk boundary the
 executed chunk goes to `/<controller_name>/joint_trajectory` as absolute joint positions, one point per control
 step, from the current command target, within the profile's per-step limits (its critical-phase limits
@@ -400,13 +402,19 @@ class ArbiterNode(Node):
 
     def start_operator_episode(self, stamp):
         self.engine.start_episode(self.episode_counter, stamp - 1)
-        self.publish_event(EpisodeEvent.EPISODE_START, detail='operator')
+        # Stamped with its first observation's stamp: a recorder takes the joint state stamped so as o_1, even when
+        # the event reaches it after the next step's joint state (its clock is the robot's, not this node's).
+        self.publish_event(EpisodeEvent.EPISODE_START, detail='operator', stamp=stamp)
         self.episode_counter += 1
 
-    def publish_event(self, event, success=False, detail=''):
+    def publish_event(self, event, success=False, detail='', stamp=None):
+        """An event on episode/events, stamped now or, given `stamp` (ns), with the robot's stamp of its step."""
         msg = EpisodeEvent(episode_id=self.engine.episode.episode_id, step_index=self.engine.episode.n, event=event,
                            success=bool(success), detail=detail)
-        msg.header.stamp = self.get_clock().now().to_msg()
+        if stamp is None:
+            msg.header.stamp = self.get_clock().now().to_msg()
+        else:
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp), 1_000_000_000)
         self.event_pub.publish(msg)
 
     def on_learner_stats(self, msg: String):

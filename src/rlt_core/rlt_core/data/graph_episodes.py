@@ -208,7 +208,7 @@ class EpisodeAssembler:
             current.success, current.truncated = False, True
             current.ended_at = -np.inf
         episode = _OpenEpisode(int(episode_id), int(stamp), from_operator)
-        if from_operator:  # the arbiter starts it on the newest joint state: that one is o_1
+        if from_operator:  # the arbiter stamps it with o_1's joint state (the newest it had)
             before = [(s, state) for s, state in self.recent_joint_states if s <= stamp]
             taken = current.stamps[-1] if current is not None and current.stamps else -1
             if before and before[-1][0] > taken:
