@@ -288,12 +288,13 @@ class FuzzMessages:
     # --- helpers ---
 
     def stamp(self, msg, kind: str):
+        from rlt_nodes.conversions import set_stamp
         now = time.time_ns()
         if kind == 'stale_stamp':
             now -= 10 * 1_000_000_000
         elif kind == 'out_of_order_stamp':
             now -= int(self.rng.integers(1, 1000)) * 1_000_000
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 1_000_000_000)
+        set_stamp(msg.header, now)
         return msg
 
     def floats(self, n: int, kind: str = '') -> array.array:

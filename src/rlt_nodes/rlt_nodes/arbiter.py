@@ -69,7 +69,7 @@ from rlt_core.models.vla.spec import BackboneSpec
 from rlt_core.rl.checkpoint import atomic_write
 from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
 from rlt_interfaces.msg import ActionChunk, EpisodeEvent, InferenceRequest, RLToken, Transition, TransitionAck
-from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns, transition_to_msg
+from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, set_stamp, stamp_ns, transition_to_msg
 from rlt_nodes.markers import chunk_markers, emergency_stop_markers
 from rlt_nodes.params import ROBOT_PROFILE, desc
 from rlt_nodes.qos import ACKS_QOS, CHUNK_QOS, EVENTS_QOS, LATCHED_QOS, REQUEST_QOS, STATS_QOS, TRANSITIONS_QOS
@@ -414,7 +414,7 @@ class ArbiterNode(Node):
         if stamp is None:
             msg.header.stamp = self.get_clock().now().to_msg()
         else:
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp), 1_000_000_000)
+            set_stamp(msg.header, stamp)
         self.event_pub.publish(msg)
 
     def on_learner_stats(self, msg: String):
@@ -448,7 +448,7 @@ class ArbiterNode(Node):
             return
         self.requested.append(step.stamp)
         msg = InferenceRequest(episode_id=self.engine.episode.episode_id, step_index=step.n)
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(step.stamp, 1_000_000_000)
+        set_stamp(msg.header, step.stamp)
         self.request_pub.publish(msg)
 
     def send_transitions(self, transitions):
@@ -518,8 +518,7 @@ class ArbiterNode(Node):
 
     def publish_command(self, cmd):
         traj = self.publish_trajectory(cmd.points)
-        header = traj.header
-        header.stamp.sec, header.stamp.nanosec = divmod(cmd.stamp_ns, 1_000_000_000)
+        header = set_stamp(traj.header, cmd.stamp_ns)
         self.executed_pub.publish(chunk_to_msg(cmd.executed, cmd.source, header=header, episode_id=cmd.episode_id,
                                                chunk_index=cmd.chunk_index, step_index=cmd.step_index,
                                                action_names=self.profile.action_names))

@@ -58,6 +58,12 @@ def stamp_ns(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
+def set_stamp(header, ns: int):
+    """Set a header's stamp from integer nanoseconds (`stamp_ns`'s inverse); returns the header."""
+    header.stamp.sec, header.stamp.nanosec = divmod(int(ns), 1_000_000_000)
+    return header
+
+
 def transition_to_msg(t: ChunkTransition, header=None) -> Transition:
     """A Transition message from an rlt_core transition (chunks row-major, rewards per executed step)."""
     executed = np.asarray(t.executed_chunk, np.float32)
