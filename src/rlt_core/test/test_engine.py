@@ -225,12 +225,12 @@ def test_the_engine_asks_only_for_the_observations_it_decides_on_or_records():
         if n == 2 * C + 1:
             arb.set_phase_signal(True, now=n * 0.05)
         arb.observe(n * 1000, target, now=n * 0.05)
-        step = arb.wanted_observation(n * 0.05)
-        if step is not None:
-            assert (step.n, step.stamp) == (n, n * 1000)
+        steps = arb.wanted_observations(n * 0.05)
+        if steps:
+            assert [(s.n, s.stamp) for s in steps] == [(n, n * 1000)]
             wanted.append(n)
             arb.add_inputs(n * 1000, np.zeros(5), np.full((C, A), 0.001), now=n * 0.05)
-            assert arb.wanted_observation(n * 0.05) is None
+            assert arb.wanted_observations(n * 0.05) == []
         commands = arb.take()[0]
         if commands:
             chunk, k = commands[-1], 0
@@ -238,7 +238,7 @@ def test_the_engine_asks_only_for_the_observations_it_decides_on_or_records():
     assert wanted == [1, 5, 9, 11, 13, 15]  # chunk boundaries; in the critical phase (from 9) every stride of 2
     arb.end_episode(True, final_step=4 * C + 1, now=1.0)
     arb.observe((4 * C + 1) * 1000, target, now=1.0)
-    assert arb.wanted_observation(1.0).n == 4 * C + 1  # the final state closes the last window
+    assert [s.n for s in arb.wanted_observations(1.0)] == [4 * C + 1]  # the final state closes the last window
 
 
 def test_every_started_episode_is_reported_even_before_the_vla_answers():
@@ -430,3 +430,92 @@ def test_measurements_between_control_steps_are_not_steps_but_the_safety_rules_g
     assert np.all(np.abs(robot.sent[0].start) > arb.max_target_lead)  # not from the step's measurement
     assert not arb.measure(stamp + 200, [0.05, 0.05, -0.05])  # older than the latest: ignored
     np.testing.assert_array_equal(arb.emergency_stop('test', now=robot.t * 0.05), moved)
+
+
+def run_with_slow_vla(engine, delay, ticks, critical_from=None, actor=None, actor_lead=None):
+    """The robot steps every tick; the VLA answers each observation the engine asks for `delay` ticks after it
+    (after that tick's observation), the actor (`actor(ref rows)`, with the lead the request named, or
+    `actor_lead`) at once after.
+    Returns the robot, the lead named for each decision observation asked for, and the actions the robot executed
+    after each observation, by its index."""
+    robot, due, leads, executed = FakeRobot(engine), {}, {}, {}
+    ref = np.arange(1, H + 1)[:, None] * np.full((H, A), 1e-4)  # row i: (i + 1) x 0.1 mm, to tell rows apart
+    engine.start_episode(0)
+    for t in range(1, ticks + 1):
+        moving = robot.cmd is not None and robot.k < len(robot.cmd.points)
+        executed[t - 1] = robot.cmd.executed[robot.k] if moving else np.zeros(A)  # held
+        if critical_from == t:
+            engine.set_phase_signal(True, now=t * 0.05)
+        robot.tick(inputs=False)
+        for step in engine.wanted_observations(t * 0.05):
+            due.setdefault(step.stamp, (t + delay, step.n))
+            leads.setdefault(step.n, engine.lead_for(step.stamp))
+        for stamp, (when, n) in list(due.items()):
+            if when <= t:
+                if actor is not None:
+                    lead = leads[n] if actor_lead is None else actor_lead
+                    engine.add_actor_chunk(stamp, actor(ref[lead:lead + C]), now=t * 0.05, lead=lead)
+                engine.add_inputs(stamp, np.full(5, n, np.float32), ref, now=t * 0.05)
+                del due[stamp]
+        robot.collect()
+    return robot, ref, executed
+
+
+H = RobotProfile.load().vla_chunk_len
+
+
+@pytest.mark.parametrize('delay', [1, 2, 3])
+def test_a_chunk_decided_ahead_of_need_starts_where_the_one_in_force_ends_without_a_held_step(delay):
+    """lead_steps = the VLA's latency in control steps: after the first chunk the robot never holds; each chunk
+    decided on an observation with `lead` points of the one in force left executes its reference's rows from
+    `lead` on, sent at the step the chunk in force runs out."""
+    engine = EpisodeEngine(profile(), lead_steps=delay)
+    robot, ref, _ = run_with_slow_vla(engine, delay, ticks=15 * C)
+    first, *later = robot.sent
+    assert first.step_index == delay + 1 and engine.episode.stats.steps_by_source['hold'] == delay  # the start
+    assert len(later) >= 12
+    for previous, command in zip(robot.sent, later):
+        assert command.step_index == previous.step_index + C  # no step between two chunks
+        decided_on = command.stamp_ns // 1000
+        lead = command.step_index - decided_on
+        assert lead == delay
+        np.testing.assert_allclose(command.executed, ref[lead:lead + C], rtol=1e-6)
+
+
+def test_the_lead_adapts_to_the_measured_latency():
+    """lead_steps None: the engine holds while it measures, then decides ahead by the 90th percentile of its
+    decisions' latency, and the robot no longer holds."""
+    engine = EpisodeEngine(profile(), lead_steps=None)
+    robot, _, _ = run_with_slow_vla(engine, 2, ticks=20 * C)
+    assert engine.lead == 2 and engine.episode.stats.steps_by_source['hold'] == 2  # the first chunk's wait
+    assert [b.step_index - a.step_index for a, b in zip(robot.sent, robot.sent[1:])] == [C] * (len(robot.sent) - 1)
+
+
+def test_recorded_transitions_hold_what_the_robot_executed_after_each_window_s_first_observation():
+    """Ahead of need in the critical phase, with the actor: every recorded window's actions are the ones the robot
+    executed after its first observation, its state that observation's, and its reference that observation's
+    first C rows (the transition's definition, as in process); the actor refines the rows its chunk executes."""
+    engine = EpisodeEngine(profile(), lead_steps=2)
+    engine.actor_ready = True
+    robot, ref, executed = run_with_slow_vla(engine, 2, ticks=15 * C, critical_from=1,
+                                             actor=lambda rows: rows + 0.0005)
+    transitions = robot.transitions
+    assert len(transitions) >= 20 and {t.source for t in transitions[1:]} == {SOURCE_ACTOR}  # the first: holds
+    for t in transitions:
+        n = int(t.state[0])  # the window's first observation (x is filled with its index)
+        np.testing.assert_allclose(t.executed_chunk, np.stack([executed[n + i] for i in range(C)]), rtol=1e-6)
+        np.testing.assert_allclose(t.reference_chunk, ref[:C], rtol=1e-6)
+    for command in robot.sent[1:]:
+        lead = command.step_index - command.stamp_ns // 1000
+        np.testing.assert_allclose(command.executed, np.minimum(ref[lead:lead + C] + 0.0005, D), rtol=1e-6)
+
+
+def test_an_actor_chunk_refined_from_other_rows_is_not_executed():
+    """An actor that refined the reference's first rows for a chunk that starts 2 steps later: the VLA's chunk
+    executes (after the actor's wait), never the misplaced one."""
+    for actor_lead, source in ((None, SOURCE_ACTOR), (0, SOURCE_VLA)):
+        engine = EpisodeEngine(profile(), lead_steps=2, actor_wait_s=0.0)
+        engine.actor_ready = True
+        robot, _, _ = run_with_slow_vla(engine, 1, ticks=8 * C, critical_from=1, actor=np.zeros_like,
+                                        actor_lead=actor_lead)
+        assert {c.source for c in robot.sent[1:]} == {source}

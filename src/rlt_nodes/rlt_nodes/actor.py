@@ -3,15 +3,19 @@
 Matches rlt/rl_token, rlt/reference_chunk and joint_states by stamp (the joint states that are control steps, as
 the arbiter and ingestion take them: `rlt_core.control.steps.ControlSteps`) and builds x = (z_rl, normalised
 proprio) as the arbiter does (`rlt_core.rl.rl_state.RLInputJoin`: the joints in the robot profile's
-order, normalised as the frozen VLA's checkpoint says); in the critical phase and once it has
-weights, it publishes the refined chunk on rlt/actor_chunk (SOURCE_ACTOR, stamped like the
-observation). Weights arrive on rlt/actor_weights (latched); a message whose SHA-256 or shapes do
-not check out, whose robot profile hash, chunk length or action dimension are not those of this
-node's robot profile (`robot_profile`; `RobotProfile.check_actor`), or whose version is not newer
+order, normalised as the frozen VLA's checkpoint says); for each observation the arbiter asked for on
+rlt/inference_request, in the critical phase and once it has weights, it publishes the refined chunk on
+rlt/actor_chunk (SOURCE_ACTOR, stamped like the observation): it refines the reference's C rows from the
+request's `lead_steps` on (the chunk starts that many steps after the observation, when the chunk in force runs
+out), and its `step_index` is the step it starts at. Weights arrive on rlt/actor_weights (latched); a message
+whose SHA-256 or shapes do not check out, whose robot profile hash, chunk length or action dimension are not those
+of this node's robot profile (`robot_profile`; `RobotProfile.check_actor`), or whose version is not newer
 than the current one, is refused; the version in use is latched on rlt/actor_version. Refused input
 (weights, joint states, chunks, tokens) is counted per topic with its reason (`rlt_nodes.rejections.Rejections`:
 logged, reported on /diagnostics). When the learner stops, the actor keeps acting on its last weights.
 """
+
+from collections import OrderedDict
 
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -25,10 +29,10 @@ from rlt_core.models.vla.spec import BackboneSpec
 from rlt_core.rl.actor import unpack_weights
 from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
 from rlt_core.runtime import setup_torch
-from rlt_interfaces.msg import ActionChunk, ActorWeights, EpisodeEvent, RLToken
+from rlt_interfaces.msg import ActionChunk, ActorWeights, EpisodeEvent, InferenceRequest, RLToken
 from rlt_nodes.conversions import as_numpy, chunk_to_msg, msg_to_chunk, stamp_ns
 from rlt_nodes.params import ROBOT_PROFILE, desc
-from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, LATCHED_QOS
+from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, LATCHED_QOS, REQUEST_QOS
 from rlt_nodes.rejections import Rejections
 from rlt_nodes.spin import spin_node
 
@@ -51,6 +55,9 @@ class ActorNode(Node):
         self.control_steps = ControlSteps(self.profile.control_hz)
         self.phase = CriticalPhase()
         self.actor, self.version, self.token_dim = None, 0, None
+        self.requests: OrderedDict[int, InferenceRequest] = OrderedDict()
+        self.joined: OrderedDict[int, tuple] = OrderedDict()
+        """The latest requests and joined inputs (x, ref, the reference's message), by stamp, until both are in."""
         self.rejections = Rejections(self)
         self.pub = self.create_publisher(ActionChunk, 'rlt/actor_chunk', CHUNK_QOS)
         self.version_pub = self.create_publisher(UInt64, 'rlt/actor_version', LATCHED_QOS)
@@ -59,6 +66,7 @@ class ActorNode(Node):
         self.create_subscription(JointState, 'joint_states', self.on_joint_state, 10)
         self.create_subscription(EpisodeEvent, 'episode/events', self.on_event, EVENTS_QOS)
         self.create_subscription(ActorWeights, 'rlt/actor_weights', self.on_weights, LATCHED_QOS)
+        self.create_subscription(InferenceRequest, 'rlt/inference_request', self.on_request, REQUEST_QOS)
         self.get_logger().info(f'actor: robot profile {self.profile.name} ({self.profile.hash}), proprio '
                                f'normalisation from {vla_path}, explore={self.explore}; waiting for weights')
 
@@ -123,21 +131,49 @@ class ActorNode(Node):
             return
         self.act('rlt/reference_chunk', self.join.add_reference, stamp_ns(msg.header), chunk, msg)
 
+    def on_request(self, msg: InferenceRequest):
+        stamp = stamp_ns(msg.header)
+        self.requests[stamp] = msg
+        keep(self.requests)
+        self.refine(stamp, 'rlt/inference_request')
+
     def act(self, topic, add, stamp, *value):
         """One input of an observation (from `topic`); once its token, reference and joint state are in, the
         refined chunk. An input that does not fit the others (its size, the weights' state) is refused."""
         try:
             joined = add(stamp, *value)
-            if joined is None or self.actor is None or not (self.phase.active or self.always):
-                return
-            _, x, ref, ref_msg = joined
-            C = self.actor.config.chunk_len
-            chunk = self.actor.select_chunk(x, ref[:C], explore=self.explore, generator=self.generator).numpy()
+        except ValueError as err:
+            self.rejections.refuse(topic, f'cannot refine the chunk: {err}')
+            return
+        if joined is not None:
+            self.joined[stamp] = joined[1:]
+            keep(self.joined)
+            self.refine(stamp, topic)
+
+    def refine(self, stamp, topic):
+        """The refined chunk of a requested observation whose inputs are in."""
+        if stamp not in self.requests or stamp not in self.joined:
+            return
+        request, (x, ref, ref_msg) = self.requests.pop(stamp), self.joined.pop(stamp)
+        if self.actor is None or not (self.phase.active or self.always):
+            return
+        C, lead = self.actor.config.chunk_len, request.lead_steps
+        try:
+            if lead + C > len(ref):
+                raise ValueError(f'lead_steps {lead} + C {C} > the reference\'s {len(ref)} steps')
+            chunk = self.actor.select_chunk(x, ref[lead:lead + C], explore=self.explore,
+                                            generator=self.generator).numpy()
         except (ValueError, RuntimeError) as err:
             self.rejections.refuse(topic, f'cannot refine the chunk: {err}')
             return
         self.pub.publish(chunk_to_msg(chunk, ActionChunk.SOURCE_ACTOR, header=ref_msg.header,
-                                      step_index=ref_msg.step_index, action_names=ref_msg.action_names))
+                                      step_index=request.step_index + lead, action_names=ref_msg.action_names))
+
+
+def keep(latest: OrderedDict, size: int = 50):
+    """Drop the oldest entries beyond `size`."""
+    while len(latest) > size:
+        latest.popitem(last=False)
 
 
 def main(args=None):

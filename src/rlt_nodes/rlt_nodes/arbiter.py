@@ -45,7 +45,7 @@ the robot to hold at its first measurement.
 import json
 import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +98,9 @@ class ArbiterNode(Node):
         lead = p('max_target_lead', 0.01, desc('command target kept within this of the measured joints')).value
         actor_wait = p('actor_wait_s', 0.05, desc('how long a chunk boundary waits for a live actor, s')).value
         human_timeout = p('human_timeout_s', 0.25, desc('a Joy older than this counts as released, s')).value
+        lead_steps = p('lead_steps', -1, desc(
+            'points of the chunk in force left when the next chunk is decided (0: when it runs out); -1: adapted to '
+            'the measured latency of the VLA, the token and the actor')).value
         j = JoyMapping  # the defaults
         self.mapping = JoyMapping(
             deadman_button=p('deadman_button', j.deadman_button, desc('Joy button held to take over (LB)')).value,
@@ -116,7 +119,7 @@ class ArbiterNode(Node):
         self.join = None if vla_path == 'none' else RLInputJoin(ProprioNormalization.from_vla_checkpoint(
             BackboneSpec.parse(vla_path, profile.name), proprio_dim=profile.proprio_dim))
         self.engine = EpisodeEngine(profile, warmup_episodes=warmup, max_target_lead=lead, actor_wait_s=actor_wait,
-                                    human_timeout_s=human_timeout)
+                                    human_timeout_s=human_timeout, lead_steps=None if lead_steps < 0 else lead_steps)
         self.control_steps = ControlSteps(profile.control_hz)
         self.human_held = False
         self.episode_counter = 0
@@ -147,8 +150,8 @@ class ArbiterNode(Node):
         controller = profile.controller_name
         self.traj_pub = self.create_publisher(JointTrajectory, f'{controller}/joint_trajectory', 10)
         self.request_pub = self.create_publisher(InferenceRequest, 'rlt/inference_request', REQUEST_QOS)
-        self.requested: deque[int] = deque(maxlen=50)
-        """The stamps of the observations last asked of the VLA server (each is asked for once)."""
+        self.requested: OrderedDict[int, InferenceRequest] = OrderedDict()
+        """The last 50 requests to the VLA server, by the observation's stamp (each is asked for once)."""
         self.transition_pub = self.create_publisher(Transition, 'rlt/transitions', TRANSITIONS_QOS)
         self.executed_pub = self.create_publisher(ActionChunk, 'rlt/executed_chunk', CHUNK_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, 'rlt/markers', 10)
@@ -262,8 +265,13 @@ class ArbiterNode(Node):
         self.engine.actor_ready = self.actor_version > 0 and self.actor_chunks.get_publisher_count() > 0
 
     def on_actor_chunk(self, msg: ActionChunk):
+        """The actor's chunk starts at its `step_index`: the rows it refined begin that many steps after the
+        requested observation's."""
+        stamp = stamp_ns(msg.header)
+        request = self.requested.get(stamp)
+        lead = None if request is None else msg.step_index - request.step_index
         try:
-            self.engine.add_actor_chunk(stamp_ns(msg.header), msg_to_chunk(msg), self.now())
+            self.engine.add_actor_chunk(stamp, msg_to_chunk(msg), self.now(), lead=lead)
         except ValueError as err:
             self.rejections.refuse('rlt/actor_chunk', err)
             return
@@ -442,14 +450,17 @@ class ArbiterNode(Node):
                                    f'critical={stats.critical_steps} by source {stats.steps_by_source}')
 
     def request_inputs(self):
-        """Ask the VLA server for the observation the engine waits for: only asked-for observations are computed."""
-        step = None if self.join is None else self.engine.wanted_observation(self.now())
-        if step is None or step.stamp in self.requested:
-            return
-        self.requested.append(step.stamp)
-        msg = InferenceRequest(episode_id=self.engine.episode.episode_id, step_index=step.n)
-        set_stamp(msg.header, step.stamp)
-        self.request_pub.publish(msg)
+        """Ask the VLA server for the observations the engine waits for: only asked-for observations are computed."""
+        for step in [] if self.join is None else self.engine.wanted_observations(self.now()):
+            if step.stamp in self.requested:
+                continue
+            msg = InferenceRequest(episode_id=self.engine.episode.episode_id, step_index=step.n,
+                                   lead_steps=self.engine.lead_for(step.stamp))
+            set_stamp(msg.header, step.stamp)
+            self.requested[step.stamp] = msg
+            while len(self.requested) > 50:
+                self.requested.popitem(last=False)
+            self.request_pub.publish(msg)
 
     def send_transitions(self, transitions):
         """Queue, then send oldest first while a learner subscribes (a RELIABLE writer drops what it sends before

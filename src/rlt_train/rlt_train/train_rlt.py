@@ -232,13 +232,14 @@ def run_episode(env, inputs, learner, cfg, profile, seed, train, warmup, replay=
         if engine.wants_inputs(now) or engine.wants_final_state():
             x, ref = inputs(obs, env.instruction, info)
             if engine.wants_actor_chunk(now):
+                rows = engine.decision_reference(n, ref)
                 if cfg.ablation == 'noise_only':
                     noise = np.random.default_rng(seed * 1000 + n - 1).normal(0, cfg.actor_std, (engine.C, scale.size))
-                    engine.add_actor_chunk(n, ref[:engine.C] + (noise * scale if train else 0.0), now)
+                    engine.add_actor_chunk(n, rows + (noise * scale if train else 0.0), now)
                 elif learner is not None:
-                    chunk = learner.select_chunk(x, ref[:engine.C], explore=train, generator=generator).numpy()
+                    chunk = learner.select_chunk(x, rows, explore=train, generator=generator).numpy()
                     if cfg.critic_gate and not warmup:
-                        chunk = gated_chunk(learner, x, ref[:engine.C], chunk, cfg.gate_margin, stats)
+                        chunk = gated_chunk(learner, x, rows, chunk, cfg.gate_margin, stats)
                     engine.add_actor_chunk(n, chunk, now)
             engine.add_inputs(n, x, ref, now)
         for transition in engine.take()[1]:

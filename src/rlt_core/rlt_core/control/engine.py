@@ -22,7 +22,14 @@ the next chunk is decided on the next observation, as for any refused command. A
 action dimension (executed, recorded, learned) that moves no joint here. Joint positions are what the robot
 reports (`observe`), what a hold and an emergency stop send, and what the joint limits bound. When the
 critical phase begins in the middle of a VLA chunk, the rest of it is dropped and the next chunk is decided on
-that observation (the actor's hand-over). The operator's input (a held dead-man button) interrupts the current
+that observation (the actor's hand-over).
+
+Ahead of need: the next chunk is decided on the observation at which `lead` points of the chunk in force are left
+(`lead_steps`, or adapted: the 90th percentile of the recent decisions' latency in control steps), from its
+reference's rows from `lead` on (the rows for the steps it will execute: the pending points are skipped), and sent
+as the chunk in force runs out, with no inference on that path. A graph asks for that observation with its lead
+(the actor refines the same rows). A decision that comes late follows held steps, during which the robot stood
+still, so it starts at its first row. In process the inputs come at once and `lead` is 0. The operator's input (a held dead-man button) interrupts the current
 chunk at once and is re-issued at every step while held; on release the next chunk is decided on the newest
 observation.
 
@@ -42,7 +49,7 @@ nothing is issued and no episode starts until `reset_emergency_stop`.
 No ROS here. `take()` returns what the caller sends on: commands, transitions and finished episodes' statistics.
 """
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -191,6 +198,13 @@ class Episode:
     last_source: int = SOURCE_VLA
     decide_after: int | None = None
     """The next chunk is decided on the newest inputs stamped at or after this."""
+    decide_step: PendingStep | None = None
+    """The observation stamped `decide_after`: the decision's latency counts from it."""
+    decide_lead: int = 0
+    """Control steps between the observation stamped `decide_after` and the start of the chunk decided on it: the
+    points of the chunk in force still to run (0 while the robot holds)."""
+    queued: tuple | None = None
+    """A decided chunk waiting for the one in force to run out: `_issue`'s arguments."""
     wait_start: float | None = None
     pending_phase: tuple[int, bool] | None = None
     human_action: np.ndarray | None = None
@@ -205,7 +219,7 @@ class EpisodeEngine:
     def __init__(self, profile: RobotProfile, warmup_episodes: int = 0, max_target_lead: float = 0.01,
                  actor_wait_s: float = 0.05, actor_alive_s: float = 2.0, human_timeout_s: float = 0.25,
                  final_wait_s: float = 1.0, phase_config: PhaseConfig | None = None, history: int = 400,
-                 record: bool = True):
+                 record: bool = True, lead_steps: int | None = 0):
         self.profile = profile
         self.kinematics = profile.kinematics() if profile.action_space == 'ee_delta' else None
         """ee_delta: turns a chunk of tool moves into joint points; None for joint_delta (an action moves joints)."""
@@ -220,6 +234,13 @@ class EpisodeEngine:
         ee_delta one control step at the joints' velocity limits, and a target further ahead is pulled back
         along its way (`within_lead`), so the tool's path does not bend."""
         self.actor_wait_s, self.actor_alive_s = actor_wait_s, actor_alive_s
+        if lead_steps is not None and not 0 <= lead_steps <= profile.vla_chunk_len - self.C:
+            raise ValueError(f'lead_steps must be in [0, H - C = {profile.vla_chunk_len - self.C}], got {lead_steps}')
+        self.lead_steps = lead_steps
+        """Points of the chunk in force left when the next chunk is decided (0: when it runs out); None: adapted to
+        the measured decision latency (`lead`)."""
+        self.decision_lags: deque[int] = deque(maxlen=50)
+        """Observations that arrived between wanting each recent decision and making it."""
         self.human_timeout_s, self.final_wait_s = human_timeout_s, final_wait_s
         self.phase_config, self.record, self.history = phase_config or PhaseConfig(), record, history
         self.inputs: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -260,6 +281,30 @@ class EpisodeEngine:
         ep = self.episode
         return ep.chunk is not None and ep.k < self.C
 
+    @property
+    def lead(self) -> int:
+        """Points of the chunk in force left when the next chunk is decided: `lead_steps`, or (adapted) the 90th
+        percentile of the recent decisions' latencies in control steps, at most H - C."""
+        if self.lead_steps is not None:
+            return self.lead_steps
+        if not self.decision_lags:
+            return 0
+        p90 = int(np.ceil(np.percentile(np.asarray(self.decision_lags), 90)))
+        return min(p90, self.profile.vla_chunk_len - self.C)
+
+    def lead_for(self, stamp_ns: int) -> int:
+        """Control steps between an observation and the start of the chunk decided on it (the rows of its
+        reference the decision reads begin there): the decision's lead for the observation it was planned on,
+        0 for any other (the robot holds: the chunk starts at once)."""
+        ep = self.episode
+        return ep.decide_lead if self.active and stamp_ns == ep.decide_after else 0
+
+    def decision_reference(self, stamp_ns: int, ref) -> np.ndarray:
+        """The C rows of an observation's reference chunk (H, A) that a chunk decided on it executes: from
+        `lead_for(stamp)` on. The actor refines these."""
+        lead = min(self.lead_for(stamp_ns), len(ref) - self.C)
+        return np.asarray(ref)[lead:lead + self.C]
+
     def pending_action(self) -> np.ndarray:
         """The action the robot executes after the latest observation: the next point's move, zero when holding."""
         ep = self.episode
@@ -281,21 +326,25 @@ class EpisodeEngine:
         ep = self.episode
         if not self.active or ep.final is not None or not ep.steps:
             return False
-        if self._deciding(now):
-            return True
         step = ep.steps[-1]
+        if self._deciding(now) and (not self.chunk_active or step.stamp == ep.decide_after):
+            return True  # while the robot holds, the newest observation; ahead of need, the one planned on
         return self.record and step.critical and (step.n - 1) % ep.builder.stride == 0
 
-    def wanted_observation(self, now: float) -> PendingStep | None:
-        """The observation (its step: index and stamp) whose RL state and reference the engine waits for and does
-        not have (the latest, `wants_inputs`; the episode's final one, `wants_final_state`), or None: what a graph
-        asks its VLA server to compute."""
+    def wanted_observations(self, now: float) -> list[PendingStep]:
+        """The observations (their steps: index and stamp) whose RL state and reference the engine waits for and
+        does not have: the episode's final one (`wants_final_state`), the one the next chunk is decided on ahead of
+        need, the latest (`wants_inputs`). What a graph asks its VLA server to compute."""
         ep = self.episode
         if self.wants_final_state():
-            return ep.final
-        if self.wants_inputs(now) and ep.steps[-1].stamp not in self.inputs:
-            return ep.steps[-1]
-        return None
+            return [ep.final]
+        wanted = []
+        if self._deciding(now) and self.chunk_active and ep.decide_step is not None:
+            wanted.append(ep.decide_step)
+        if self.wants_inputs(now):
+            wanted.append(ep.steps[-1])
+        unique = {s.stamp: s for s in wanted if s.stamp not in self.inputs}
+        return list(unique.values())
 
     def wants_actor_chunk(self, now: float) -> bool:
         """Whether a chunk is to be decided on the latest observation with the actor's refinement."""
@@ -349,7 +398,7 @@ class EpisodeEngine:
             self.warnings.append(f'emergency stop: {reason}; the robot holds until reset')
         if self.active and ep.end_step is None:
             ep.stats.emergency_stop = self.stop_reason
-            ep.chunk, ep.human_action, ep.decide_after = None, None, None
+            ep.chunk, ep.human_action, ep.decide_after, ep.queued = None, None, None, None
             self.end_episode(False, terminated=False, now=now)
         if self.measured is None:
             return None
@@ -380,7 +429,7 @@ class EpisodeEngine:
             final = [s for s in ep.steps if s.n == ep.end_step]
             ep.final = final[0] if final else (ep.steps[-1] if ep.steps else None)
             ep.steps = kept
-            ep.chunk, ep.human_action = None, None
+            ep.chunk, ep.human_action, ep.queued = None, None, None
             if ep.steps:
                 last = ep.steps[-1]
                 if last.action is None:
@@ -443,6 +492,8 @@ class EpisodeEngine:
             ep.human_action, ep.human_time = human_action(human, self.profile), now
         step = PendingStep(ep.n, int(stamp_ns), critical=ep.phase.active)
         ep.steps.append(step)
+        if ep.decide_after == step.stamp:  # a hand-over above: its latency counts from this observation
+            ep.decide_step = step
         if ep.end_step is not None:
             self._settle_final()
         elif self._human_fresh(now):
@@ -450,8 +501,11 @@ class EpisodeEngine:
         else:
             if ep.human_action is not None:
                 self.set_human(None, now)
-            if not self.chunk_active and ep.decide_after is None:
-                ep.decide_after = int(stamp_ns)  # the next chunk is decided on this, the newest observation
+            if not self.chunk_active and ep.queued is not None:
+                self._issue(*ep.queued)  # decided ahead of need: sent as the chunk in force runs out
+            remaining = self.C - ep.k if self.chunk_active else 0
+            if ep.decide_after is None and ep.queued is None and remaining <= self.lead:
+                self._decide_on(step, lead=remaining)  # the next chunk is decided on this, the newest observation
         self._progress(now)
 
     def _consume(self, step: PendingStep):
@@ -479,14 +533,15 @@ class EpisodeEngine:
         ref = validate_chunk(ref, self.limits.action_dim)
         if len(ref) < self.C:
             raise InvalidChunkError(f'reference chunk of {len(ref)} steps, the actor chunk needs {self.C}')
-        self.inputs[int(stamp_ns)] = (x, ref[:self.C])
+        self.inputs[int(stamp_ns)] = (x, ref)
         while len(self.inputs) > self.history:
             self.inputs.popitem(last=False)
         self._progress(now)
 
-    def add_actor_chunk(self, stamp_ns: int, chunk, now: float):
-        """The actor's refined chunk (C, A) for the observation at `stamp_ns`; InvalidChunkError if malformed."""
-        self.actor_chunks[int(stamp_ns)] = validate_chunk(chunk, self.limits.action_dim, self.C)
+    def add_actor_chunk(self, stamp_ns: int, chunk, now: float, lead: int | None = None):
+        """The actor's refined chunk (C, A) for the observation at `stamp_ns`, refined from its reference's rows from
+        `lead` on (None: those of `decision_reference`); InvalidChunkError if malformed."""
+        self.actor_chunks[int(stamp_ns)] = (validate_chunk(chunk, self.limits.action_dim, self.C), lead)
         while len(self.actor_chunks) > self.history:
             self.actor_chunks.popitem(last=False)
         self.last_actor_time = now
@@ -501,7 +556,7 @@ class EpisodeEngine:
             ep.human_action = None
             if released and self.active and ep.chunk is not None and ep.chunk.source == SOURCE_HUMAN:
                 ep.chunk = None  # the robot holds; the next chunk is decided from the newest inputs
-                ep.decide_after = self.latest_stamp
+                self._decide_on(None)
             self._progress(now)
             return
         if self.stop_reason is not None:
@@ -537,7 +592,7 @@ class EpisodeEngine:
         if (self.active and ep.phase.active and not before and not ep.warmup
                 and self.chunk_active and ep.chunk.source == SOURCE_VLA):
             ep.chunk = None  # the critical phase began mid-chunk: hand over to the actor now
-            ep.decide_after = self.latest_stamp
+            self._decide_on(None)
 
     def tick(self, now: float):
         """Call periodically: time-outs (waiting for the actor, for the final state)."""
@@ -550,14 +605,28 @@ class EpisodeEngine:
     def _deciding(self, now: float) -> bool:
         """Whether a chunk is waiting to be decided."""
         ep = self.episode
-        return (ep.end_step is None and not self.chunk_active and ep.decide_after is not None
+        return (ep.end_step is None and ep.queued is None and ep.decide_after is not None
                 and not self._human_fresh(now) and self.stop_reason is None)
 
     def _human_fresh(self, now: float) -> bool:
         ep = self.episode
         return ep.human_action is not None and now - ep.human_time <= self.human_timeout_s
 
+    def _decide_on(self, step: PendingStep | None, lead: int = 0):
+        """The next chunk is to be decided on `step`'s observation (None: the latest), or a newer one while the robot
+        holds, and to start `lead` control steps after it; a chunk decided before is dropped."""
+        ep = self.episode
+        if step is None and ep.steps and ep.steps[-1].stamp == self.latest_stamp:
+            step = ep.steps[-1]
+        ep.decide_after = self.latest_stamp if step is None else step.stamp
+        ep.decide_step, ep.decide_lead, ep.queued, ep.wait_start = step, lead, None, None
+
     def _newest_inputs(self, after: int):
+        """(stamp, x, ref) of the newest observation stamped at or after `after` that the VLA computed: while the
+        chunk in force runs, only the observation planned on (a newer one's chunk would start elsewhere in its
+        reference)."""
+        if self.chunk_active:
+            return (after, *self.inputs[after]) if after in self.inputs else None
         for stamp in reversed(self.inputs):
             if stamp >= after:
                 return stamp, *self.inputs[stamp]
@@ -578,8 +647,11 @@ class EpisodeEngine:
         if found is None:
             return
         stamp, _, ref = found
+        ref = self.decision_reference(stamp, ref)
         critical, warmup = ep.phase.active, ep.warmup
-        actor_chunk = self.actor_chunks.get(stamp)
+        actor_chunk, actor_lead = self.actor_chunks.get(stamp, (None, None))
+        if actor_lead is not None and actor_lead != self.lead_for(stamp):
+            actor_chunk = None  # refined from other rows of the reference
         if (critical and not warmup and actor_chunk is None
                 and (self.actor_ready or now - self.last_actor_time <= self.actor_alive_s)):
             if ep.wait_start is None:
@@ -588,13 +660,18 @@ class EpisodeEngine:
                 return  # the actor is alive: give it a moment to refine this chunk
         decision = arbitrate(ref, self.limits, actor_chunk=actor_chunk, critical=critical, warmup=warmup,
                              critical_limits=self.critical_limits)
-        self._issue(decision.executed, decision.source, ref, stamp, critical)
+        if ep.decide_step is not None:
+            self.decision_lags.append(ep.n - ep.decide_step.n)
+        if self.chunk_active:  # ahead of need: sent when the chunk in force runs out
+            ep.queued = (decision.executed, decision.source, ref, stamp, critical)
+        else:
+            self._issue(decision.executed, decision.source, ref, stamp, critical)
 
     def _issue_human(self, now: float):
         ep = self.episode
         chunk = np.tile(ep.human_action, (self.C, 1))
         newest = next(reversed(self.inputs), None)
-        ref = self.inputs[newest][1] if newest is not None else np.zeros_like(chunk)
+        ref = self.inputs[newest][1][:self.C] if newest is not None else np.zeros_like(chunk)
         decision = arbitrate(ref, self.limits, human_chunk=chunk, critical=ep.phase.active, warmup=ep.warmup,
                              critical_limits=self.critical_limits)
         self._issue(decision.executed, SOURCE_HUMAN, ref if newest is not None else None,
@@ -612,7 +689,7 @@ class EpisodeEngine:
         # A robot outside its limits or a start too far from it is named first; then what the kinematics refused.
         unsafe = command_violation(start, points, ep.position, self.low, self.high, step_limits, lead) or refused
         if unsafe:  # the last check before the controller: hold instead, say why, decide again next step
-            ep.chunk, ep.decide_after, ep.wait_start = None, None, None
+            ep.chunk, ep.decide_after, ep.wait_start, ep.queued = None, None, None, None
             ep.stats.refused_commands += 1
             self.warnings.append(f'episode {ep.episode_id}: robot holds, {SOURCE_NAMES[source]} chunk refused: '
                                  f'{unsafe}')
@@ -623,8 +700,7 @@ class EpisodeEngine:
         ep.k = 0
         ep.chunk_index += 1
         ep.last_source = source
-        ep.decide_after = None
-        ep.wait_start = None
+        ep.decide_after, ep.decide_step, ep.queued, ep.wait_start = None, None, None, None
         ep.stats.chunks_by_source[SOURCE_NAMES[source]] += 1
         self._commands.append(ep.chunk)
 
@@ -650,10 +726,11 @@ class EpisodeEngine:
     def _state_for(self, stamp: int):
         """(x, ref, exact) for an observation: its own, else the next one the VLA computed."""
         if stamp in self.inputs:
-            return *self.inputs[stamp], True
+            x, ref = self.inputs[stamp]
+            return x, ref[:self.C], True
         for s, (x, ref) in self.inputs.items():
             if s > stamp:
-                return x, ref, False
+                return x, ref[:self.C], False
         return None
 
     def _flush(self, now: float):
@@ -709,7 +786,8 @@ class EpisodeEngine:
     def _latest_state(self):
         if not self.inputs:
             return None
-        return *self.inputs[next(reversed(self.inputs))], False
+        x, ref = self.inputs[next(reversed(self.inputs))]
+        return x, ref[:self.C], False
 
     def _count(self, transitions):
         ep = self.episode
