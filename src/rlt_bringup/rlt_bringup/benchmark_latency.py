@@ -1,17 +1,20 @@
 """Latency of the node graph: observation stamp -> JointTrajectory publication, and the steps the robot held.
 
   ./rlt exec python -m rlt_bringup.benchmark_latency [--chunks 200] [--control-hz 50] [--load 1]
-                                                     [--serve every] [--vla DIR --token DIR] [--robot-profile P]
+                                                     [--serve every] [--lead-steps 0] [--extra-latency-ms 60]
+                                                     [--vla DIR --token DIR] [--robot-profile P]
 
 Starts the sim graph (same executables and parameter files as ./rlt run) and measures, for every
 executed chunk, the time from the stamp of the observation it was decided on (the camera /
 joint-state stamp) to the arbiter's publication of the JointTrajectory, through ingestion ->
-vla_server -> (actor) -> arbiter. The operator's phase button is pressed at each episode start so
+vla_server -> (actor) -> arbiter; a chunk decided ahead of need (the arbiter's `lead_steps`) is published when
+the one before runs out, so this includes its lead. The operator's phase button is pressed at each episode start so
 that, once the learner has published weights, chunks also go through the actor. Prints one JSON:
 per source the median, p90 and p99; the age of the observation behind each executed action (that latency
 plus one control period per row before it, over the rows the robot executed before the next chunk); the
 fraction of control steps the robot held still waiting for a chunk (`steps_by_source.hold` of the episodes
-that began after the graph served its first chunk, with the refused commands, the other cause of a hold);
+that began after the graph served its first chunk, with the refused commands, the other cause of a hold), and
+how many of them came before each episode's first chunk (the robot at rest waits for its first inference);
 and the fraction of chunks later than one control period. `--load N` runs N CPU-bound processes beside the
 graph. Without --vla/--token it uses a tiny untrained VLA of the profile's shapes. Every node runs the robot
 profile with episodes of 60 steps (and --control-hz, where given): a copy of it in the run's temporary folder.
@@ -45,6 +48,10 @@ def main(argv=None):
     parser.add_argument('--load', type=int, default=0, help='CPU-bound processes run beside the graph')
     parser.add_argument('--serve', choices=('requested', 'every'), default='requested',
                         help="the VLA server's serve: only the observations the arbiter asks for, or every one")
+    parser.add_argument('--lead-steps', type=int, default=-1,
+                        help="the arbiter's lead_steps (-1: adapted to the measured latency; 0: decide at the boundary)")
+    parser.add_argument('--extra-latency-ms', type=float, default=0.0,
+                        help="the VLA server's extra_latency_ms: a slower VLA")
     parser.add_argument('--timeout-s', type=float, default=300.0, help='give up after this long')
     args = parser.parse_args(argv)
 
@@ -64,8 +71,10 @@ def main(argv=None):
     profile_path = str(profile.save(tmp / f'{profile.name}.yaml'))
     vla, token = (args.vla, args.token) if args.vla and args.token else make_tiny_models(tmp / 'models', profile_path)
     overrides = embedded.merge(graph.launch_overrides({'robot_profile': profile_path}), {
-        'vla_server': {'vla_path': vla, 'token_path': token, 'serve': args.serve}, 'actor': {'vla_path': vla},
-        'arbiter': {'vla_path': vla, 'warmup_episodes': 1},
+        'vla_server': {'vla_path': vla, 'token_path': token, 'serve': args.serve,
+                       'extra_latency_ms': args.extra_latency_ms},
+        'actor': {'vla_path': vla},
+        'arbiter': {'vla_path': vla, 'warmup_episodes': 1, 'lead_steps': args.lead_steps},
         'learner': {'replay_dir': str(tmp / 'replay'), 'batch_size': 16, 'min_transitions': 16,
                     'publish_every': 10, 'hidden': [64, 64]},
         'sim_human': {'rate': 0.0},
@@ -138,12 +147,18 @@ def main(argv=None):
     served = [e for e in episodes if first is not None and e['episode_id'] > first]
     steps = sum(e['steps'] for e in served)
     held = sum(e['steps_by_source']['hold'] for e in served)
+    first_chunk = {}  # per episode, the step its first chunk started at: the steps before it held for it
+    for _, _, episode, step in decided:
+        first_chunk[episode] = min(step, first_chunk.get(episode, step))
+    at_start = sum(first_chunk[e['episode_id']] - 1 for e in served if e['episode_id'] in first_chunk)
     summary = {'vla': vla, 'robot_profile': profile.name, 'control_hz': profile.control_hz, 'load': args.load,
-               'serve': args.serve,
+               'serve': args.serve, 'lead_steps': args.lead_steps, 'extra_latency_ms': args.extra_latency_ms,
                'latency_obs_to_trajectory': result,
                'observation_age_per_executed_action': {'actions': len(ages), **spread(ages)} if ages else None,
                'held_steps': {'episodes': len(served), 'steps': steps, 'held': held,
                               'fraction': held / steps if steps else None,
+                              'before_each_episode_s_first_chunk': at_start,
+                              'fraction_after_the_first_chunk': (held - at_start) / steps if steps else None,
                               'refused_commands': sum(e['refused_commands'] for e in served),
                               'start_up_episodes_not_counted': len(episodes) - len(served)},
                'chunks_later_than_one_period': (float(np.mean(np.array(lat['all']) > 1e3 * dt))
@@ -153,7 +168,8 @@ def main(argv=None):
         print(f'{k:>5}: {r["chunks"]} chunks, median {r["median_ms"]:.1f} ms, p90 {r["p90_ms"]:.1f} ms, '
               f'p99 {r["p99_ms"]:.1f} ms')
     if steps:
-        print(f'held still on {held} of {steps} control steps ({100 * held / steps:.2f} %)')
+        print(f'held still on {held} of {steps} control steps ({100 * held / steps:.2f} %), {at_start} of them '
+              "before an episode's first chunk")
     return 0 if result else 1
 
 

@@ -223,7 +223,7 @@ def test_the_engine_asks_only_for_the_observations_it_decides_on_or_records():
     wanted, target, k = [], np.zeros(A), 0
     for n in range(1, 4 * C + 1):
         if n == 2 * C + 1:
-            arb.set_phase_signal(True, now=n * 0.05)
+            arb.set_phase_signal(True, now=n * 0.05, step=n)
         arb.observe(n * 1000, target, now=n * 0.05)
         steps = arb.wanted_observations(n * 0.05)
         if steps:
@@ -445,7 +445,7 @@ def run_with_slow_vla(engine, delay, ticks, critical_from=None, actor=None, acto
         moving = robot.cmd is not None and robot.k < len(robot.cmd.points)
         executed[t - 1] = robot.cmd.executed[robot.k] if moving else np.zeros(A)  # held
         if critical_from == t:
-            engine.set_phase_signal(True, now=t * 0.05)
+            engine.set_phase_signal(True, now=t * 0.05, step=t)  # as the simulator's event names its step
         robot.tick(inputs=False)
         for step in engine.wanted_observations(t * 0.05):
             due.setdefault(step.stamp, (t + delay, step.n))
@@ -519,3 +519,31 @@ def test_an_actor_chunk_refined_from_other_rows_is_not_executed():
         robot, _, _ = run_with_slow_vla(engine, 1, ticks=8 * C, critical_from=1, actor=np.zeros_like,
                                         actor_lead=actor_lead)
         assert {c.source for c in robot.sent[1:]} == {source}
+
+
+def test_ahead_of_need_the_hand_over_to_the_actor_keeps_the_vla_s_next_points_while_the_actor_decides():
+    """The critical phase begins mid-chunk with lead 2: the VLA's chunk runs 2 more points, the actor's chunk
+    (decided on that observation, from its reference's rows 2..) follows with no step between."""
+    engine = EpisodeEngine(profile(), lead_steps=2, actor_wait_s=1.0)
+    engine.actor_ready = True
+    robot, ref, _ = run_with_slow_vla(engine, 2, ticks=6 * C, critical_from=12, actor=lambda rows: rows / 2)
+    vla = [c for c in robot.sent if c.source == SOURCE_VLA]
+    actor = [c for c in robot.sent if c.source == SOURCE_ACTOR]
+    assert vla and actor and engine.episode.stats.steps_by_source['hold'] == 2  # only the first chunk's wait
+    cut, handed = vla[-1], actor[0]
+    # The phase began at o_12, one point into a VLA chunk: 2 more of its points ran, then the actor's.
+    assert (cut.step_index, handed.stamp_ns // 1000, handed.step_index) == (11, 12, 14)
+    np.testing.assert_allclose(handed.executed, ref[2:2 + C] / 2, rtol=1e-6)
+
+
+def test_a_decision_whose_inputs_never_come_is_planned_again_on_the_newest_observation():
+    """The VLA never answers for o_1 (its request or image lost): after more than a chunk of held steps the engine
+    asks for the newest observation instead, and decides on it."""
+    arb = make()
+    arb.start_episode(0)
+    for n in range(1, C + 3):
+        arb.observe(n * 1000, np.zeros(A), now=n * 0.05)
+        assert [s.n for s in arb.wanted_observations(n * 0.05)] == [1 if n <= C + 1 else n]
+    arb.add_inputs((C + 2) * 1000, np.zeros(5), np.full((C, A), 0.001), now=1.0)
+    (command,), _, _ = arb.take()
+    assert command.stamp_ns == (C + 2) * 1000

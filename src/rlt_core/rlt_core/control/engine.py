@@ -21,8 +21,8 @@ workspace box, past a joint limit, a jump, near a singularity, out of reach) is 
 the next chunk is decided on the next observation, as for any refused command. A gripper dimension is an
 action dimension (executed, recorded, learned) that moves no joint here. Joint positions are what the robot
 reports (`observe`), what a hold and an emergency stop send, and what the joint limits bound. When the
-critical phase begins in the middle of a VLA chunk, the rest of it is dropped and the next chunk is decided on
-that observation (the actor's hand-over).
+critical phase begins in the middle of a VLA chunk, the rest of it is dropped (ahead of need, below: all but its
+next `lead` points) and the next chunk is decided on that observation (the actor's hand-over).
 
 Ahead of need: the next chunk is decided on the observation at which `lead` points of the chunk in force are left
 (`lead_steps`, or adapted: the 90th percentile of the recent decisions' latency in control steps), from its
@@ -188,8 +188,10 @@ class Episode:
     terminated: bool = False
     success: bool = False
     chunk: Command | None = None
-    """The chunk in force; `k` is the index of its next point."""
+    """The chunk in force; `k` is the index of its next point, `chunk_end` one past its last (C, or fewer where the
+    critical phase cut it short)."""
     k: int = 0
+    chunk_end: int = 0
     chunk_index: int = 0
     target: np.ndarray | None = None
     """The joint positions the robot was last sent to."""
@@ -279,7 +281,7 @@ class EpisodeEngine:
     @property
     def chunk_active(self) -> bool:
         ep = self.episode
-        return ep.chunk is not None and ep.k < self.C
+        return ep.chunk is not None and ep.k < ep.chunk_end
 
     @property
     def lead(self) -> int:
@@ -327,19 +329,19 @@ class EpisodeEngine:
         if not self.active or ep.final is not None or not ep.steps:
             return False
         step = ep.steps[-1]
-        if self._deciding(now) and (not self.chunk_active or step.stamp == ep.decide_after):
-            return True  # while the robot holds, the newest observation; ahead of need, the one planned on
+        if self._deciding(now) and step.stamp == ep.decide_after:
+            return True
         return self.record and step.critical and (step.n - 1) % ep.builder.stride == 0
 
     def wanted_observations(self, now: float) -> list[PendingStep]:
         """The observations (their steps: index and stamp) whose RL state and reference the engine waits for and
-        does not have: the episode's final one (`wants_final_state`), the one the next chunk is decided on ahead of
-        need, the latest (`wants_inputs`). What a graph asks its VLA server to compute."""
+        does not have: the episode's final one (`wants_final_state`), the one the next chunk is decided on, the
+        latest where it starts a recorded window (`wants_inputs`). What a graph asks its VLA server to compute."""
         ep = self.episode
         if self.wants_final_state():
             return [ep.final]
         wanted = []
-        if self._deciding(now) and self.chunk_active and ep.decide_step is not None:
+        if self._deciding(now) and ep.decide_step is not None:
             wanted.append(ep.decide_step)
         if self.wants_inputs(now):
             wanted.append(ep.steps[-1])
@@ -503,8 +505,9 @@ class EpisodeEngine:
                 self.set_human(None, now)
             if not self.chunk_active and ep.queued is not None:
                 self._issue(*ep.queued)  # decided ahead of need: sent as the chunk in force runs out
-            remaining = self.C - ep.k if self.chunk_active else 0
-            if ep.decide_after is None and ep.queued is None and remaining <= self.lead:
+            remaining = ep.chunk_end - ep.k if self.chunk_active else 0
+            late = ep.decide_step is not None and ep.n - ep.decide_step.n > ep.decide_lead + self.C
+            if (ep.decide_after is None or late) and ep.queued is None and remaining <= self.lead:
                 self._decide_on(step, lead=remaining)  # the next chunk is decided on this, the newest observation
         self._progress(now)
 
@@ -591,8 +594,13 @@ class EpisodeEngine:
         ep = self.episode
         if (self.active and ep.phase.active and not before and not ep.warmup
                 and self.chunk_active and ep.chunk.source == SOURCE_VLA):
-            ep.chunk = None  # the critical phase began mid-chunk: hand over to the actor now
-            self._decide_on(None)
+            # The critical phase began mid-chunk: hand over to the actor now, or, deciding ahead of need, as soon as
+            # its chunk can be there (`lead` points on, if the VLA's chunk has them).
+            keep = min(ep.chunk_end - ep.k, self.lead)
+            if keep == 0:
+                ep.chunk = None
+            ep.chunk_end = ep.k + keep
+            self._decide_on(None, lead=keep)
 
     def tick(self, now: float):
         """Call periodically: time-outs (waiting for the actor, for the final state)."""
@@ -697,7 +705,7 @@ class EpisodeEngine:
         ep.chunk = Command(points=points, executed=executed.astype(np.float32), reference=ref,
                            source=source, stamp_ns=int(stamp), start=start, episode_id=ep.episode_id,
                            chunk_index=ep.chunk_index, step_index=ep.n, critical=bool(critical))
-        ep.k = 0
+        ep.k, ep.chunk_end = 0, self.C
         ep.chunk_index += 1
         ep.last_source = source
         ep.decide_after, ep.decide_step, ep.queued, ep.wait_start = None, None, None, None
