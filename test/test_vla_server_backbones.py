@@ -121,3 +121,13 @@ def test_vla_server_refuses_a_backbone_that_does_not_fit_the_profile(processes, 
     out = processes.stop(server)
     assert f'VLA backbone Pi0Backbone (pi0:{tmp_path / "pi0"}) does not fit robot profile' in out, out
     assert 'action_dim 4 != 3 (joint_delta)' in out and 'proprio_dim 8 != 2 x 3 joints' in out, out
+
+
+def test_an_observation_a_chunk_is_decided_on_is_served_before_the_recorded_windows_states():
+    """{stamp: (asked, decides)}: the newest deciding request whose observation is held, else the newest."""
+    from rlt_nodes.vla_server import next_request
+    requests = {5: (0.0, True), 6: (0.0, False), 7: (0.0, False), 8: (0.0, True)}
+    assert next_request(requests, {5, 6, 7}) == 5  # 8's observation has not come
+    assert next_request(requests, {5, 6, 7, 8}) == 8
+    assert next_request({6: (0.0, False), 7: (0.0, False)}, {6, 7}) == 7
+    assert next_request(requests, {9}) is None

@@ -49,7 +49,7 @@ def main(argv=None):
     parser.add_argument('--serve', choices=('requested', 'every'), default='requested',
                         help="the VLA server's serve: only the observations the arbiter asks for, or every one")
     parser.add_argument('--lead-steps', type=int, default=-1,
-                        help="the arbiter's lead_steps (-1: adapted to the measured latency; 0: decide at the boundary)")
+                        help="the arbiter's lead_steps (-1: adapted to the measured latency; 0: at the boundary)")
     parser.add_argument('--extra-latency-ms', type=float, default=0.0,
                         help="the VLA server's extra_latency_ms: a slower VLA")
     parser.add_argument('--timeout-s', type=float, default=300.0, help='give up after this long')

@@ -455,6 +455,7 @@ class ArbiterNode(Node):
             if step.stamp in self.requested:
                 continue
             msg = InferenceRequest(episode_id=self.engine.episode.episode_id, step_index=step.n,
+                                   decides=self.engine.decides_on(step.stamp),
                                    lead_steps=self.engine.lead_for(step.stamp))
             set_stamp(msg.header, step.stamp)
             self.requested[step.stamp] = msg

@@ -4,13 +4,13 @@ The arbiter names each observation it needs on rlt/inference_request (InferenceR
 is decided on, or one whose RL state a recorded transition needs. The server keeps the newest observations
 (rlt/observation) and, for each requested one, publishes the VLA's reference chunk (rlt/reference_chunk,
 ActionChunk with SOURCE_VLA) and the RL token z_rl (rlt/rl_token), both stamped with the observation's stamp and
-step_index. With several requests waiting the newest goes first; one whose observation has not come within
-`request_timeout_s` is dropped. No inference runs on an observation nobody asked for, so the needed one never
-queues behind it. `serve: every` computes instead each observation it can keep up with, dropping stale ones (a
-server without an arbiter). `extra_latency_ms` makes each inference that much slower (benchmarks and tests of a
-slow VLA). An observation that is not of the robot profile (its cameras, each image rgb8 at the camera's size as
-ingestion publishes it, its joints, finite values) is refused and counted with its reason
-(`rlt_nodes.rejections.Rejections`: logged, reported on /diagnostics).
+step_index. With several requests waiting, those a chunk is decided on go first, the newest first; one whose
+observation has not come within `request_timeout_s` is dropped. No inference runs on an observation nobody asked
+for, so the needed one never queues behind it. `serve: every` computes instead each observation it can keep up
+with, dropping stale ones (a server without an arbiter). `extra_latency_ms` makes each inference that much
+slower (benchmarks and tests of a slow VLA). An observation that is not of the robot profile (its cameras, each
+image rgb8 at the camera's size as ingestion publishes it, its joints, finite values) is refused and counted with
+its reason (`rlt_nodes.rejections.Rejections`: logged, reported on /diagnostics).
 """
 
 import time
@@ -37,6 +37,13 @@ KEPT_OBSERVATIONS = 20
 """Observations kept for requests (one second at 20 Hz): a request for an older one is not served."""
 MAX_REQUESTS = 100
 """Requests waiting at most (the oldest dropped beyond): a flood of them cannot grow the server's memory."""
+
+
+def next_request(requests: dict, observations) -> int | None:
+    """The stamp to serve next among `requests` ({stamp: (asked, decides)}) whose observation is held: the newest
+    that a chunk is decided on, else the newest; None when none is held."""
+    ready = [stamp for stamp in requests if stamp in observations]
+    return max(ready, key=lambda s: (requests[s][1], s)) if ready else None
 
 
 class VLAServerNode(Node):
@@ -130,7 +137,7 @@ class VLAServerNode(Node):
 
     def on_request(self, msg: InferenceRequest):
         stamp = stamp_ns(msg.header)
-        self.requests[stamp] = time.monotonic()
+        self.requests[stamp] = (time.monotonic(), msg.decides)
         while len(self.requests) > MAX_REQUESTS:
             self.requests.popitem(last=False)
             self.expired += 1
@@ -138,18 +145,18 @@ class VLAServerNode(Node):
             self.work.trigger()
 
     def serve_requests(self):
-        """Serve the newest requested observation the server holds; trigger itself again while more wait."""
+        """Serve the newest requested observation the server holds that a chunk is decided on, else the newest;
+        trigger itself again while more wait."""
         now = time.monotonic()
-        for stamp in [s for s, asked in self.requests.items() if now - asked > self.request_timeout_s]:
+        for stamp in [s for s, (asked, _) in self.requests.items() if now - asked > self.request_timeout_s]:
             del self.requests[stamp]
             self.expired += 1
-        ready = [stamp for stamp in self.requests if stamp in self.observations]
-        if not ready:
+        stamp = next_request(self.requests, self.observations)
+        if stamp is None:
             return
-        stamp = max(ready)
         del self.requests[stamp]
         self.infer(self.observations.pop(stamp))
-        if len(ready) > 1:
+        if next_request(self.requests, self.observations) is not None:
             self.work.trigger()
 
     def infer(self, msg: Observation):

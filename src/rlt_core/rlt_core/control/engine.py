@@ -22,16 +22,16 @@ the next chunk is decided on the next observation, as for any refused command. A
 action dimension (executed, recorded, learned) that moves no joint here. Joint positions are what the robot
 reports (`observe`), what a hold and an emergency stop send, and what the joint limits bound. When the
 critical phase begins in the middle of a VLA chunk, the rest of it is dropped (ahead of need, below: all but its
-next `lead` points) and the next chunk is decided on that observation (the actor's hand-over).
+next `lead` points) and the next chunk is decided on that observation (the actor's hand-over). The operator's
+input (a held dead-man button) interrupts the current chunk at once and is re-issued at every step while held; on
+release the next chunk is decided on the newest observation.
 
 Ahead of need: the next chunk is decided on the observation at which `lead` points of the chunk in force are left
-(`lead_steps`, or adapted: the 90th percentile of the recent decisions' latency in control steps), from its
+(`lead_steps`, or adapted: the 99th percentile of the recent decisions' latency in control steps), from its
 reference's rows from `lead` on (the rows for the steps it will execute: the pending points are skipped), and sent
 as the chunk in force runs out, with no inference on that path. A graph asks for that observation with its lead
 (the actor refines the same rows). A decision that comes late follows held steps, during which the robot stood
-still, so it starts at its first row. In process the inputs come at once and `lead` is 0. The operator's input (a held dead-man button) interrupts the current
-chunk at once and is re-issued at every step while held; on release the next chunk is decided on the newest
-observation.
+still, so it starts at its first row. In process the inputs come at once and `lead` is 0.
 
 The action a_n executed between o_n and o_{n+1} is the next point of the chunk in force when o_{n+1} arrives
 (zero while the robot holds between chunks). Steps go, in order, into a `TransitionBuilder` once their action,
@@ -241,7 +241,7 @@ class EpisodeEngine:
         self.lead_steps = lead_steps
         """Points of the chunk in force left when the next chunk is decided (0: when it runs out); None: adapted to
         the measured decision latency (`lead`)."""
-        self.decision_lags: deque[int] = deque(maxlen=50)
+        self.decision_lags: deque[int] = deque(maxlen=100)
         """Observations that arrived between wanting each recent decision and making it."""
         self.human_timeout_s, self.final_wait_s = human_timeout_s, final_wait_s
         self.phase_config, self.record, self.history = phase_config or PhaseConfig(), record, history
@@ -285,21 +285,25 @@ class EpisodeEngine:
 
     @property
     def lead(self) -> int:
-        """Points of the chunk in force left when the next chunk is decided: `lead_steps`, or (adapted) the 90th
-        percentile of the recent decisions' latencies in control steps, at most H - C."""
+        """Points of the chunk in force left when the next chunk is decided: `lead_steps`, or (adapted) the 99th
+        percentile of the last 100 decisions' latencies in control steps, at most H - C: a decision later than its
+        lead makes the robot hold, an earlier one only acts on an older observation."""
         if self.lead_steps is not None:
             return self.lead_steps
         if not self.decision_lags:
             return 0
-        p90 = int(np.ceil(np.percentile(np.asarray(self.decision_lags), 90)))
-        return min(p90, self.profile.vla_chunk_len - self.C)
+        p99 = int(np.ceil(np.percentile(np.asarray(self.decision_lags), 99)))
+        return min(p99, self.profile.vla_chunk_len - self.C)
+
+    def decides_on(self, stamp_ns: int) -> bool:
+        """Whether the next chunk is planned on the observation at `stamp_ns`."""
+        return self.active and stamp_ns == self.episode.decide_after
 
     def lead_for(self, stamp_ns: int) -> int:
         """Control steps between an observation and the start of the chunk decided on it (the rows of its
         reference the decision reads begin there): the decision's lead for the observation it was planned on,
         0 for any other (the robot holds: the chunk starts at once)."""
-        ep = self.episode
-        return ep.decide_lead if self.active and stamp_ns == ep.decide_after else 0
+        return self.episode.decide_lead if self.decides_on(stamp_ns) else 0
 
     def decision_reference(self, stamp_ns: int, ref) -> np.ndarray:
         """The C rows of an observation's reference chunk (H, A) that a chunk decided on it executes: from
