@@ -16,7 +16,7 @@ def test_ruff_clean():
 
 
 def test_readme_stays_a_short_guide():
-    """The README is a user's guide under 16,500 bytes; measured results live in docs/results.md."""
+    """The README is a user's guide under 15,000 bytes; measured results live in docs/results.md."""
     size = (ROOT / 'README.md').stat().st_size
     assert size < 15_000, f'README.md is {size} bytes: move detail to docs/'
     assert (ROOT / 'docs' / 'results.md').exists() and 'docs/results.md' in (ROOT / 'README.md').read_text()
