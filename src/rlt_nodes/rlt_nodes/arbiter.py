@@ -6,7 +6,9 @@ control rate (`rlt_core.control.steps.ControlSteps`, the same ones ingestion, th
 its observations; the others, from a driver faster than the control rate, are the measured position that the
 safety checks and an emergency stop go by (`EpisodeEngine.measure`). It asks the VLA server on
 rlt/inference_request for each observation whose reference and RL state the engine needs (a chunk decided on it,
-a recorded window starting at it): the server computes no other. The robot's facts (joints, limits, control
+a recorded window starting at it): the server computes no other. Each chunk is decided ahead of need, `lead_steps`
+control steps before the one in force runs out (-1: as many as the measured latency needs), and sent as that one
+runs out. The robot's facts (joints, limits, control
 rate, chunk length, stride, controller) come from the robot profile (`robot_profile`). At each chunk boundary the
 executed chunk goes to `/<controller_name>/joint_trajectory` as absolute joint positions, one point per control
 step, from the current command target, within the profile's per-step limits (its critical-phase limits
