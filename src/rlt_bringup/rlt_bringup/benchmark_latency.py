@@ -14,7 +14,8 @@ per source the median, p90 and p99; the age of the observation behind each execu
 plus one control period per row before it, over the rows the robot executed before the next chunk); the
 fraction of control steps the robot held still waiting for a chunk (`steps_by_source.hold` of the episodes
 that began after the graph served its first chunk, with the refused commands, the other cause of a hold), and
-how many of them came before each episode's first chunk (the robot at rest waits for its first inference);
+how many of them came before each episode's first chunk (the robot at rest waits for its first inference) and
+between chunks (at the hand-over to the actor, or elsewhere);
 and the fraction of chunks later than one control period. `--load N` runs N CPU-bound processes beside the
 graph. Without --vla/--token it uses a tiny untrained VLA of the profile's shapes. Every node runs the robot
 profile with episodes of 60 steps (and --control-hz, where given): a copy of it in the run's temporary folder.
@@ -32,6 +33,24 @@ import numpy as np
 
 from rlt_bringup import embedded, graph
 from rlt_bringup.tiny_models import make_tiny_models
+
+
+def holds_between_chunks(decided: list, chunk_len: int, episodes: set) -> dict:
+    """Steps held between two chunks of an episode (one starting more than C steps after the one before), by the
+    later one: the actor's first after the VLA's (the hand-over as the critical phase begins) or any other.
+    `decided`: (stamp, source, episode, step) per executed chunk."""
+    chunks = {}
+    for _, source, episode, step in decided:
+        if episode in episodes:
+            chunks.setdefault(episode, []).append((step, source))
+    held = {'hand_over_to_the_actor': 0, 'other': 0}
+    for starts in chunks.values():
+        starts.sort()
+        for (step, source), (later, later_source) in zip(starts, starts[1:], strict=False):
+            if later - step > chunk_len:
+                hand_over = (source, later_source) == (0, 1)  # ActionChunk.SOURCE_VLA, SOURCE_ACTOR
+                held['hand_over_to_the_actor' if hand_over else 'other'] += later - step - chunk_len
+    return held
 
 
 def main(argv=None):
@@ -158,6 +177,7 @@ def main(argv=None):
                'held_steps': {'episodes': len(served), 'steps': steps, 'held': held,
                               'fraction': held / steps if steps else None,
                               'before_each_episode_s_first_chunk': at_start,
+                              'between_chunks': holds_between_chunks(decided, C, {e['episode_id'] for e in served}),
                               'fraction_after_the_first_chunk': (held - at_start) / steps if steps else None,
                               'refused_commands': sum(e['refused_commands'] for e in served),
                               'start_up_episodes_not_counted': len(episodes) - len(served)},

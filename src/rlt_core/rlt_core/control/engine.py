@@ -123,6 +123,8 @@ class EpisodeStats:
     approximated_states: int = 0
     unrecorded_transitions: int = 0
     """Critical-phase windows that could not be recorded: the VLA had not yet computed any state."""
+    lead_steps: int = 0
+    """The lead chunks were decided with when the episode ended (`EpisodeEngine.lead`)."""
 
     @property
     def intervention(self) -> bool:
@@ -135,7 +137,7 @@ class EpisodeStats:
                 'transitions': self.transitions, 'refused_commands': self.refused_commands,
                 'emergency_stop': self.emergency_stop,
                 'approximated_states': self.approximated_states,
-                'unrecorded_transitions': self.unrecorded_transitions}
+                'unrecorded_transitions': self.unrecorded_transitions, 'lead_steps': self.lead_steps}
 
 
 def joint_step_limits(profile: RobotProfile) -> ActionLimits:
@@ -791,7 +793,7 @@ class EpisodeEngine:
 
     def _finish_stats(self):
         ep = self.episode
-        ep.stats.success = ep.success
+        ep.stats.success, ep.stats.lead_steps = ep.success, self.lead
         self._finished.append(ep.stats)
         self.active = False
 
