@@ -548,3 +548,13 @@ def test_a_decision_whose_inputs_never_come_is_planned_again_on_the_newest_obser
     arb.add_inputs((C + 2) * 1000, np.zeros(5), np.full((C, A), 0.001), now=1.0)
     (command,), _, _ = arb.take()
     assert command.stamp_ns == (C + 2) * 1000
+
+
+@pytest.mark.parametrize('latency_periods, lead', [(0.0, 0), (0.7, 0), (0.8, 1), (1.5, 1), (1.9, 2), (50.0, H - C)])
+def test_the_adapted_lead_covers_the_99th_percentile_latency_with_a_quarter_period_to_spare(latency_periods, lead):
+    """A chunk decided with lead L must be there within L + 1 periods of its observation; the lead keeps a quarter
+    of a period in hand over the 99th percentile of the last 100 decisions, at most H - C."""
+    engine = EpisodeEngine(profile(), lead_steps=None)
+    dt = engine.profile.dt
+    engine.decision_latencies.extend([0.1 * dt] * 98 + [latency_periods * dt] * 2)
+    assert engine.lead == lead

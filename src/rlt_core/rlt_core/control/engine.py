@@ -27,7 +27,7 @@ input (a held dead-man button) interrupts the current chunk at once and is re-is
 release the next chunk is decided on the newest observation.
 
 Ahead of need: the next chunk is decided on the observation at which `lead` points of the chunk in force are left
-(`lead_steps`, or adapted: the 99th percentile of the recent decisions' latency in control steps), from its
+(`lead_steps`, or adapted to the 99th percentile of the recent decisions' latency), from its
 reference's rows from `lead` on (the rows for the steps it will execute: the pending points are skipped), and sent
 as the chunk in force runs out, with no inference on that path. A graph asks for that observation with its lead
 (the actor refines the same rows). A decision that comes late follows held steps, during which the robot stood
@@ -101,6 +101,8 @@ class PendingStep:
     """Its observation's index in the episode (1-based)."""
     stamp: int
     critical: bool
+    time: float = 0.0
+    """When the engine took the observation (the caller's clock, `now`)."""
     action: np.ndarray | None = None
     source: int = SOURCE_VLA
     reward: float = 0.0
@@ -243,8 +245,8 @@ class EpisodeEngine:
         self.lead_steps = lead_steps
         """Points of the chunk in force left when the next chunk is decided (0: when it runs out); None: adapted to
         the measured decision latency (`lead`)."""
-        self.decision_lags: deque[int] = deque(maxlen=100)
-        """Observations that arrived between wanting each recent decision and making it."""
+        self.decision_latencies: deque[float] = deque(maxlen=100)
+        """For each recent decision, the time from taking its observation to having its chunk, s."""
         self.human_timeout_s, self.final_wait_s = human_timeout_s, final_wait_s
         self.phase_config, self.record, self.history = phase_config or PhaseConfig(), record, history
         self.inputs: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -287,15 +289,17 @@ class EpisodeEngine:
 
     @property
     def lead(self) -> int:
-        """Points of the chunk in force left when the next chunk is decided: `lead_steps`, or (adapted) the 99th
-        percentile of the last 100 decisions' latencies in control steps, at most H - C: a decision later than its
-        lead makes the robot hold, an earlier one only acts on an older observation."""
+        """Points of the chunk in force left when the next chunk is decided: `lead_steps`, or (adapted) the control
+        periods that the 99th percentile of the last 100 decisions' latencies, plus a quarter period, reaches past
+        the first, at most H - C. A chunk must be there before the observation after the one where the chunk in
+        force runs out: a later one makes the robot hold, an earlier one only acts on an older observation."""
         if self.lead_steps is not None:
             return self.lead_steps
-        if not self.decision_lags:
+        if not self.decision_latencies:
             return 0
-        p99 = int(np.ceil(np.percentile(np.asarray(self.decision_lags), 99)))
-        return min(p99, self.profile.vla_chunk_len - self.C)
+        p99 = np.percentile(np.asarray(self.decision_latencies), 99)
+        periods = int(np.ceil((p99 + self.profile.dt / 4) / self.profile.dt))
+        return int(np.clip(periods - 1, 0, self.profile.vla_chunk_len - self.C))
 
     def decides_on(self, stamp_ns: int) -> bool:
         """Whether the next chunk is planned on the observation at `stamp_ns`."""
@@ -498,7 +502,7 @@ class EpisodeEngine:
             ep.human_time = -np.inf  # released: the branch below hands back
         elif human is not KEEP:
             ep.human_action, ep.human_time = human_action(human, self.profile), now
-        step = PendingStep(ep.n, int(stamp_ns), critical=ep.phase.active)
+        step = PendingStep(ep.n, int(stamp_ns), critical=ep.phase.active, time=now)
         ep.steps.append(step)
         if ep.decide_after == step.stamp:  # a hand-over above: its latency counts from this observation
             ep.decide_step = step
@@ -675,7 +679,7 @@ class EpisodeEngine:
         decision = arbitrate(ref, self.limits, actor_chunk=actor_chunk, critical=critical, warmup=warmup,
                              critical_limits=self.critical_limits)
         if ep.decide_step is not None:
-            self.decision_lags.append(ep.n - ep.decide_step.n)
+            self.decision_latencies.append(now - ep.decide_step.time)
         if self.chunk_active:  # ahead of need: sent when the chunk in force runs out
             ep.queued = (decision.executed, decision.source, ref, stamp, critical)
         else:
