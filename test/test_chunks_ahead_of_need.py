@@ -39,7 +39,8 @@ def executed_actions(chunks: list) -> dict:
 
 def test_a_slow_vla_makes_the_robot_hold_only_until_the_lead_settles(processes, test_node, tmp_path):
     vla, token = make_tiny_models(tmp_path / 'models')
-    short = write_profile(tmp_path / 'short.yaml', max_steps=60)
+    # Windows every C steps: each inference takes longer than a period, and the server must keep up with them.
+    short = write_profile(tmp_path / 'short.yaml', max_steps=60, stride=C)
     overrides = embedded.merge(graph.launch_overrides({'robot_profile': short}), {
         'vla_server': {'vla_path': vla, 'token_path': token, 'extra_latency_ms': EXTRA_LATENCY_MS},
         'actor': {'vla_path': vla},
@@ -71,25 +72,28 @@ def test_a_slow_vla_makes_the_robot_hold_only_until_the_lead_settles(processes, 
     def fail(what):
         return what + ''.join(f'\n--- {n}\n{processes.stop(p)[-2000:]}' for n, p in procs.items())
 
-    assert test_node.spin_until(lambda: len(stats) >= 6 and versions, timeout=300), \
+    assert test_node.spin_until(lambda: len(stats) >= 9 and versions, timeout=300), \
         fail(f'{len(stats)} episodes, actor versions {versions[-1:]}')
-    settled = sorted(stats)[2:]  # the warmup episode, and the first that measured the latency
+    # The latency changes as the actor gets weights and the learner starts updating (the warmup episode, the next
+    # ones): the lead settles after a few episodes.
+    settled = sorted(stats)[-4:]
 
     held = {}
     for e in settled:
         chunks = [c for c in executed if c.episode_id == e]
         first = min(c.step_index for c in chunks)
         held[e] = stats[e]['steps_by_source']['hold'] - (first - 1)  # the steps at rest before the first chunk
-    assert not any(held.values()), fail(f'held steps after the first chunk, by episode: {held}')
+    assert not any(held.values()), fail(f'held steps after the first chunk, by episode: {held}; leads by episode: '
+                                        f'{ {e: s["lead_steps"] for e, s in sorted(stats.items())} }')
     assert any(c.source == ActionChunk.SOURCE_ACTOR for c in executed if c.episode_id in settled), \
         fail('no actor chunk executed')
 
     checked = 0
-    for e in settled:
+    for e in sorted(stats)[1:]:
         actions = executed_actions([c for c in executed if c.episode_id == e])
         for t in (t for t in transitions.values() if t.episode_id == e and not (t.done or t.truncated)):
-            first = t.chunk_index * PROFILE.stride + 1  # the window's first observation
+            first = t.chunk_index * C + 1  # the window's first observation (the stride is C here)
             expected = np.stack([actions.get(n, np.zeros(A)) for n in range(first, first + C)])
             np.testing.assert_allclose(np.reshape(t.executed_chunk, (C, A)), expected, atol=1e-7)
             checked += 1
-    assert checked >= 10, fail(f'{checked} transitions checked')
+    assert checked >= 20, fail(f'{checked} transitions checked')
