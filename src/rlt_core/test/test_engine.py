@@ -432,12 +432,15 @@ def test_measurements_between_control_steps_are_not_steps_but_the_safety_rules_g
     np.testing.assert_array_equal(arb.emergency_stop('test', now=robot.t * 0.05), moved)
 
 
+H = RobotProfile.load().vla_chunk_len
+
+
 def run_with_slow_vla(engine, delay, ticks, critical_from=None, actor=None, actor_lead=None):
     """The robot steps every tick; the VLA answers each observation the engine asks for `delay` ticks after it
     (after that tick's observation), the actor (`actor(ref rows)`, with the lead the request named, or
     `actor_lead`) at once after.
-    Returns the robot, the lead named for each decision observation asked for, and the actions the robot executed
-    after each observation, by its index."""
+    Returns the robot, the reference chunk the VLA answered with, and the actions the robot executed after each
+    observation, by its index."""
     robot, due, leads, executed = FakeRobot(engine), {}, {}, {}
     ref = np.arange(1, H + 1)[:, None] * np.full((H, A), 1e-4)  # row i: (i + 1) x 0.1 mm, to tell rows apart
     engine.start_episode(0)
@@ -459,9 +462,6 @@ def run_with_slow_vla(engine, delay, ticks, critical_from=None, actor=None, acto
                 del due[stamp]
         robot.collect()
     return robot, ref, executed
-
-
-H = RobotProfile.load().vla_chunk_len
 
 
 @pytest.mark.parametrize('delay', [1, 2, 3])
