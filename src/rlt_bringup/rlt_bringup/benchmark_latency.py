@@ -33,22 +33,25 @@ import numpy as np
 
 from rlt_bringup import embedded, graph
 from rlt_bringup.tiny_models import make_tiny_models
+from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_VLA
 
 
-def holds_between_chunks(decided: list, chunk_len: int, episodes: set) -> dict:
-    """Steps held between two chunks of an episode (one starting more than C steps after the one before), by the
-    later one: the actor's first after the VLA's (the hand-over as the critical phase begins) or any other.
-    `decided`: (stamp, source, episode, step) per executed chunk."""
+def holds_by_place(decided: list, chunk_len: int, episodes: set) -> dict:
+    """Steps the episodes held where the executed chunks show it: before each one's first chunk (steps 1 .. its
+    start - 1: the robot at rest waits for its first inference), and between two chunks (one starting more than C
+    steps after the one before), by the later one: the actor's first after the VLA's (the hand-over as the
+    critical phase begins) or any other. `decided`: (stamp, source, episode, step) per executed chunk."""
     chunks = {}
     for _, source, episode, step in decided:
         if episode in episodes:
             chunks.setdefault(episode, []).append((step, source))
-    held = {'hand_over_to_the_actor': 0, 'other': 0}
+    held = {'before_the_first_chunk': 0, 'hand_over_to_the_actor': 0, 'other': 0}
     for starts in chunks.values():
         starts.sort()
+        held['before_the_first_chunk'] += starts[0][0] - 1
         for (step, source), (later, later_source) in zip(starts, starts[1:], strict=False):
             if later - step > chunk_len:
-                hand_over = (source, later_source) == (0, 1)  # ActionChunk.SOURCE_VLA, SOURCE_ACTOR
+                hand_over = (source, later_source) == (SOURCE_VLA, SOURCE_ACTOR)
                 held['hand_over_to_the_actor' if hand_over else 'other'] += later - step - chunk_len
     return held
 
@@ -166,10 +169,8 @@ def main(argv=None):
     served = [e for e in episodes if first is not None and e['episode_id'] > first]
     steps = sum(e['steps'] for e in served)
     held = sum(e['steps_by_source']['hold'] for e in served)
-    first_chunk = {}  # per episode, the step its first chunk started at: the steps before it held for it
-    for _, _, episode, step in decided:
-        first_chunk[episode] = min(step, first_chunk.get(episode, step))
-    at_start = sum(first_chunk[e['episode_id']] - 1 for e in served if e['episode_id'] in first_chunk)
+    places = holds_by_place(decided, C, {e['episode_id'] for e in served})
+    at_start = places.pop('before_the_first_chunk')
     summary = {'vla': vla, 'robot_profile': profile.name, 'control_hz': profile.control_hz, 'load': args.load,
                'serve': args.serve, 'lead_steps': args.lead_steps, 'extra_latency_ms': args.extra_latency_ms,
                'latency_obs_to_trajectory': result,
@@ -177,7 +178,7 @@ def main(argv=None):
                'held_steps': {'episodes': len(served), 'steps': steps, 'held': held,
                               'fraction': held / steps if steps else None,
                               'before_each_episode_s_first_chunk': at_start,
-                              'between_chunks': holds_between_chunks(decided, C, {e['episode_id'] for e in served}),
+                              'between_chunks': places,
                               'fraction_after_the_first_chunk': (held - at_start) / steps if steps else None,
                               'refused_commands': sum(e['refused_commands'] for e in served),
                               'start_up_episodes_not_counted': len(episodes) - len(served)},
