@@ -29,7 +29,10 @@ def replay_file(replay_dir: Path):
 
 
 def replay_records(replay_dir: Path) -> int:
-    """Whole records in a learner's replay log (transitions.bin, record size from layout.json)."""
+    """Whole records in a learner's replay log (transitions.bin, record size from layout.json); 0 before the learner
+    has created it."""
+    if not (replay_dir / 'transitions.bin').exists():
+        return 0
     itemsize = json.loads((replay_dir / 'layout.json').read_text())['itemsize']
     return (replay_dir / 'transitions.bin').stat().st_size // itemsize
 

@@ -18,8 +18,8 @@ from rlt_bringup.tiny_models import make_tiny_models
 from rlt_core.control.homing import HOME_TOLERANCE
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.teleop import JoyMapping
-from rlt_interfaces.msg import EpisodeEvent
-from rlt_nodes.qos import EVENTS_QOS, STATS_QOS
+from rlt_interfaces.msg import ActionChunk, EpisodeEvent
+from rlt_nodes.qos import CHUNK_QOS, EVENTS_QOS, STATS_QOS
 
 MAPPING = JoyMapping()
 
@@ -44,8 +44,9 @@ def test_operator_episodes_on_the_real_robot_graph_with_the_simulated_arm_standi
                     '-p', 'stand_in:=true')
 
     node = test_node.node
-    joints, events, stats = [], [], {}
+    joints, events, stats, executed = [], [], {}, []
     node.create_subscription(JointState, 'joint_states', joints.append, 100)
+    node.create_subscription(ActionChunk, 'rlt/executed_chunk', executed.append, CHUNK_QOS)
     node.create_subscription(EpisodeEvent, 'episode/events', events.append, EVENTS_QOS)
     node.create_subscription(String, 'rlt/episode_stats', lambda m: stats.update(
         {json.loads(m.data)['episode_id']: json.loads(m.data)}), STATS_QOS)
@@ -69,6 +70,13 @@ def test_operator_episodes_on_the_real_robot_graph_with_the_simulated_arm_standi
             msg.buttons[b] = 1
         return msg
 
+    def human_steps(episode_id):
+        """Steps the human drove: while the stick is fresh a human chunk is issued at every observation, and one issued
+        at the next observation too means the robot executed a step of it."""
+        issued_at = {c.step_index for c in executed
+                     if c.episode_id == episode_id and c.source == ActionChunk.SOURCE_HUMAN}
+        return sum(n + 1 in issued_at for n in issued_at)
+
     def started():
         return [e for e in events if e.event == EpisodeEvent.EPISODE_START]
 
@@ -79,7 +87,11 @@ def test_operator_episodes_on_the_real_robot_graph_with_the_simulated_arm_standi
             steps(1, joy_msg())
             assert test_node.spin_until(lambda: started(), timeout=60), 'no operator episode'
         episode_id = started()[-1].episode_id
-        steps(10, joy_msg(True, x=0.5))  # 10 joint states with the stick held: at least 4 human steps on a loaded CPU
+        for _ in range(200):  # the stick held until the arbiter has executed 4 human steps, however loaded the CPU
+            if human_steps(episode_id) >= 4:
+                break
+            steps(1, joy_msg(True, x=0.5))
+        assert human_steps(episode_id) >= 4, 'the takeover did not drive the arm'
         steps(1, joy_msg(buttons=[MAPPING.phase_button]))  # released, and the phase button
         steps(12, joy_msg())  # the policy, in the critical phase
         count = len(started())
