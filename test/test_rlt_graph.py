@@ -215,7 +215,7 @@ def test_online_rl_graph_takeover_and_learner_crash(sim_graph, processes, test_n
     for msg in traj:
         assert tuple(msg.joint_names) == PROFILE.joint_names
         points = np.array([p.positions for p in msg.points])
-        assert points.shape == (C, 3)
+        assert points.shape in ((C, 3), (1, 3))  # a chunk, or a hold where one was cut short
         assert np.all(points >= LOW - 1e-9) and np.all(points <= HIGH + 1e-9)
         assert np.all(np.abs(np.diff(points, axis=0)) <= MAX_DELTA + 1e-9)
 

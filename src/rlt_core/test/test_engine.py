@@ -163,6 +163,42 @@ def test_stale_human_counts_as_released():
     assert robot.sent[-1].source == SOURCE_VLA
 
 
+def test_the_dead_man_s_release_stops_the_robot_at_once():
+    """Released mid-chunk, the human's chunk is dropped and the controller is sent a hold at the command target at
+    once, not left to run the chunk's remaining points; the robot stands there until the next chunk."""
+    arb = make()
+    robot = FakeRobot(arb)
+    arb.start_episode(0)
+    robot.tick(inputs=False)
+    arb.set_human(np.array([0.001, 0, 0]), now=robot.t * 0.05)
+    robot.collect()
+    robot.tick(inputs=False)
+    arb.set_human(None, now=robot.t * 0.05)  # one point of the human's chunk executed
+    robot.collect()
+    hold = robot.sent[-1]
+    assert hold.is_hold and hold.executed.shape == (0, A)
+    np.testing.assert_allclose(hold.points, [arb.episode.target])
+    first_human = next(c for c in robot.sent if c.source == SOURCE_HUMAN)
+    np.testing.assert_allclose(hold.points[0], first_human.points[0])  # where its one executed point went
+    for _ in range(3):  # the VLA computes nothing: the robot stays where the hold put it
+        robot.tick(inputs=False)
+        np.testing.assert_allclose(robot.pos, hold.points[0])
+    assert arb.episode.stats.steps_by_source == {'vla': 0, 'actor': 0, 'human': 1, 'hold': 3}
+
+
+def test_a_chunk_cut_at_the_hand_over_is_held_where_it_was_cut_until_the_actor_s_chunk_comes():
+    """lead 2, the actor late: the VLA's chunk runs its 2 kept points, then the controller is sent a hold (not the
+    chunk's other points); the actor's chunk follows. A chunk that runs out in full gets no hold."""
+    engine = EpisodeEngine(profile(), lead_steps=2, actor_wait_s=1.0)
+    engine.actor_ready = True
+    robot, _, executed = run_with_slow_vla(engine, 4, ticks=6 * C, critical_from=12, actor=lambda rows: rows / 2)
+    holds = [i for i, c in enumerate(robot.sent) if c.is_hold]
+    assert len(holds) == 1 and robot.sent[holds[0]].step_index == 14  # the kept points ran at steps 12 and 13
+    after_cut = robot.sent[holds[0] + 1]
+    assert after_cut.source == SOURCE_ACTOR and after_cut.stamp_ns // 1000 == 12 and after_cut.step_index == 16
+    assert [np.any(executed[n]) for n in (12, 13, 14, 15, 16)] == [True, True, False, False, True]
+
+
 def test_missing_states_are_approximated_and_the_final_state_awaited():
     arb = make()
     robot = FakeRobot(arb)
@@ -445,7 +481,7 @@ def run_with_slow_vla(engine, delay, ticks, critical_from=None, actor=None, acto
     ref = np.arange(1, H + 1)[:, None] * np.full((H, A), 1e-4)  # row i: (i + 1) x 0.1 mm, to tell rows apart
     engine.start_episode(0)
     for t in range(1, ticks + 1):
-        moving = robot.cmd is not None and robot.k < len(robot.cmd.points)
+        moving = robot.cmd is not None and robot.k < len(robot.cmd.executed)
         executed[t - 1] = robot.cmd.executed[robot.k] if moving else np.zeros(A)  # held
         if critical_from == t:
             engine.set_phase_signal(True, now=t * 0.05, step=t)  # as the simulator's event names its step
@@ -528,7 +564,7 @@ def test_ahead_of_need_the_hand_over_to_the_actor_keeps_the_vla_s_next_points_wh
     engine = EpisodeEngine(profile(), lead_steps=2, actor_wait_s=1.0)
     engine.actor_ready = True
     robot, ref, _ = run_with_slow_vla(engine, 2, ticks=6 * C, critical_from=12, actor=lambda rows: rows / 2)
-    vla = [c for c in robot.sent if c.source == SOURCE_VLA]
+    vla = [c for c in robot.sent if c.source == SOURCE_VLA and not c.is_hold]
     actor = [c for c in robot.sent if c.source == SOURCE_ACTOR]
     assert vla and actor and engine.episode.stats.steps_by_source['hold'] == 2  # only the first chunk's wait
     cut, handed = vla[-1], actor[0]

@@ -15,7 +15,8 @@ step, from the current command target, within the profile's per-step limits (its
 for a chunk decided in the critical phase, whoever drives) and joint limits; an end-effector profile's
 chunk (tool moves) becomes joint points through its kinematics, or the robot holds where they refuse it.
 Holding the joystick's dead-man button (sensor_msgs/Joy on `joy`) interrupts the current chunk at once and
-drives with the chosen axes (the joints, or the tool along the base frame's x, y, z). The markers draw
+drives with the chosen axes (the joints, or the tool along the base frame's x, y, z); releasing it sends a
+hold at once (as does a chunk cut short with nothing to follow: one point, the command target). The markers draw
 chunks in the base frame (an end-effector profile's as tool paths, through forward kinematics).
 
 Chunk transitions (the profile's stride and C; during an intervention the human's chunk replaces the
@@ -532,6 +533,8 @@ class ArbiterNode(Node):
 
     def publish_command(self, cmd):
         traj = self.publish_trajectory(cmd.points)
+        if cmd.is_hold:  # a chunk cut short with nothing to follow: no actions executed, nothing to draw
+            return
         header = set_stamp(traj.header, cmd.stamp_ns)
         self.executed_pub.publish(chunk_to_msg(cmd.executed, cmd.source, header=header, episode_id=cmd.episode_id,
                                                chunk_index=cmd.chunk_index, step_index=cmd.step_index,

@@ -24,7 +24,9 @@ reports (`observe`), what a hold and an emergency stop send, and what the joint 
 critical phase begins in the middle of a VLA chunk, the rest of it is dropped (ahead of need, below: all but its
 next `lead` points) and the next chunk is decided on that observation (the actor's hand-over). The operator's
 input (a held dead-man button) interrupts the current chunk at once and is re-issued at every step while held; on
-release the next chunk is decided on the newest observation.
+release the next chunk is decided on the newest observation. A chunk dropped or cut short with nothing to follow
+it (the release, the hand-over while the actor is late, a refused chunk) is followed by a hold, `Command.is_hold`:
+one point, the command target, so that the controller does not run its remaining points.
 
 Ahead of need: the next chunk is decided on the observation at which `lead` points of the chunk in force are left
 (`lead_steps`, or adapted to the 99th percentile of the recent decisions' latency), from its
@@ -69,12 +71,12 @@ KEEP = object()
 
 @dataclass
 class Command:
-    """One chunk sent to the robot."""
+    """One chunk sent to the robot, or a hold: one point, the command target, and no actions."""
 
     points: np.ndarray
-    """(C, J) absolute joint positions, one per control step."""
+    """(C, J) absolute joint positions, one per control step ((1, J) for a hold)."""
     executed: np.ndarray
-    """(C, A) the chosen chunk within the per-step action limits, in the profile's action space: the action the
+    """(C, A) (a hold: (0, A)) the chosen chunk within the per-step action limits, in the profile's action space: the action the
     transitions record. Where a joint limit stops a joint_delta move, the points stop there but the action stays
     as chosen, as a simulator's action does when its joint stops: the learner sees the policy's own output."""
     reference: np.ndarray | None
@@ -91,6 +93,10 @@ class Command:
     """The episode's latest observation when the chunk was issued (1-based): row k is the action after
     observation step_index + k (a chunk decided on an older observation starts later than that one)."""
     critical: bool = False
+
+    @property
+    def is_hold(self) -> bool:
+        return len(self.executed) == 0
 
 
 @dataclass
@@ -197,6 +203,8 @@ class Episode:
     k: int = 0
     chunk_end: int = 0
     chunk_index: int = 0
+    sent: Command | None = None
+    """The last chunk the controller got while it still has points of it to run (None once run out or held)."""
     target: np.ndarray | None = None
     """The joint positions the robot was last sent to."""
     position: np.ndarray | None = None
@@ -655,7 +663,23 @@ class EpisodeEngine:
         if not self.active:
             return
         self._try_decide(now)
+        self._hold_if_cut()
         self._flush(now)
+
+    def _hold_if_cut(self):
+        """A chunk dropped or cut short with nothing to follow it (the dead-man's release, the actor's hand-over, a
+        refused chunk): the controller would run its remaining points while the engine counts held steps, so it is
+        sent a hold at the command target."""
+        ep = self.episode
+        if ep.sent is None or (ep.sent is ep.chunk and self.chunk_active):
+            return
+        ran_out = ep.sent is ep.chunk and ep.k >= len(ep.chunk.points)
+        if not ran_out and ep.end_step is None and self.stop_reason is None and ep.target is not None:
+            self._commands.append(Command(
+                points=ep.target[None].copy(), executed=np.zeros((0, self.limits.action_dim), np.float32),
+                reference=None, source=ep.last_source, stamp_ns=int(self.latest_stamp or 0), start=ep.target.copy(),
+                episode_id=ep.episode_id, chunk_index=ep.chunk_index, step_index=ep.n, critical=ep.phase.active))
+        ep.sent = None
 
     def _try_decide(self, now: float):
         ep = self.episode
@@ -721,6 +745,7 @@ class EpisodeEngine:
         ep.decide_after, ep.decide_step, ep.queued, ep.wait_start = None, None, None, None
         ep.stats.chunks_by_source[SOURCE_NAMES[source]] += 1
         self._commands.append(ep.chunk)
+        ep.sent = ep.chunk
 
     def _within_lead(self, target, measured):
         return within_lead(target, measured, self.max_target_lead, keep_direction=self.kinematics is not None)
