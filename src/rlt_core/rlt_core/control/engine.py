@@ -76,9 +76,10 @@ class Command:
     points: np.ndarray
     """(C, J) absolute joint positions, one per control step ((1, J) for a hold)."""
     executed: np.ndarray
-    """(C, A) (a hold: (0, A)) the chosen chunk within the per-step action limits, in the profile's action space: the action the
-    transitions record. Where a joint limit stops a joint_delta move, the points stop there but the action stays
-    as chosen, as a simulator's action does when its joint stops: the learner sees the policy's own output."""
+    """(C, A) (a hold: (0, A)) the chosen chunk within the per-step action limits, in the profile's action space:
+    the action the transitions record. Where a joint limit stops a joint_delta move, the points stop there but the
+    action stays as chosen, as a simulator's action does when its joint stops: the learner sees the policy's own
+    output."""
     reference: np.ndarray | None
     """(C, A) the VLA's reference chunk the decision saw (None for a human chunk without one)."""
     source: int
