@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rlt_core.control.profile import Camera
-from rlt_core.control.sync import StampSync, check_age, check_image, check_joint_state, joint_state_in_order
+from rlt_core.control.sync import Latest, StampSync, check_age, check_image, check_joint_state, joint_state_in_order
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, action_to_axes, joy_action
 from rlt_core.rl.rl_state import ProprioNormalization, rl_state
 from rlt_core.rl.schedule import updates_allowed
@@ -76,3 +76,12 @@ def test_warmup_transitions_fill_the_buffer_but_earn_no_updates():
     assert updates_allowed(0, 0, 700, 5, min_transitions=256) == 0
     assert updates_allowed(0, 3, 703, 5, min_transitions=256) == 15
     assert updates_allowed(0, 300, 300, 5, min_transitions=256) == 1500
+
+
+def test_latest_keeps_the_newest_entries_and_counts_those_it_drops():
+    table = Latest(2)
+    for stamp in (10, 20, 30):
+        table[stamp] = str(stamp)
+    table[20] = 'again'  # an update keeps its place: the oldest still
+    table[40] = '40'
+    assert list(table.items()) == [(30, '30'), (40, '40')] and table.dropped == 2

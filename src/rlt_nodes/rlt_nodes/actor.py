@@ -15,7 +15,6 @@ than the current one, is refused; the version in use is latched on rlt/actor_ver
 logged, reported on /diagnostics). When the learner stops, the actor keeps acting on its last weights.
 """
 
-from collections import OrderedDict
 
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -24,7 +23,7 @@ from std_msgs.msg import UInt64
 from rlt_core.control.phase import CriticalPhase
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.steps import ControlSteps
-from rlt_core.control.sync import joint_state_in_order
+from rlt_core.control.sync import Latest, joint_state_in_order
 from rlt_core.models.vla.spec import BackboneSpec
 from rlt_core.rl.actor import unpack_weights
 from rlt_core.rl.rl_state import ProprioNormalization, RLInputJoin
@@ -55,8 +54,8 @@ class ActorNode(Node):
         self.control_steps = ControlSteps(self.profile.control_hz)
         self.phase = CriticalPhase()
         self.actor, self.version, self.token_dim = None, 0, None
-        self.requests: OrderedDict[int, InferenceRequest] = OrderedDict()
-        self.joined: OrderedDict[int, tuple] = OrderedDict()
+        self.requests: Latest[int, InferenceRequest] = Latest(50)
+        self.joined: Latest[int, tuple] = Latest(50)
         """The latest requests and joined inputs (x, ref, the reference's message), by stamp, until both are in."""
         self.rejections = Rejections(self)
         self.pub = self.create_publisher(ActionChunk, 'rlt/actor_chunk', CHUNK_QOS)
@@ -134,7 +133,6 @@ class ActorNode(Node):
     def on_request(self, msg: InferenceRequest):
         stamp = stamp_ns(msg.header)
         self.requests[stamp] = msg
-        keep(self.requests)
         self.refine(stamp, 'rlt/inference_request')
 
     def act(self, topic, add, stamp, *value):
@@ -147,7 +145,6 @@ class ActorNode(Node):
             return
         if joined is not None:
             self.joined[stamp] = joined[1:]
-            keep(self.joined)
             self.refine(stamp, topic)
 
     def refine(self, stamp, topic):
@@ -168,12 +165,6 @@ class ActorNode(Node):
             return
         self.pub.publish(chunk_to_msg(chunk, ActionChunk.SOURCE_ACTOR, header=ref_msg.header,
                                       step_index=request.step_index + lead, action_names=ref_msg.action_names))
-
-
-def keep(latest: OrderedDict, size: int = 50):
-    """Drop the oldest entries beyond `size`."""
-    while len(latest) > size:
-        latest.popitem(last=False)
 
 
 def main(args=None):

@@ -48,7 +48,7 @@ the robot to hold at its first measurement.
 import json
 import os
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,7 @@ from rlt_core.control.homing import at_home, homing_points
 from rlt_core.control.phase import CriticalZone
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.steps import ControlSteps
-from rlt_core.control.sync import joint_state_in_order
+from rlt_core.control.sync import Latest, joint_state_in_order
 from rlt_core.control.teleop import ButtonEdges, JoyMapping, estop_pressed, joy_action
 from rlt_core.models.vla.spec import BackboneSpec
 from rlt_core.rl.checkpoint import atomic_write
@@ -153,7 +153,7 @@ class ArbiterNode(Node):
         controller = profile.controller_name
         self.traj_pub = self.create_publisher(JointTrajectory, f'{controller}/joint_trajectory', 10)
         self.request_pub = self.create_publisher(InferenceRequest, 'rlt/inference_request', REQUEST_QOS)
-        self.requested: OrderedDict[int, InferenceRequest] = OrderedDict()
+        self.requested: Latest[int, InferenceRequest] = Latest(50)
         """The last 50 requests to the VLA server, by the observation's stamp (each is asked for once)."""
         self.transition_pub = self.create_publisher(Transition, 'rlt/transitions', TRANSITIONS_QOS)
         self.executed_pub = self.create_publisher(ActionChunk, 'rlt/executed_chunk', CHUNK_QOS)
@@ -462,8 +462,6 @@ class ArbiterNode(Node):
                                    lead_steps=self.engine.lead_for(step.stamp))
             set_stamp(msg.header, step.stamp)
             self.requested[step.stamp] = msg
-            while len(self.requested) > 50:
-                self.requested.popitem(last=False)
             self.request_pub.publish(msg)
 
     def send_transitions(self, transitions):

@@ -14,13 +14,12 @@ its reason (`rlt_nodes.rejections.Rejections`: logged, reported on /diagnostics)
 """
 
 import time
-from collections import OrderedDict
 
 import numpy as np
 from rclpy.node import Node
 
 from rlt_core.control.profile import RobotProfile
-from rlt_core.control.sync import check_image, joint_state_in_order
+from rlt_core.control.sync import Latest, check_image, joint_state_in_order
 from rlt_core.models.rl_token import RLTokenModel
 from rlt_core.models.vla.backbone import VLAInput
 from rlt_core.models.vla.spec import BackboneSpec, check_backbone, load_backbone
@@ -79,11 +78,11 @@ class VLAServerNode(Node):
         self.rejections = Rejections(self)
         self.chunk_pub = self.create_publisher(ActionChunk, 'rlt/reference_chunk', CHUNK_QOS)
         self.token_pub = self.create_publisher(RLToken, 'rlt/rl_token', CHUNK_QOS)
-        self.observations: OrderedDict[int, Observation] = OrderedDict()
+        self.observations: Latest[int, Observation] = Latest(KEPT_OBSERVATIONS)
         """The newest checked observations, by stamp, until requested."""
-        self.requests: OrderedDict[int, float] = OrderedDict()
-        """Stamps asked for and not yet served, with when they were asked."""
-        self.expired = 0
+        self.requests: Latest[int, tuple[float, bool]] = Latest(MAX_REQUESTS)
+        """Stamps asked for and not yet served, with when they were asked and whether a chunk is decided on them."""
+        self.timed_out = 0
         self.work = self.create_guard_condition(self.serve_requests)
         self.create_subscription(Observation, 'rlt/observation', self.on_observation,
                                  REQUESTED_OBSERVATION_QOS if self.serve == 'requested' else OBSERVATION_QOS)
@@ -130,17 +129,12 @@ class VLAServerNode(Node):
             return
         stamp = stamp_ns(msg.header)
         self.observations[stamp] = msg
-        while len(self.observations) > KEPT_OBSERVATIONS:
-            self.observations.popitem(last=False)
         if stamp in self.requests:
             self.work.trigger()
 
     def on_request(self, msg: InferenceRequest):
         stamp = stamp_ns(msg.header)
         self.requests[stamp] = (time.monotonic(), msg.decides)
-        while len(self.requests) > MAX_REQUESTS:
-            self.requests.popitem(last=False)
-            self.expired += 1
         if stamp in self.observations:
             self.work.trigger()
 
@@ -150,7 +144,7 @@ class VLAServerNode(Node):
         now = time.monotonic()
         for stamp in [s for s, (asked, _) in self.requests.items() if now - asked > self.request_timeout_s]:
             del self.requests[stamp]
-            self.expired += 1
+            self.timed_out += 1
         stamp = next_request(self.requests, self.observations)
         if stamp is None:
             return
@@ -187,8 +181,9 @@ class VLAServerNode(Node):
         self.count += 1
         self.busy_s += time.perf_counter() - start
         if self.count % 500 == 0:
+            unserved = self.timed_out + self.requests.dropped
             self.get_logger().info(f'{self.count} observations, {1e3 * self.busy_s / self.count:.1f} ms each; '
-                                   f'{self.expired} requests not served (their observation never came)')
+                                   f'{unserved} requests not served (their observation never came)')
 
 
 def main(args=None):

@@ -51,7 +51,7 @@ nothing is issued and no episode starts until `reset_emergency_stop`.
 No ROS here. `take()` returns what the caller sends on: commands, transitions and finished episodes' statistics.
 """
 
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +60,7 @@ from rlt_core.control.arbitration import arbitrate
 from rlt_core.control.phase import CriticalPhase, PhaseConfig
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.safety import ActionLimits, InvalidChunkError, validate_chunk, within_lead
+from rlt_core.control.sync import Latest
 from rlt_core.control.teleop import human_action
 from rlt_core.rl.replay import SOURCE_ACTOR, SOURCE_HUMAN, SOURCE_VLA, ChunkTransition
 from rlt_core.rl.transitions import TransitionBuilder
@@ -257,10 +258,10 @@ class EpisodeEngine:
         self.decision_latencies: deque[float] = deque(maxlen=100)
         """For each recent decision, the time from taking its observation to having its chunk, s."""
         self.human_timeout_s, self.final_wait_s = human_timeout_s, final_wait_s
-        self.phase_config, self.record, self.history = phase_config or PhaseConfig(), record, history
-        self.inputs: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.phase_config, self.record = phase_config or PhaseConfig(), record
+        self.inputs: Latest[int, tuple[np.ndarray, np.ndarray]] = Latest(history)
         """(x, ref) of the newest observations the VLA computed, by stamp (they outlive an episode)."""
-        self.actor_chunks: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.actor_chunks: Latest[int, tuple[np.ndarray, int | None]] = Latest(history)
         self.last_actor_time = -np.inf
         self.actor_ready = False
         """Set by the caller while the actor is running with weights: at a critical-phase chunk boundary the engine
@@ -556,16 +557,12 @@ class EpisodeEngine:
         if len(ref) < self.C:
             raise InvalidChunkError(f'reference chunk of {len(ref)} steps, the actor chunk needs {self.C}')
         self.inputs[int(stamp_ns)] = (x, ref)
-        while len(self.inputs) > self.history:
-            self.inputs.popitem(last=False)
         self._progress(now)
 
     def add_actor_chunk(self, stamp_ns: int, chunk, now: float, lead: int | None = None):
         """The actor's refined chunk (C, A) for the observation at `stamp_ns`, refined from its reference's rows from
         `lead` on (None: those of `decision_reference`); InvalidChunkError if malformed."""
         self.actor_chunks[int(stamp_ns)] = (validate_chunk(chunk, self.limits.action_dim, self.C), lead)
-        while len(self.actor_chunks) > self.history:
-            self.actor_chunks.popitem(last=False)
         self.last_actor_time = now
         self._progress(now)
 

@@ -4,10 +4,26 @@
 tolerance of it (0: identical stamps, as the simulator publishes them). Observations come out in
 stamp order; nothing older than the last emitted one is ever emitted. The `check_*` functions
 say why an input must be dropped (None when it is fine); `joint_state_in_order` reads a joint state
-in the robot profile's joint order, whatever order and extra joints the driver publishes.
+in the robot profile's joint order, whatever order and extra joints the driver publishes. `Latest` keeps the
+newest entries of a stamp-keyed table.
 """
 
 import math
+from collections import OrderedDict
+
+
+class Latest(OrderedDict):
+    """A table of at most `size` entries: setting one beyond drops the oldest set (counted in `dropped`)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size, self.dropped = size, 0
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        while len(self) > self.size:
+            self.popitem(last=False)
+            self.dropped += 1
 
 
 class StampSync:

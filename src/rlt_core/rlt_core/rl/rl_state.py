@@ -7,10 +7,11 @@ graph's nodes (actor, arbiter) put the token, the reference chunk and the joint 
 observation together.
 """
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+
+from rlt_core.control.sync import Latest
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class RLInputJoin:
 
     def __init__(self, norm: ProprioNormalization, keep: int = 100):
         self.norm, self.keep = norm, keep
-        self.tables = {'token': OrderedDict(), 'reference': OrderedDict(), 'proprio': OrderedDict()}
+        self.tables = {'token': Latest(keep), 'reference': Latest(keep), 'proprio': Latest(keep)}
 
     def add_token(self, stamp: int, z_rl):
         return self._add('token', stamp, np.asarray(z_rl, np.float32).copy())
@@ -68,8 +69,6 @@ class RLInputJoin:
     def _add(self, kind: str, stamp: int, value):
         table = self.tables[kind]
         table[int(stamp)] = value
-        while len(table) > self.keep:
-            table.popitem(last=False)
         if not all(int(stamp) in t for t in self.tables.values()):
             return None
         z_rl, (chunk, extra), proprio = (t.pop(int(stamp)) for t in self.tables.values())
