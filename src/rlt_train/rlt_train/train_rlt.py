@@ -138,9 +138,9 @@ class RLTTrainConfig:
     """Learner updates after warmup that train only the critics: the actor acts as it began meanwhile (with
     --actor-start-at-reference, the VLA plus exploration noise)."""
     critic_gate: bool = False
-    """Critic-gated hand-over: after warmup the actor's chunk executes only where the critic values its mean above
-    the VLA's reference by `gate_margin` (min of the twin Q's); elsewhere the reference does (with the same
-    exploration noise in training). Counted per episode (gate_actor, gate_reference)."""
+    """Critic-gated hand-over: after warmup the actor's chunk (with its exploration noise in training) executes only
+    where the critic values its mean above the VLA's reference by `gate_margin` (min of the twin Q's); elsewhere
+    the reference does, as the VLA would. Counted per episode (gate_actor, gate_reference)."""
     gate_margin: float = 0.0
     """The advantage in Q the actor's chunk needs over the reference under --critic-gate."""
     oracle_noise_mm: float = 0.3
@@ -264,14 +264,14 @@ def run_episode(env, inputs, learner, cfg, profile, seed, train, warmup, replay=
 
 def gated_chunk(learner, x, ref, chunk, margin: float, stats: dict) -> np.ndarray:
     """The actor's `chunk` if the critic values the actor's mean chunk above the reference `ref` by `margin`, else
-    the reference moved by the exploration noise `chunk` carries (none at evaluation)."""
+    the reference."""
     mean = learner.select_chunk(x, ref).numpy()
     q_actor, q_ref = learner.chunk_values(x, np.stack([mean, ref])).tolist()
     if q_actor > q_ref + margin:
         stats['gate_actor'] += 1
         return chunk
     stats['gate_reference'] += 1
-    return ref + (chunk - mean)
+    return ref
 
 
 def evaluate(env, inputs, learner, cfg, profile, episodes) -> dict:
