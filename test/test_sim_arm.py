@@ -13,7 +13,8 @@ from sensor_msgs.msg import Image, JointState, Joy
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from rlt_core.control.homing import HOME_TOLERANCE
+from rlt_core.control.engine import joint_step_limits
+from rlt_core.control.homing import HOME_TOLERANCE, HOMING_SPEED_FRACTION
 from rlt_core.control.profile import RobotProfile
 from rlt_core.control.teleop import JoyMapping
 from rlt_interfaces.msg import EpisodeEvent
@@ -101,5 +102,7 @@ def test_the_operator_drives_the_simulated_arm_through_the_arbiter(processes, te
     assert test_node.spin_until(lambda: any(e.event == EpisodeEvent.EPISODE_START for e in events[ended:]),
                                 timeout=30), 'no episode after the homing move'
     assert np.all(np.abs(np.array(joints[-1].position) - profile.home) <= 2 * HOME_TOLERANCE)
-    homing = commands[-1]
-    assert len(homing.points) > 5  # slow: well within the joints' per-step limits
+    homing = np.array([p.positions for p in commands[-1].points])
+    np.testing.assert_allclose(homing[-1], profile.home, atol=1e-6)
+    slow = HOMING_SPEED_FRACTION * np.asarray(joint_step_limits(profile).high) + 1e-6  # slow, well within the limits
+    assert len(homing) > 1 and np.all(np.abs(np.diff(homing, axis=0)) <= slow), homing
