@@ -46,9 +46,9 @@ def feed_episode(a: EpisodeAssembler, start_ms: int, steps: int, chunks=(), phas
             a.start(7, stamp + MS, 'operator')
         a.image('front', stamp + 2 * MS, np.full((4, 6, 3), n, np.uint8))
         a.image('side', stamp + 2 * MS, np.full((4, 6, 3), 100 + n, np.uint8))
-        for step, source, rows in chunks:
+        for index, (step, source, rows) in enumerate(chunks):
             if step == n:
-                a.executed_chunk(stamp, n, source, np.asarray(rows, np.float32))
+                a.executed_chunk(stamp, index, source, np.asarray(rows, np.float32), episode_id=7)
         a.reference_chunk(stamp, np.full((4, 2), n, np.float32))
     a.end(7, steps + 1, success, 'operator label' if operator else 'success', now=0.0)
     return stamps
@@ -93,7 +93,8 @@ def test_a_chunk_decided_late_starts_at_the_step_it_was_issued(profile):
     stamps = feed_episode(a, 0, steps=6, chunks=[(1, SOURCE_VLA, [[0.01, 0.0], [0.02, 0.0]])])
     # The actor's chunk for o_2 reached the arbiter after o_4: issued then, its rows follow o_4 and o_5; the
     # robot held after o_3 (the VLA's chunk ran out).
-    a.executed_chunk(stamps[1], 1, SOURCE_ACTOR, np.array([[0.0, 0.03], [0.0, 0.04]], np.float32), step_index=4)
+    a.executed_chunk(stamps[1], 1, SOURCE_ACTOR, np.array([[0.0, 0.03], [0.0, 0.04]], np.float32), step_index=4,
+                     episode_id=7)
     [episode] = a.take_finished(now=1.0)
     np.testing.assert_allclose(episode.frames['action'],
                                [[0.01, 0], [0.02, 0], [0, 0], [0, 0.03], [0, 0.04], [0, 0]])
@@ -123,6 +124,15 @@ def test_an_episode_with_a_joint_state_the_recorder_missed_is_not_recorded(profi
     a.end(3, 5, True, 'success', now=0.0)
     assert a.take_finished(now=1.0) == []
     assert a.ignored == {'episodes with joint states the recorder did not receive': 1}
+
+
+def test_an_episode_with_an_executed_chunk_the_recorder_missed_is_not_recorded(profile):
+    a = EpisodeAssembler(profile, image_tolerance_ns=5 * MS, settle_s=0.0)
+    human = [[0.05, 0.05]] * 2
+    feed_episode(a, 0, steps=5, chunks=[(1, SOURCE_HUMAN, human), (3, SOURCE_HUMAN, human)])
+    a.chunks = [c for c in a.chunks if c.chunk_index != 0]  # chunk 0 came before the recorder's subscription matched
+    assert a.take_finished(now=1.0) == []
+    assert a.ignored == {'episodes with executed chunks the recorder did not receive': 1}
 
 
 def test_a_driver_faster_than_the_control_rate_gives_one_frame_per_control_step(profile):

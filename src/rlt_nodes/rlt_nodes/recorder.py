@@ -190,7 +190,8 @@ class RecorderNode(Node):
         if rows.shape[1] != self.profile.action_dim:
             self.rejections.refuse('rlt/executed_chunk', f'action_dim {rows.shape[1]} != {self.profile.action_dim}')
             return
-        self.assembler.executed_chunk(stamp_ns(msg.header), msg.chunk_index, msg.source, rows, msg.step_index)
+        self.assembler.executed_chunk(stamp_ns(msg.header), msg.chunk_index, msg.source, rows, msg.step_index,
+                                      msg.episode_id)
 
     def on_reference_chunk(self, msg: ActionChunk):
         try:

@@ -36,9 +36,10 @@ simulator's episode begins with the first control step stamped after its start; 
 stamped at or before it (the arbiter starts it on that step). EPISODE_END names its final observation
 o_k (step_index): frames o_1 .. o_{k-1} are the episode, o_k is what its last action led to. Its ``success`` is
 the episode's label. A START while an episode is open ends that one at its latest observation, not a success
-and truncated (an emergency stop ends an episode without an EPISODE_END). An episode whose start, or any of
-whose control steps o_1 .. o_k, the recorder did not receive is not recorded (`ignored` counts them): it
-would be misaligned with its step indices.
+and truncated (an emergency stop ends an episode without an EPISODE_END). An episode whose start, any
+of whose control steps o_1 .. o_k, or any of whose executed chunks before the last one (the arbiter numbers
+them 0, 1, 2, ...) the recorder did not receive is not recorded (`ignored` counts them): it would be misaligned
+with its step indices or hold actions it did not execute.
 
 No ROS here: the node converts messages into the calls below.
 """
@@ -85,6 +86,8 @@ class ExecutedChunk:
     """(C, A) the executed actions."""
     step_index: int = 0
     """Row 0 is the action after o_{step_index} of the episode (0: after the observation of `stamp`)."""
+    episode_id: int | None = None
+    """The graph episode it was executed in (None: not known, its chunk indices are not checked)."""
 
 
 @dataclasses.dataclass
@@ -184,10 +187,10 @@ class EpisodeAssembler:
         if camera in self.images:
             bisect.insort(self.images[camera], (int(stamp), rgb), key=lambda e: e[0])
 
-    def executed_chunk(self, stamp: int, chunk_index: int, source: int, rows: np.ndarray, step_index: int = 0
-                       ) -> None:
+    def executed_chunk(self, stamp: int, chunk_index: int, source: int, rows: np.ndarray, step_index: int = 0,
+                       episode_id: int | None = None) -> None:
         chunk = ExecutedChunk(int(stamp), int(chunk_index), int(source), np.asarray(rows, np.float32),
-                              int(step_index))
+                              int(step_index), None if episode_id is None else int(episode_id))
         bisect.insort(self.chunks, chunk, key=lambda c: (c.stamp, c.chunk_index))
 
     def reference_chunk(self, stamp: int, rows: np.ndarray) -> None:
@@ -287,6 +290,10 @@ class EpisodeAssembler:
     def _assemble(self, episode: _OpenEpisode) -> RecordedEpisode | None:
         if len(episode.stamps) < (episode.end_step or 0):  # o_1 .. o_k did not all arrive
             self._ignore("episodes with joint states the recorder did not receive")
+            return None
+        indices = sorted({c.chunk_index for c in self.chunks if c.episode_id == episode.episode_id})
+        if indices != list(range(len(indices))):  # the arbiter numbers an episode's chunks 0, 1, 2, ...
+            self._ignore("episodes with executed chunks the recorder did not receive")
             return None
         length = min(len(episode.stamps), max(episode.end_step or 0, 1) - 1)
         if length < 1:
