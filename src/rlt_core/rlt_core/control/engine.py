@@ -249,6 +249,10 @@ class EpisodeEngine:
         """How far (per joint) a command target may lead the measured joints: `max_target_lead` for joint_delta; for
         ee_delta one control step at the joints' velocity limits, and a target further ahead is pulled back
         along its way (`within_lead`), so the tool's path does not bend."""
+        self.tool_lead = None if self.kinematics is None else 2 * np.asarray(profile.max_delta[:6], np.float64)
+        """ee_delta: how far the target's tool pose may lead the measured one, per position axis (m) and in rotation
+        angle (rad, the largest of the three limits): two control steps at the general per-step limits. A tool
+        that is blocked (a peg on a rim) does not wind its target up into the part."""
         self.actor_wait_s, self.actor_alive_s = actor_wait_s, actor_alive_s
         if lead_steps is not None and not 0 <= lead_steps <= profile.vla_chunk_len - self.C:
             raise ValueError(f'lead_steps must be in [0, H - C = {profile.vla_chunk_len - self.C}], got {lead_steps}')
@@ -746,7 +750,23 @@ class EpisodeEngine:
         ep.sent = ep.chunk
 
     def _within_lead(self, target, measured):
-        return within_lead(target, measured, self.max_target_lead, keep_direction=self.kinematics is not None)
+        target = within_lead(target, measured, self.max_target_lead, keep_direction=self.kinematics is not None)
+        return target if self.kinematics is None else self._within_tool_lead(target, measured)
+
+    def _within_tool_lead(self, target, measured):
+        """The joint target pulled back along its way from `measured` until its tool pose is within `tool_lead` of
+        the measured tool pose (a few passes: the tool's offset is nearly linear in a small joint offset)."""
+        here = self.kinematics.fk(measured)
+        for _ in range(4):
+            there = self.kinematics.fk(target)
+            moved = np.abs(there[:3, 3] - here[:3, 3]) / self.tool_lead[:3]
+            cos = (np.trace(here[:3, :3].T @ there[:3, :3]) - 1) / 2
+            turned = np.arccos(np.clip(cos, -1.0, 1.0)) / np.max(self.tool_lead[3:])
+            excess = max(np.max(moved), turned)
+            if excess <= 1.0:
+                break
+            target = measured + (target - measured) / (excess * 1.001)
+        return target
 
     def _joint_points(self, start, executed, limits):
         """(points (C, J) from `start`, the per-step joint limits they keep to, why the kinematics refused or None).
