@@ -256,27 +256,34 @@ def test_a_lagging_arm_is_sent_on_from_a_start_pulled_back_along_its_way():
     lead = engine.max_target_lead
     np.testing.assert_allclose(lead, np.array(PROFILE.joint_velocity_limits) * PROFILE.dt)
     measured, ahead = HOME.copy(), HOME + np.array([3.0, 1.0, 0.5, 0.0, 0.0, 0.0]) * lead
-    start = engine._within_lead(ahead, measured)
+    start = engine._within_lead(ahead, measured, critical=False)
     scale = (start - measured)[0] / (ahead - measured)[0]
     assert 0 < scale <= 1 / 3
     np.testing.assert_allclose(start - measured, scale * (ahead - measured))  # scaled, its direction kept
     near = measured + 0.01 * lead
-    np.testing.assert_array_equal(engine._within_lead(near, measured), near)
+    np.testing.assert_array_equal(engine._within_lead(near, measured, critical=False), near)
 
 
 def test_a_blocked_tool_does_not_wind_its_target_up_into_the_part():
-    """The VLA pushes the tool down against something that stops it (the arm reports the same joints at every
-    step): every chunk starts with the tool within two steps of the general limits of the measured tool, however
-    long it pushes, not a joint step at the velocity limits ahead (centimetres)."""
+    """The VLA pushes the tool down and sideways against something that stops it (the arm reports the same joints
+    at every step): every chunk starts with the tool within two steps of the limits in force (general, then
+    critical) of the measured tool, however long it pushes, not a joint step at the velocity limits ahead
+    (centimetres)."""
     engine = EpisodeEngine(PROFILE)
     engine.start_episode(0)
     here = KIN.fk(HOME)[:3, 3]
-    down = np.tile(np.array([0.0, 0.0, -PROFILE.max_delta[2], 0, 0, 0], np.float32), (PROFILE.vla_chunk_len, 1))
+    push = [PROFILE.max_delta[0], 0.0, -PROFILE.max_delta[2], 0, 0, 0]
+    down = np.tile(np.array(push, np.float32), (PROFILE.vla_chunk_len, 1))
     for t in range(1, 41):
-        engine.observe(t * 1000, HOME, t * DT)
+        critical = t > 20
+        engine.observe(t * 1000, HOME, t * DT, critical=critical)
         engine.add_inputs(t * 1000, np.zeros(4, np.float32), down, t * DT)
+        lead = engine.tool_lead(critical)[:3]
         for command in engine.take()[0]:  # starts within the lead; its C points go on, a step each
-            assert np.all(np.abs(KIN.fk(command.start)[:3, 3] - here) <= engine.tool_lead[:3] + 1e-5)
+            assert command.critical == critical
+            assert np.all(np.abs(KIN.fk(command.start)[:3, 3] - here) <= lead + 1e-5)
             offset = KIN.fk(command.points[-1])[:3, 3] - here
-            assert np.all(np.abs(offset) <= engine.tool_lead[:3] + C * np.asarray(PROFILE.max_delta[:3]) + 1e-5)
+            assert np.all(np.abs(offset) <= lead + C * np.asarray(PROFILE.max_delta[:3]) + 1e-5)
+    assert engine.tool_lead(True)[0] < engine.tool_lead(False)[0]  # 2 mm sideways in the critical phase, not 10
     assert engine.episode.stats.refused_commands == 0 and engine.episode.stats.steps_by_source['vla'] == 39
+

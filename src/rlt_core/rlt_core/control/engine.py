@@ -249,10 +249,6 @@ class EpisodeEngine:
         """How far (per joint) a command target may lead the measured joints: `max_target_lead` for joint_delta; for
         ee_delta one control step at the joints' velocity limits, and a target further ahead is pulled back
         along its way (`within_lead`), so the tool's path does not bend."""
-        self.tool_lead = None if self.kinematics is None else 2 * np.asarray(profile.max_delta[:6], np.float64)
-        """ee_delta: how far the target's tool pose may lead the measured one, per position axis (m) and in rotation
-        angle (rad, the largest of the three limits): two control steps at the general per-step limits. A tool
-        that is blocked (a peg on a rim) does not wind its target up into the part."""
         self.actor_wait_s, self.actor_alive_s = actor_wait_s, actor_alive_s
         if lead_steps is not None and not 0 <= lead_steps <= profile.vla_chunk_len - self.C:
             raise ValueError(f'lead_steps must be in [0, H - C = {profile.vla_chunk_len - self.C}], got {lead_steps}')
@@ -503,7 +499,7 @@ class EpisodeEngine:
         ep.n += 1
         if ep.target is None:
             ep.target = np.clip(position, self.low, self.high)
-        ep.target = self._within_lead(ep.target, position)
+        ep.target = self._within_lead(ep.target, position, ep.phase.active)
         if ep.steps and ep.steps[-1].action is None:
             self._consume(ep.steps[-1])
         if critical is None and ep.pending_phase is not None and ep.pending_phase[0] <= ep.n:
@@ -726,7 +722,7 @@ class EpisodeEngine:
         # From the point the robot was last sent to (mid-chunk on an interruption), brought within max_target_lead
         # of the measured position: a robot that lags its commands is not sent further ahead of itself.
         lead = self.max_target_lead
-        start = self._within_lead(ep.target, ep.position)
+        start = self._within_lead(ep.target, ep.position, critical)
         limits = self.critical_limits if critical else self.limits
         executed = np.clip(np.asarray(chunk, np.float64), limits.low, limits.high)
         points, step_limits, refused = self._joint_points(start, executed, limits)
@@ -749,19 +745,26 @@ class EpisodeEngine:
         self._commands.append(ep.chunk)
         ep.sent = ep.chunk
 
-    def _within_lead(self, target, measured):
+    def _within_lead(self, target, measured, critical: bool):
         target = within_lead(target, measured, self.max_target_lead, keep_direction=self.kinematics is not None)
-        return target if self.kinematics is None else self._within_tool_lead(target, measured)
+        return target if self.kinematics is None else self._within_tool_lead(target, measured, critical)
 
-    def _within_tool_lead(self, target, measured):
+    def tool_lead(self, critical: bool) -> np.ndarray:
+        """ee_delta: how far a target's tool pose may lead the measured one, per position axis (m), then per
+        rotation axis (rad; the angle is held to the largest): two control steps at the per-step limits in force.
+        A tool that something stops (a peg on a rim) does not wind its target up into the part."""
+        return 2 * np.asarray((self.critical_limits if critical else self.limits).high[:6], np.float64)
+
+    def _within_tool_lead(self, target, measured, critical: bool):
         """The joint target pulled back along its way from `measured` until its tool pose is within `tool_lead` of
         the measured tool pose (a few passes: the tool's offset is nearly linear in a small joint offset)."""
+        lead = self.tool_lead(critical)
         here = self.kinematics.fk(measured)
         for _ in range(4):
             there = self.kinematics.fk(target)
-            moved = np.abs(there[:3, 3] - here[:3, 3]) / self.tool_lead[:3]
+            moved = np.abs(there[:3, 3] - here[:3, 3]) / lead[:3]
             cos = (np.trace(here[:3, :3].T @ there[:3, :3]) - 1) / 2
-            turned = np.arccos(np.clip(cos, -1.0, 1.0)) / np.max(self.tool_lead[3:])
+            turned = np.arccos(np.clip(cos, -1.0, 1.0)) / np.max(lead[3:])
             excess = max(np.max(moved), turned)
             if excess <= 1.0:
                 break
