@@ -761,11 +761,8 @@ class EpisodeEngine:
         lead = self.tool_lead(critical)
         here = self.kinematics.fk(measured)
         for _ in range(4):
-            there = self.kinematics.fk(target)
-            moved = np.abs(there[:3, 3] - here[:3, 3]) / lead[:3]
-            cos = (np.trace(here[:3, :3].T @ there[:3, :3]) - 1) / 2
-            turned = np.arccos(np.clip(cos, -1.0, 1.0)) / np.max(lead[3:])
-            excess = max(np.max(moved), turned)
+            error = self.kinematics.pose_error(self.kinematics.fk(target), here[:3, 3], here[:3, :3])
+            excess = max(np.max(np.abs(error[:3]) / lead[:3]), np.linalg.norm(error[3:]) / np.max(lead[3:]))
             if excess <= 1.0:
                 break
             target = measured + (target - measured) / (excess * 1.001)

@@ -193,6 +193,11 @@ class ArmKinematics:
         pose[:3, :3], pose[:3, 3] = rot, p
         return pose
 
+    def pose_error(self, target: np.ndarray, position, rotation) -> np.ndarray:
+        """[position offset (m), rotation vector (rad)], both in the base frame, from the tool pose (`position`,
+        `rotation`) to `target` (4x4)."""
+        return np.concatenate([target[:3, 3] - position, self._pin.log3(target[:3, :3] @ rotation.T)])
+
     def tool_positions(self, configurations) -> np.ndarray:
         """(N, 3) positions of the tool frame's origin in the base frame at N configurations (N, n_joints)."""
         return np.array([self.fk(q)[:3, 3] for q in np.atleast_2d(configurations)])
@@ -243,7 +248,7 @@ class ArmKinematics:
         clipped_position, clipped_velocity = np.zeros(len(q0), bool), np.zeros(len(q0), bool)
         for _ in range(self.max_iterations):
             p, rot, jac = self._pose_and_jacobian(qk, jacobian=True)
-            error = np.concatenate([target[:3, 3] - p, self._pin.log3(target[:3, :3] @ rot.T)])
+            error = self.pose_error(target, p, rot)
             p_err, r_err = float(np.linalg.norm(error[:3])), float(np.linalg.norm(error[3:]))
             if p_err < 1e-3 * self.position_tolerance and r_err < 1e-3 * self.rotation_tolerance:
                 break
@@ -254,8 +259,8 @@ class ArmKinematics:
             clipped_velocity |= ((free < q0 - reach) | (free > q0 + reach)) & (qk != free)
         else:
             p, rot, _ = self._pose_and_jacobian(qk, jacobian=False)
-            p_err = float(np.linalg.norm(target[:3, 3] - p))
-            r_err = float(np.linalg.norm(self._pin.log3(target[:3, :3] @ rot.T)))
+            error = self.pose_error(target, p, rot)
+            p_err, r_err = float(np.linalg.norm(error[:3])), float(np.linalg.norm(error[3:]))
         if p_err <= self.position_tolerance and r_err <= self.rotation_tolerance:
             return IKResult(ok=True, q=qk, position_error=p_err, rotation_error=r_err)
 
