@@ -251,8 +251,9 @@ def test_the_last_check_bounds_each_joint_step_of_an_arm_command():
 
 def test_a_lagging_arm_is_sent_on_from_a_start_pulled_back_along_its_way():
     """A command target further than one step at the velocity limits ahead of the measured joints is pulled back
-    towards them along the way between the two configurations, not joint by joint."""
-    engine = EpisodeEngine(PROFILE)
+    towards them along the way between the two configurations, not joint by joint (the tool's own lead set wide
+    enough not to bind)."""
+    engine = EpisodeEngine(replace(PROFILE, max_delta=(1.0, 1.0, 1.0, *PROFILE.max_delta[3:])))
     lead = engine.max_target_lead
     np.testing.assert_allclose(lead, np.array(PROFILE.joint_velocity_limits) * PROFILE.dt)
     measured, ahead = HOME.copy(), HOME + np.array([3.0, 1.0, 0.5, 0.0, 0.0, 0.0]) * lead
@@ -286,4 +287,32 @@ def test_a_blocked_tool_does_not_wind_its_target_up_into_the_part():
             assert np.all(np.abs(offset) <= lead + C * np.asarray(PROFILE.max_delta[:3]) + 1e-5)
     assert engine.tool_lead(True)[0] < engine.tool_lead(False)[0]  # 2 mm sideways in the critical phase, not 10
     assert engine.episode.stats.refused_commands == 0 and engine.episode.stats.steps_by_source['vla'] == 39
+
+
+def test_a_tool_turned_by_a_contact_does_not_turn_its_target():
+    """A peg pressed on a rim: the tool stays where it is, turned 40 mrad by the contact (the arm reports the same
+    joints at every step), while the VLA pushes down and holds the tool's orientation. Every chunk starts at the
+    commanded orientation, its position within the lead: pulled back with the measured configuration, the target
+    would turn with the deflected tool a little more at every chunk."""
+    engine = EpisodeEngine(PROFILE)
+    engine.start_episode(0)
+    commanded = KIN.fk(HOME)
+    deflected = KIN.step(HOME, [0, 0, 0, 0, 0.04, 0], DT)
+    assert deflected.ok
+    here = KIN.fk(deflected.q)
+    down = np.tile(np.array([0, 0, -PROFILE.critical_max_delta[2], 0, 0, 0], np.float32), (PROFILE.vla_chunk_len, 1))
+    starts = []
+    for t in range(1, 41):
+        measured = HOME if t == 1 else deflected.q  # the first chunk from HOME, then the contact
+        engine.observe(t * 1000, measured, t * DT, critical=True)
+        engine.add_inputs(t * 1000, np.zeros(4, np.float32), down, t * DT)
+        starts += [command.start for command in engine.take()[0]][t == 1:]
+    assert len(starts) == 9
+    lead = engine.tool_lead(True)
+    for start in starts:
+        tool = KIN.fk(start)
+        turn = KIN.pose_error(tool, commanded[:3, 3], commanded[:3, :3])[3:]
+        assert np.linalg.norm(turn) < 1e-4  # the commanded orientation, not the deflected one (40 mrad away)
+        assert np.all(np.abs(tool[:3, 3] - here[:3, 3]) <= lead + 1e-5)
+    assert engine.episode.stats.refused_commands == 0
 

@@ -750,23 +750,27 @@ class EpisodeEngine:
         return target if self.kinematics is None else self._within_tool_lead(target, measured, critical)
 
     def tool_lead(self, critical: bool) -> np.ndarray:
-        """ee_delta: how far a target's tool pose may lead the measured one, per position axis (m), then per
-        rotation axis (rad; the angle is held to the largest): two control steps at the per-step limits in force.
-        A tool that something stops (a peg on a rim) does not wind its target up into the part."""
-        return 2 * np.asarray((self.critical_limits if critical else self.limits).high[:6], np.float64)
+        """ee_delta: how far a target's tool position may lead the measured one, per axis of the base frame (m):
+        two control steps at the per-step limits in force. A tool that something stops (a peg on a rim) does not
+        wind its target up into the part."""
+        return 2 * np.asarray((self.critical_limits if critical else self.limits).high[:3], np.float64)
 
     def _within_tool_lead(self, target, measured, critical: bool):
-        """The joint target pulled back along its way from `measured` until its tool pose is within `tool_lead` of
-        the measured tool pose (a few passes: the tool's offset is nearly linear in a small joint offset)."""
+        """The joint target whose tool is brought within `tool_lead` of the measured tool, axis by axis, its
+        orientation kept as commanded. Pulling the whole configuration back towards the measured one would turn
+        the target with a tool that a contact deflects, a little more at every chunk. If the kinematics cannot
+        reach that pose, the target is pulled back along its way from `measured` instead."""
         lead = self.tool_lead(critical)
-        here = self.kinematics.fk(measured)
-        for _ in range(4):
-            error = self.kinematics.pose_error(self.kinematics.fk(target), here[:3, 3], here[:3, :3])
-            excess = max(np.max(np.abs(error[:3]) / lead[:3]), np.linalg.norm(error[3:]) / np.max(lead[3:]))
-            if excess <= 1.0:
-                break
-            target = measured + (target - measured) / (excess * 1.001)
-        return target
+        here, there = self.kinematics.fk(measured)[:3, 3], self.kinematics.fk(target)
+        offset = there[:3, 3] - here
+        if np.all(np.abs(offset) <= lead):
+            return target
+        pose = there.copy()
+        pose[:3, 3] = here + np.clip(offset, -lead, lead)
+        solved = self.kinematics.solve(target, pose, self.profile.dt)
+        if solved.ok:
+            return solved.q
+        return measured + (target - measured) * float(np.min(lead / np.maximum(np.abs(offset), 1e-12)))
 
     def _joint_points(self, start, executed, limits):
         """(points (C, J) from `start`, the per-step joint limits they keep to, why the kinematics refused or None).
