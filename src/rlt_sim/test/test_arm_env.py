@@ -77,6 +77,36 @@ def test_the_scripted_expert_inserts_through_the_engine_and_an_imperfect_one_som
     assert 0.3 <= np.mean(results) <= 0.9  # beliefs off by more than the clearance land on the rim
 
 
+class OnTheRimThenSteered:
+    """The scripted expert aiming 1.6 mm off the hole (its peg lands on the rim), then, once the peg has stopped
+    for 5 steps, steering it towards the true hole while it pushes down: the correction a policy must be able to
+    make after contact, as on the gantry."""
+
+    def __init__(self, profile, seed):
+        self.expert = ScriptedExpert.for_profile(profile)
+        self.angle = np.random.default_rng(seed).uniform(0, 2 * np.pi)
+        self.stopped, self.last_z = 0, None
+
+    def reset(self, info, rng=None):
+        self.expert.reset(info)
+        self.hole = self.expert.believed_hole.copy()
+        self.expert.believed_hole[:2] += 0.0016 * np.array([np.cos(self.angle), np.sin(self.angle)])
+
+    def act(self, obs, info):
+        z = info['peg_tip_pos'][2]
+        if self.expert.descending and self.last_z is not None and abs(z - self.last_z) < 2e-4:
+            self.stopped += 1
+            if self.stopped == 5:
+                self.expert.believed_hole = self.hole
+        self.last_z = z
+        return self.expert.act(obs, info)
+
+
+def test_a_peg_pressed_on_the_rim_can_be_steered_into_the_hole(env):
+    results = [run_episode(env, OnTheRimThenSteered(env.profile, s), seed=s, profile=env.profile) for s in range(6)]
+    assert all(r['success'] for r in results), results
+
+
 def test_the_arm_cell_needs_an_arm_profile_and_the_engine_the_cells_profile(env):
     with pytest.raises(ValueError, match='ee_delta'):
         ArmCellConfig.from_profile('gantry_cell')
