@@ -37,6 +37,19 @@ def test_action_limit_bounds_mean_and_samples_and_travels_with_the_weights(resid
         _actor(action_limit=(0.001, 0.001))
 
 
+@pytest.mark.parametrize('kind', [{}, {'residual': 0.5}, {'start_at_reference': True}])
+def test_a_zero_limit_holds_its_dimension_still_in_means_samples_and_chunks(kind):
+    actor = _actor(action_limit=(0.001, 0.001, 0.0), std=1.0, **kind)
+    x, ref = torch.randn(64, 5), torch.rand(64, 12) - 0.5
+    mean, sample = actor(x, ref), actor.sample(x, ref, torch.Generator().manual_seed(0))
+    assert torch.all(mean[:, 2::3] == 0) and torch.all(sample[:, 2::3] == 0)
+    assert sample[:, 0::3].abs().max().item() > 0
+    chunk = actor.select_chunk(x[0], torch.zeros(4, 3), explore=True, generator=torch.Generator().manual_seed(1))
+    assert torch.all(chunk[:, 2] == 0)
+    with pytest.raises(ValueError, match='one of them > 0'):
+        _actor(action_limit=(0.0, 0.0, 0.0))
+
+
 def test_exploration_noise_has_the_fixed_std():
     actor = _actor(std=0.1)
     x, ref = torch.zeros(20000, 5), torch.zeros(20000, 12)

@@ -115,7 +115,8 @@ class RobotProfile:
     """Largest move per control step of each action dimension, whoever drives (ee_delta: dx, dy, dz in m,
     rx, ry, rz in rad, then the gripper's if it has one)."""
     critical_max_delta: tuple[float, ...]
-    """Largest move per control step in the critical phase, whoever drives: the actor's output range."""
+    """Largest move per control step in the critical phase, whoever drives: the actor's output range. A zero
+    holds that dimension still there (the tool's orientation in an insertion that needs none)."""
     cameras: tuple[Camera, ...]
     """The cameras the VLA sees, in its order."""
     vla_chunk_len: int
@@ -156,8 +157,9 @@ class RobotProfile:
         check(self.action_space in ACTION_SPACES, f'action space must be one of {ACTION_SPACES}')
         check(len(self.max_delta) == self.action_dim and len(self.critical_max_delta) == self.action_dim,
               f'max_delta and critical_max_delta need {self.action_dim} entries')
-        check(all(0 < c <= m for c, m in zip(self.critical_max_delta, self.max_delta, strict=True)),
-              'per-step limits need 0 < critical_max_delta <= max_delta')
+        check(all(0 < m for m in self.max_delta) and max(self.critical_max_delta) > 0
+              and all(0 <= c <= m for c, m in zip(self.critical_max_delta, self.max_delta, strict=True)),
+              'per-step limits need 0 < max_delta, 0 <= critical_max_delta <= max_delta, one critical limit > 0')
         check(0 < self.control_hz <= 1000, 'control_hz must be in (0, 1000]')
         check(bool(self.controller_name), 'controller_name is empty')
         check(len({c.name for c in self.cameras}) == len(self.cameras) > 0, 'cameras need distinct names')

@@ -36,7 +36,7 @@ class ActorConfig:
     """Robot units of one normalised action unit, per action dimension (the profile's max_delta; None: 1.0)."""
     action_limit: tuple[float, ...] | None = None
     """Largest |action| per dimension in robot units: the range of the actor's output, the per-step limits of
-    the critical phase where it acts (None: one normalised unit, `action_scale`)."""
+    the critical phase where it acts (None: one normalised unit, `action_scale`; 0: a dimension it leaves at 0)."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the MLP (the paper: 2x256; 3x512 for the hardest task)."""
     std: float = 0.2
@@ -65,9 +65,9 @@ class ActorConfig:
             raise ValueError(
                 f'action_scale needs {self.action_dim} positive entries, got {self.action_scale}')
         if self.action_limit is not None and (len(self.action_limit) != self.action_dim
-                                              or min(self.action_limit) <= 0):
-            raise ValueError(
-                f'action_limit needs {self.action_dim} positive entries, got {self.action_limit}')
+                                              or min(self.action_limit) < 0 or max(self.action_limit) <= 0):
+            raise ValueError(f'action_limit needs {self.action_dim} entries >= 0, one of them > 0, got '
+                             f'{self.action_limit}')
         if self.std < 0 or self.residual < 0:
             raise ValueError('std and residual must be >= 0')
         if self.start_at_reference and (not self.use_reference or self.residual > 0):
