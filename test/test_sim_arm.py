@@ -48,7 +48,9 @@ def test_the_operator_drives_the_simulated_arm_through_the_arbiter(processes, te
     events = []
     node.create_subscription(EpisodeEvent, 'episode/events', events.append, EVENTS_QOS)
     joy = node.create_publisher(Joy, 'joy', 10)
-    assert test_node.spin_until(lambda: joints and all(images.values()) and joy.get_subscription_count(),
+    trajectories = f'{profile.controller_name}/joint_trajectory'
+    assert test_node.spin_until(lambda: joints and all(images.values()) and joy.get_subscription_count()
+                                and node.count_publishers(trajectories) and node.count_subscribers('joint_states') > 1,
                                 timeout=60), 'the sim arm and the arbiter did not come up'
 
     assert list(joints[-1].name) == list(profile.joint_names) and len(joints[-1].velocity) == 6
