@@ -135,6 +135,18 @@ def test_an_episode_with_an_executed_chunk_the_recorder_missed_is_not_recorded(p
     assert a.ignored == {'episodes with executed chunks the recorder did not receive': 1}
 
 
+def test_an_episode_whose_every_executed_chunk_the_recorder_missed_is_not_recorded(profile):
+    """No chunk seen leaves no gap to see: the count on the arbiter's EPISODE_END tells."""
+    human = [[0.05, 0.05]] * 2
+    for count, ignored in ((2, 1), (0, 0)):
+        a = EpisodeAssembler(profile, image_tolerance_ns=5 * MS, settle_s=0.0)
+        feed_episode(a, 0, steps=5, chunks=[(1, SOURCE_HUMAN, human), (3, SOURCE_HUMAN, human)])
+        a.open[-1].chunk_count = count  # as the EPISODE_END said
+        a.chunks = []  # both came before the recorder's subscription matched
+        assert len(a.take_finished(now=1.0)) == 1 - ignored
+        assert a.ignored.get('episodes with executed chunks the recorder did not receive', 0) == ignored
+
+
 def test_a_driver_faster_than_the_control_rate_gives_one_frame_per_control_step(profile):
     """Joint states every 10 ms at a control rate of 20 Hz: the frames are every 5th, those the arbiter steps on,
     and a chunk's rows follow them step by step."""

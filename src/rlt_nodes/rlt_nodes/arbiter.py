@@ -310,7 +310,8 @@ class ArbiterNode(Node):
                                    success=success, detail='human')
                 if self.episode_source == 'operator' and self.engine.active:
                     self.engine.end_episode(success, now=self.now())
-                    self.publish_event(EpisodeEvent.EPISODE_END, success=success, detail='operator label')
+                    self.publish_event(EpisodeEvent.EPISODE_END, success=success, detail='operator label',
+                                       chunk_count=self.engine.episode.chunk_index)
                     self.start_homing()
         self.drain()
 
@@ -418,10 +419,10 @@ class ArbiterNode(Node):
         self.publish_event(EpisodeEvent.EPISODE_START, detail='operator', stamp=stamp)
         self.episode_counter += 1
 
-    def publish_event(self, event, success=False, detail='', stamp=None):
+    def publish_event(self, event, success=False, detail='', stamp=None, chunk_count=0):
         """An event on episode/events, stamped now or, given `stamp` (ns), with the robot's stamp of its step."""
         msg = EpisodeEvent(episode_id=self.engine.episode.episode_id, step_index=self.engine.episode.n, event=event,
-                           success=bool(success), detail=detail)
+                           success=bool(success), detail=detail, chunk_count=int(chunk_count))
         if stamp is None:
             msg.header.stamp = self.get_clock().now().to_msg()
         else:

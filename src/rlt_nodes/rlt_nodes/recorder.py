@@ -205,7 +205,7 @@ class RecorderNode(Node):
             if a.start(msg.episode_id, stamp_ns(msg.header), msg.detail):
                 self.get_logger().info(f'recording graph episode {msg.episode_id} ({msg.detail})')
         elif msg.event == e.EPISODE_END:
-            a.end(msg.episode_id, msg.step_index, msg.success, msg.detail, time.monotonic())
+            a.end(msg.episode_id, msg.step_index, msg.success, msg.detail, time.monotonic(), msg.chunk_count)
         elif msg.event in (e.PHASE_ENTER_CRITICAL, e.PHASE_EXIT_CRITICAL):
             a.phase(msg.event == e.PHASE_ENTER_CRITICAL, msg.step_index, by_human=msg.detail == 'human')
         elif msg.event in (e.LABEL_SUCCESS, e.LABEL_FAILURE):

@@ -37,9 +37,9 @@ stamped at or before it (the arbiter starts it on that step). EPISODE_END names 
 o_k (step_index): frames o_1 .. o_{k-1} are the episode, o_k is what its last action led to. Its ``success`` is
 the episode's label. A START while an episode is open ends that one at its latest observation, not a success
 and truncated (an emergency stop ends an episode without an EPISODE_END). An episode whose start, any
-of whose control steps o_1 .. o_k, or any of whose executed chunks before the last one (the arbiter numbers
-them 0, 1, 2, ...) the recorder did not receive is not recorded (`ignored` counts them): it would be misaligned
-with its step indices or hold actions it did not execute.
+of whose control steps o_1 .. o_k, or any of whose executed chunks (the arbiter numbers them 0, 1, 2, ...; its
+EPISODE_END says how many, else the last one is not checked) the recorder did not receive is not recorded
+(`ignored` counts them): it would be misaligned with its step indices or hold actions it did not execute.
 
 No ROS here: the node converts messages into the calls below.
 """
@@ -135,6 +135,8 @@ class _OpenEpisode:
     """(stamp, step_index) of its TAKEOVER_END events: the operator let go."""
     label: bool | None = None
     end_step: int | None = None
+    chunk_count: int = 0
+    """How many chunks the arbiter executed in it, by its EPISODE_END (0: not counted)."""
     success: bool = False
     truncated: bool = False
     ended_at: float | None = None
@@ -223,8 +225,10 @@ class EpisodeAssembler:
         self.open.append(episode)
         return True
 
-    def end(self, episode_id: int, step_index: int, success: bool, detail: str, now: float) -> None:
-        """EPISODE_END: o_{step_index} is the final observation."""
+    def end(self, episode_id: int, step_index: int, success: bool, detail: str, now: float,
+            chunk_count: int = 0) -> None:
+        """EPISODE_END: o_{step_index} is the final observation; the arbiter's executed `chunk_count` chunks in the
+        episode (0: not counted)."""
         if self.episode_source == "operator" and not detail.startswith("operator"):
             return
         episode = self._recording()
@@ -233,6 +237,7 @@ class EpisodeAssembler:
             return
         episode.end_step = int(step_index) if step_index > 0 else len(episode.stamps)
         episode.success = bool(success)
+        episode.chunk_count = int(chunk_count)
         episode.ended_at = now
 
     def phase(self, critical: bool, step_index: int, by_human: bool) -> None:
@@ -292,7 +297,7 @@ class EpisodeAssembler:
             self._ignore("episodes with joint states the recorder did not receive")
             return None
         indices = sorted({c.chunk_index for c in self.chunks if c.episode_id == episode.episode_id})
-        if indices != list(range(len(indices))):  # the arbiter numbers an episode's chunks 0, 1, 2, ...
+        if indices != list(range(max(len(indices), episode.chunk_count))):  # the arbiter numbers them 0, 1, 2, ...
             self._ignore("episodes with executed chunks the recorder did not receive")
             return None
         length = min(len(episode.stamps), max(episode.end_step or 0, 1) - 1)
