@@ -44,11 +44,11 @@ def test_the_operator_drives_the_simulated_arm_through_the_arbiter(processes, te
     for c in cameras:
         node.create_subscription(Image, f'cameras/{c.name}/image_raw', images[c.name].append,
                                  qos_profile_sensor_data)
-    node.create_subscription(JointTrajectory, f'{profile.controller_name}/joint_trajectory', commands.append, 100)
+    trajectories = f'{profile.controller_name}/joint_trajectory'
+    node.create_subscription(JointTrajectory, trajectories, commands.append, 100)
     events = []
     node.create_subscription(EpisodeEvent, 'episode/events', events.append, EVENTS_QOS)
     joy = node.create_publisher(Joy, 'joy', 10)
-    trajectories = f'{profile.controller_name}/joint_trajectory'
     assert test_node.spin_until(lambda: joints and all(images.values()) and joy.get_subscription_count()
                                 and node.count_publishers(trajectories) and node.count_subscribers('joint_states') > 1,
                                 timeout=60), 'the sim arm and the arbiter did not come up'

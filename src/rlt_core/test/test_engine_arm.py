@@ -315,4 +315,3 @@ def test_a_tool_turned_by_a_contact_does_not_turn_its_target():
         assert np.linalg.norm(turn) < 1e-4  # the commanded orientation, not the deflected one (40 mrad away)
         assert np.all(np.abs(tool[:3, 3] - here[:3, 3]) <= lead + 1e-5)
     assert engine.episode.stats.refused_commands == 0
-

@@ -29,10 +29,11 @@ def profile() -> RobotProfile:
 
 
 def feed_episode(a: EpisodeAssembler, start_ms: int, steps: int, chunks=(), phases=(), releases=(), success=True,
-                 operator=False):
+                 operator=False, chunk_count=0):
     """An episode of `steps` + 1 joint states 50 ms apart (the last is the final observation), images 2 ms after
     each, `chunks` as (step, source, rows) executed chunks stamped with that step's observation, `phases` as
-    (step, critical, by_human) and `releases` as (stamp, step) TAKEOVER_END events, received first."""
+    (step, critical, by_human) and `releases` as (stamp, step) TAKEOVER_END events, received first; its end
+    counts `chunk_count` chunks."""
     stamps = [(start_ms + 50 * (n + 1)) * MS for n in range(steps + 1)]
     if not operator:
         a.start(7, start_ms * MS, 'seed=7')
@@ -50,7 +51,7 @@ def feed_episode(a: EpisodeAssembler, start_ms: int, steps: int, chunks=(), phas
             if step == n:
                 a.executed_chunk(stamp, index, source, np.asarray(rows, np.float32), episode_id=7)
         a.reference_chunk(stamp, np.full((4, 2), n, np.float32))
-    a.end(7, steps + 1, success, 'operator label' if operator else 'success', now=0.0)
+    a.end(7, steps + 1, success, 'operator label' if operator else 'success', now=0.0, chunk_count=chunk_count)
     return stamps
 
 
@@ -140,8 +141,7 @@ def test_an_episode_whose_every_executed_chunk_the_recorder_missed_is_not_record
     human = [[0.05, 0.05]] * 2
     for count, ignored in ((2, 1), (0, 0)):
         a = EpisodeAssembler(profile, image_tolerance_ns=5 * MS, settle_s=0.0)
-        feed_episode(a, 0, steps=5, chunks=[(1, SOURCE_HUMAN, human), (3, SOURCE_HUMAN, human)])
-        a.open[-1].chunk_count = count  # as the EPISODE_END said
+        feed_episode(a, 0, steps=5, chunks=[(1, SOURCE_HUMAN, human), (3, SOURCE_HUMAN, human)], chunk_count=count)
         a.chunks = []  # both came before the recorder's subscription matched
         assert len(a.take_finished(now=1.0)) == 1 - ignored
         assert a.ignored.get('episodes with executed chunks the recorder did not receive', 0) == ignored
