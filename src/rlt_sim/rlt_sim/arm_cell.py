@@ -22,8 +22,13 @@ import numpy as np
 from rlt_core.control.profile import RobotProfile
 from rlt_sim.cell import (
     BLOCK_TOP_Z_M,
+    CAMERA_MOUNTS,
     HOLE_DEPTH_M,
     PEG_HALF_WIDTH_M,
+    WRIST_CAMERA_ABOVE_M,
+    WRIST_CAMERA_FOVY_DEG,
+    WRIST_CAMERA_LOOK_BELOW_TIP_M,
+    WRIST_CAMERA_SIDE_M,
     _camera_axes,
     _square_image_size,
     block_boxes,
@@ -31,10 +36,6 @@ from rlt_sim.cell import (
 
 ARM_PROFILE = "ur5e_cell"
 """The robot profile of the simulated arm."""
-
-CAMERA_MOUNTS = ("scene", "wrist_left", "wrist_right")
-"""Where the cell's cameras sit, in order: a fixed view of the block and two views at right angles from the peg
-holder. The profile's cameras take the mounts in its order (at most three)."""
 
 PEG_BODY, HOLDER_BODY, TIP_BODY = "peg", "peg_holder", "peg_tip"
 """The description's links that carry the peg, hold it, and mark its tip (the peg's collision box is the peg
@@ -185,16 +186,23 @@ def build_arm_spec(config: ArmCellConfig) -> mujoco.MjSpec:
                       stiffness=[config.mount_stiffness, 0.0, 0.0], damping=[config.mount_damping, 0.0, 0.0],
                       armature=0.0005)
 
-    # The scene camera looks at the block from the front left; two wrist cameras 90 degrees apart about the
-    # tool axis look past the peg at its tip (the holder's z points down the peg).
+    # The peg's last 3 mm are painted, as the gantry's are, so that the cameras see where its tip is.
+    tip_z = spec.body(TIP_BODY).pos[2]
+    peg.add_geom(name="peg_tip_band", type=mujoco.mjtGeom.mjGEOM_BOX, pos=[0.0, 0.0, tip_z - 0.0015],
+                 size=[PEG_HALF_WIDTH_M + 0.0001, PEG_HALF_WIDTH_M + 0.0001, 0.0015],
+                 rgba=[0.15, 0.35, 0.9, 1.0], contype=0, conaffinity=0, group=1)
+
+    # The scene camera looks at the block from the front left. Two wrist cameras 90 degrees apart about the
+    # tool axis, on brackets from the peg holder, look past the peg at its tip from where the gantry's hand
+    # cameras do (the holder's z points down the peg).
     names = (*profile.camera_names, *(f"unused_{m}" for m in CAMERA_MOUNTS[len(profile.cameras):]))
     scene_pos = (hx - 0.22, hy - 0.26, 0.30)
     holder = spec.body(HOLDER_BODY)
-    look_at = np.asarray(peg.pos) + np.asarray(spec.body(TIP_BODY).pos) + [0.0, 0.0, 0.006]
-    r = 0.07 / math.sqrt(2)
+    look_z = peg.pos[2] + tip_z + WRIST_CAMERA_LOOK_BELOW_TIP_M
+    r, camera_z = WRIST_CAMERA_SIDE_M / math.sqrt(2), look_z - WRIST_CAMERA_ABOVE_M
     mounts = ((world, names[0], scene_pos, (hx, hy, BLOCK_TOP_Z_M), (0.0, 0.0, 1.0), 45.0),
-              (holder, names[1], (-r, -r, 0.01), look_at, (0.0, 0.0, -1.0), 50.0),
-              (holder, names[2], (r, -r, 0.01), look_at, (0.0, 0.0, -1.0), 50.0))
+              (holder, names[1], (-r, -r, camera_z), (0.0, 0.0, look_z), (0.0, 0.0, -1.0), WRIST_CAMERA_FOVY_DEG),
+              (holder, names[2], (r, -r, camera_z), (0.0, 0.0, look_z), (0.0, 0.0, -1.0), WRIST_CAMERA_FOVY_DEG))
     for body, name, position, target, up, fovy in mounts:
         camera = body.add_camera(name=name, pos=list(position), fovy=fovy)
         camera.alt.type = mujoco.mjtOrientation.mjORIENTATION_XYAXES

@@ -37,6 +37,19 @@ CAMERA_MOUNTS = ("scene", "wrist_left", "wrist_right")
 """Where the cell's cameras sit, in order: a fixed scene view and two hand-mounted views at right angles. The
 profile's cameras take the mounts in its order (at most three)."""
 
+WRIST_CAMERA_LOOK_BELOW_TIP_M = 0.006
+"""The hand cameras look at the point this far below the peg tip, on the peg's axis."""
+
+WRIST_CAMERA_SIDE_M = 0.045
+"""How far beside the peg's axis each hand camera sits."""
+
+WRIST_CAMERA_ABOVE_M = 0.048
+"""How far above the point they look at the hand cameras sit, along the peg's axis."""
+
+WRIST_CAMERA_FOVY_DEG = 45.0
+"""The hand cameras' vertical field of view. With the offsets above, a pixel spans about 0.6 mm at the tip in
+a 96 px image: the hole's 1 mm clearance stays visible."""
+
 PEG_HALF_WIDTH_M = 0.005
 """Half the side of the square peg (10 mm peg)."""
 
@@ -290,11 +303,12 @@ def build_mjcf(config: SimConfig) -> str:
     jx, jy, jz = config.joint_names
     names = (*config.camera_names, *(f"unused_{m}" for m in CAMERA_MOUNTS[len(config.camera_names) :]))
     mounts = dict(zip(CAMERA_MOUNTS, names, strict=True))  # mount -> the camera's name
-    look_at = (0.0, 0.0, -PEG_TOP_BELOW_WRIST_M - PEG_LENGTH_M - 0.006)
+    look_z = -PEG_TOP_BELOW_WRIST_M - PEG_LENGTH_M - WRIST_CAMERA_LOOK_BELOW_TIP_M
+    look_at = (0.0, 0.0, look_z)
     # Two hand cameras 90 degrees apart about the vertical, looking down past the peg tip.
-    r = 0.045 / math.sqrt(2)
-    cam_left = (-r, -r, 0.02)
-    cam_right = (r, -r, 0.02)
+    r = WRIST_CAMERA_SIDE_M / math.sqrt(2)
+    cam_left = (-r, -r, look_z + WRIST_CAMERA_ABOVE_M)
+    cam_right = (r, -r, look_z + WRIST_CAMERA_ABOVE_M)
     scene_pos = (0.0, -0.32, 0.26)
     scene_target = (0.0, 0.0, BLOCK_TOP_Z_M)
     stiff, damp = config.wrist_stiffness, config.wrist_damping
@@ -349,9 +363,9 @@ def build_mjcf(config: SimConfig) -> str:
           <geom class="visual" type="box" pos="0 0 0.005" size="0.008 0.008 0.003"
                 rgba="0.25 0.25 0.3 1"/>
           <camera name="{mounts['wrist_left']}" pos="{_fmt(*cam_left)}"
-                  xyaxes="{_camera_axes(cam_left, look_at)}" fovy="45"/>
+                  xyaxes="{_camera_axes(cam_left, look_at)}" fovy="{WRIST_CAMERA_FOVY_DEG:g}"/>
           <camera name="{mounts['wrist_right']}" pos="{_fmt(*cam_right)}"
-                  xyaxes="{_camera_axes(cam_right, look_at)}" fovy="45"/>
+                  xyaxes="{_camera_axes(cam_right, look_at)}" fovy="{WRIST_CAMERA_FOVY_DEG:g}"/>
           <body name="wrist" pos="0 0 0" gravcomp="1">
             <joint name="wrist_tilt_x" type="hinge" axis="1 0 0" stiffness="{stiff}"
                    damping="{damp}" armature="0.0005"/>

@@ -123,3 +123,18 @@ def test_the_cameras_render_the_profiles_images():
         assert image.shape == (camera.height, camera.width, 3) and image.dtype == np.uint8
         assert image.std() > 10  # a view of the cell, not a blank frame
     env.close()
+
+
+def test_the_wrist_cameras_resolve_the_hole_clearance_and_see_the_painted_tip():
+    env = ArmPegInsertionEnv()
+    obs, info = env.reset(seed=0)
+    tip = np.asarray(info['peg_tip_pos'])
+    for camera in env.profile.cameras[1:]:
+        model_camera = env.model.camera(camera.name)
+        distance = np.linalg.norm(env.data.camera(camera.name).xpos - tip)
+        mm_per_px = 2000 * distance * np.tan(np.radians(model_camera.fovy[0]) / 2) / camera.height
+        assert mm_per_px < 0.7  # the 1 mm clearance spans more than a pixel
+        image = obs['images'][camera.name].astype(int)
+        band = (image[..., 2] - image[..., 0] > 50) & (image[..., 2] - image[..., 1] > 30)  # blue, not the grey table
+        assert band.sum() > 20, f'{camera.name} does not see the peg tip band'
+    env.close()
