@@ -109,15 +109,15 @@ def test_joint_states_faster_than_the_control_rate_make_one_step_per_control_per
     node.create_subscription(Observation, 'rlt/observation', on_observation, OBSERVATION_QOS)
     node.create_subscription(ActionChunk, 'rlt/executed_chunk', chunks.append, CHUNK_QOS)
     node.create_subscription(JointTrajectory, f'{profile.controller_name}/joint_trajectory', trajectories.append, 50)
-    node.create_subscription(EpisodeEvent, 'episode/events', events.append, EVENTS_QOS)
+    event_subscription = node.create_subscription(EpisodeEvent, 'episode/events', events.append, EVENTS_QOS)
     node.create_subscription(String, 'rlt/episode_stats',
                              lambda m: stats.update({json.loads(m.data)['episode_id']: json.loads(m.data)}), STATS_QOS)
     joy = node.create_publisher(Joy, 'joy', 10)
 
-    def up():  # the arbiter, ingestion and the recorder listen
+    def up():  # the arbiter, ingestion and the recorder listen, and this node hears the arbiter's first start
         cameras = all(p.get_subscription_count() >= 2 for p in driver.images.values())
         return (driver.joints.get_subscription_count() >= 3 and references.get_subscription_count()
-                and joy.get_subscription_count() and cameras)
+                and joy.get_subscription_count() and cameras and event_subscription.get_publisher_count())
 
     assert test_node.spin_until(up, timeout=90), f'the graph did not come up\n{processes.stop(arbiter)[-3000:]}'
 
