@@ -141,6 +141,18 @@ class Cell:
         raise AssertionError(f'the recorder did not write episodes {graph_episode_ids}\n'
                              f'{self.processes.stop(self.recorder)[-3000:]}')
 
+    def trace(self, graph_episode_id, stamps, episode):
+        """What the recorder made of the episode's frames beside the chunks and events the test received."""
+        position = {stamp: n for n, stamp in enumerate(stamps)}
+        chunks = [(c.chunk_index, c.source, c.step_index, position.get(stamp_ns(c.header), stamp_ns(c.header)),
+                   len(c.data)) for c in self.chunks if c.episode_id == graph_episode_id]
+        events = [(e.event, e.step_index, e.detail, stamp_ns(e.header)) for e in self.events
+                  if e.episode_id == graph_episode_id]
+        frames = [(n, int(episode['action_source'][n]), bool(episode['intervention'][n])) for n in range(len(stamps))]
+        return (f'\nchunks (index, source, step_index, frame of stamp, values): {chunks}'
+                f'\nevents (event, step_index, detail, stamp): {events}\nstamps: {stamps[:20]}'
+                f'\nframes (n, source, intervention): {[f for f in frames if f[1] or f[2]]}')
+
     def check_episode(self, dataset, index, graph_episode_id, success):
         """Frames of the recorded episode against the graph: joint states, the human's chunks, the arbiter's stats."""
         row = dataset.episodes.slice(index, 1).to_pylist()[0]
@@ -149,8 +161,9 @@ class Cell:
         assert row['graph_episode_id'] == graph_episode_id and row['success'] == success == stats['success']
         assert row['length'] == stats['steps'], (row, stats)
         by_source = {name: count for name, count in row['steps_by_source'].items() if count}
-        assert by_source == {name: n for name, n in stats['steps_by_source'].items() if n}, (row, stats)
         stamps = [int(s) for s in episode['observation.stamp_ns']]
+        assert by_source == {name: n for name, n in stats['steps_by_source'].items() if n}, \
+            (row, stats, self.trace(graph_episode_id, stamps, episode))
         # Where each human chunk of the episode starts: at the arbiter's latest observation when it was issued
         # (step_index, 1-based; later than its stamp when it was decided late), ordered as the engine executes them.
         human = [c for c in self.chunks if c.episode_id == graph_episode_id

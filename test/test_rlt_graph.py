@@ -10,6 +10,7 @@ episode is in its replay exactly once; every command stays within the joint and 
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -287,6 +288,8 @@ def test_runner_stops_cleanly_on_sigint(processes, tmp_path, how):
         os.kill(runner.pid, signal.SIGTERM)
     runner.wait(timeout=60)
     rest = runner.stdout.read()
+    for name in re.findall(r'rlt: (\w+) did not stop', rest):  # its threads' stacks, dumped before the SIGKILL
+        rest += f'\n--- {name}.log:\n' + (tmp_path / 'run' / 'logs' / f'{name}.log').read_text()[-6000:]
     assert runner.returncode == 0, before + rest
     summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
     assert summary['episodes'] >= 1 and {'steps_by_source', 'learner_q'} <= set(summary['per_episode'][0])

@@ -45,12 +45,13 @@ def test_the_operator_drives_the_simulated_arm_through_the_arbiter(processes, te
         node.create_subscription(Image, f'cameras/{c.name}/image_raw', images[c.name].append,
                                  qos_profile_sensor_data)
     trajectories = f'{profile.controller_name}/joint_trajectory'
-    node.create_subscription(JointTrajectory, trajectories, commands.append, 100)
+    commanded = node.create_subscription(JointTrajectory, trajectories, commands.append, 100)
     events = []
-    node.create_subscription(EpisodeEvent, 'episode/events', events.append, EVENTS_QOS)
+    heard = node.create_subscription(EpisodeEvent, 'episode/events', events.append, EVENTS_QOS)
     joy = node.create_publisher(Joy, 'joy', 10)
     assert test_node.spin_until(lambda: joints and all(images.values()) and joy.get_subscription_count()
-                                and node.count_publishers(trajectories) and node.count_subscribers('joint_states') > 1,
+                                and commanded.get_publisher_count() and heard.get_publisher_count()
+                                and node.count_subscribers('joint_states') > 1,
                                 timeout=60), 'the sim arm and the arbiter did not come up'
 
     assert list(joints[-1].name) == list(profile.joint_names) and len(joints[-1].velocity) == 6

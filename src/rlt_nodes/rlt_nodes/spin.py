@@ -45,6 +45,9 @@ def spin_node(node_class, args=None):
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         sys.unraisablehook = _ignore_interrupted_task
+        # rclpy shuts the context down from its signal thread while KeyboardInterrupt unwinds this one: let it
+        # finish before this thread destroys the node, not at the same time.
+        _shut_down_within(1.0)
     except Exception:
         # Ctrl-C shut the context down while a callback ran: its publish fails; that is a clean stop. rclpy
         # shuts the context down from its own thread, so a KeyboardInterrupt raised inside a message's
