@@ -29,11 +29,12 @@ def profile() -> RobotProfile:
 
 
 def feed_episode(a: EpisodeAssembler, start_ms: int, steps: int, chunks=(), phases=(), releases=(), success=True,
-                 operator=False, chunk_count=0):
+                 operator=False, chunk_count=0, operator_start_after=1):
     """An episode of `steps` + 1 joint states 50 ms apart (the last is the final observation), images 2 ms after
     each, `chunks` as (step, source, rows) executed chunks stamped with that step's observation, `phases` as
     (step, critical, by_human) and `releases` as (stamp, step) TAKEOVER_END events, received first; its end
-    counts `chunk_count` chunks."""
+    counts `chunk_count` chunks. An operator's start, stamped with o_1's stamp as the arbiter stamps it, arrives
+    after joint state `operator_start_after` (0: before o_1)."""
     stamps = [(start_ms + 50 * (n + 1)) * MS for n in range(steps + 1)]
     if not operator:
         a.start(7, start_ms * MS, 'seed=7')
@@ -41,10 +42,12 @@ def feed_episode(a: EpisodeAssembler, start_ms: int, steps: int, chunks=(), phas
             a.phase(critical, step, by_human)
         for stamp, step in releases:
             a.takeover_end(stamp, step)
+    if operator and operator_start_after == 0:
+        a.start(7, stamps[0], 'operator')
     for n, stamp in enumerate(stamps, start=1):
         a.joint_state(stamp, [0.01 * n, -0.01 * n], [0.1, 0.2])
-        if operator and n == 1:
-            a.start(7, stamp + MS, 'operator')
+        if operator and n == operator_start_after:
+            a.start(7, stamps[0], 'operator')
         a.image('front', stamp + 2 * MS, np.full((4, 6, 3), n, np.uint8))
         a.image('side', stamp + 2 * MS, np.full((4, 6, 3), 100 + n, np.uint8))
         for index, (step, source, rows) in enumerate(chunks):
@@ -109,6 +112,14 @@ def test_operator_episodes_begin_on_the_joint_state_they_were_started_on(profile
     [episode] = a.take_finished(now=1.0)
     assert episode.length == 3 and episode.metadata['success'] is False
     np.testing.assert_allclose(episode.frames['observation.state'][0, :2], [0.01, -0.01])
+    # The start may reach the recorder before o_1's joint state, or after o_2's: o_1 is the one stamped as it.
+    for start_ms, after in ((400, 0), (700, 2)):
+        stamps = feed_episode(a, start_ms, steps=3, operator=True, operator_start_after=after,
+                              chunks=[(1, SOURCE_HUMAN, [[0.01, 0.0]] * 2)])
+        [episode] = a.take_finished(now=1.0)
+        assert episode.length == 3 and list(episode.frames['observation.stamp_ns']) == stamps[:3]
+        np.testing.assert_allclose(episode.frames['observation.state'][:, 0], [0.01, 0.02, 0.03])
+        np.testing.assert_allclose(episode.frames['action'][:, 0], [0.01, 0.01, 0.0])
     # A start while one records cuts that one short at its latest observation.
     feed_episode(a, 1000, steps=2, operator=True)
     a.open[-1].ended_at = None  # as if its end never came

@@ -32,10 +32,10 @@ control rate, are not frames.
 
 Episodes are delimited by ``episode/events``: EPISODE_START and EPISODE_END of the episode source (``any``: every
 such event; ``operator``: only the arbiter's operator episodes, whose details begin with ``operator``). A
-simulator's episode begins with the first control step stamped after its start; an operator's with the newest one
-stamped at or before it (the arbiter starts it on that step). EPISODE_END names its final observation
-o_k (step_index): frames o_1 .. o_{k-1} are the episode, o_k is what its last action led to. Its ``success`` is
-the episode's label. A START while an episode is open ends that one at its latest observation, not a success
+simulator's episode begins with the first control step stamped after its start; an operator's with the one stamped
+as it (the arbiter starts it on that step and stamps it so), whether that joint state arrives before the event or
+after it. EPISODE_END names its final observation o_k (step_index): frames o_1 .. o_{k-1} are the episode, o_k is
+what its last action led to. Its ``success`` is the episode's label. A START while an episode is open ends that one at its latest observation, not a success
 and truncated (an emergency stop ends an episode without an EPISODE_END). An episode whose start, any
 of whose control steps o_1 .. o_k, or any of whose executed chunks (the arbiter numbers them 0, 1, 2, ...; its
 EPISODE_END says how many, else the last one is not checked) the recorder did not receive is not recorded
@@ -213,15 +213,13 @@ class EpisodeAssembler:
             current.success, current.truncated = False, True
             current.ended_at = -np.inf
         episode = _OpenEpisode(int(episode_id), int(stamp), from_operator)
-        if from_operator:  # the arbiter stamps it with o_1's joint state (the newest it had)
-            before = [(s, state) for s, state in self.recent_joint_states if s <= stamp]
+        if from_operator:  # the arbiter stamps it with o_1's stamp; o_1 may come before this event or after it
             taken = current.stamps[-1] if current is not None and current.stamps else -1
-            if before and before[-1][0] > taken:
-                episode.start_stamp = before[-1][0] - 1
-                episode.stamps.append(before[-1][0])
-                episode.states.append(before[-1][1])
-            else:  # not received yet: the next joint state is o_1
-                episode.start_stamp = max(taken, self.recent_joint_states[-1][0] if self.recent_joint_states else -1)
+            episode.start_stamp = max(int(stamp) - 1, taken)
+            for s, state in self.recent_joint_states:  # o_1 and the steps after it, received before this event
+                if s > episode.start_stamp:
+                    episode.stamps.append(s)
+                    episode.states.append(state)
         self.open.append(episode)
         return True
 
