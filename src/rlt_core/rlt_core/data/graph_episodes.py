@@ -35,11 +35,12 @@ such event; ``operator``: only the arbiter's operator episodes, whose details be
 simulator's episode begins with the first control step stamped after its start; an operator's with the one stamped
 as it (the arbiter starts it on that step and stamps it so), whether that joint state arrives before the event or
 after it. EPISODE_END names its final observation o_k (step_index): frames o_1 .. o_{k-1} are the episode, o_k is
-what its last action led to. Its ``success`` is the episode's label. A START while an episode is open ends that one at its latest observation, not a success
-and truncated (an emergency stop ends an episode without an EPISODE_END). An episode whose start, any
-of whose control steps o_1 .. o_k, or any of whose executed chunks (the arbiter numbers them 0, 1, 2, ...; its
-EPISODE_END says how many, else the last one is not checked) the recorder did not receive is not recorded
-(`ignored` counts them): it would be misaligned with its step indices or hold actions it did not execute.
+what its last action led to. Its ``success`` is the episode's label. A START while an episode is open ends that
+one at its latest observation, not a success and truncated (an emergency stop ends an episode without an
+EPISODE_END). An episode whose start, any of whose control steps o_1 .. o_k, or any of whose executed chunks (the
+arbiter numbers them 0, 1, 2, ...; its EPISODE_END says how many, else the last one is not checked) the recorder
+did not receive is not recorded (`ignored` counts them): it would be misaligned with its step indices or hold
+actions it did not execute.
 
 No ROS here: the node converts messages into the calls below.
 """
