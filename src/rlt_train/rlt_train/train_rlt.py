@@ -59,7 +59,10 @@ DIAGNOSTICS = ('oracle_offset',)
 WRIST_CAMERAS = ('wrist_left', 'wrist_right')
 """The cameras the image_encoder ablation's CNN sees (the hand-mounted pair that resolves the offset)."""
 EVAL_SEED = 1_000_000
-"""Evaluation episodes use seeds EVAL_SEED + i, never seen in training."""
+"""Periodic evaluations, which pick the best actor, use seeds EVAL_SEED + i, never seen in training."""
+FINAL_EVAL_SEED = 2_000_000
+"""The final evaluation of the best actor, and the base VLA's beside it, use seeds FINAL_EVAL_SEED + i: held out
+from training and from the evaluations that selected that actor."""
 
 
 @dataclass
@@ -122,7 +125,7 @@ class RLTTrainConfig:
     eval_episodes: int = 50
     """Episodes per periodic evaluation."""
     final_eval_episodes: int = 100
-    """Episodes of the final evaluation of the best actor."""
+    """Episodes of the final evaluation of the best actor, and of the base VLA on the same seeds (FINAL_EVAL_SEED)."""
     threads: int = 1
     """Torch threads."""
     compile: bool = True
@@ -274,11 +277,11 @@ def gated_chunk(learner, x, ref, chunk, margin: float, stats: dict) -> np.ndarra
     return ref
 
 
-def evaluate(env, inputs, learner, cfg, profile, episodes) -> dict:
-    """Noise-free episodes on the held-out seeds: success rate, mean (critical-phase) steps, and the mean
-    horizontal move commanded per critical-phase step in mm (a policy that shakes the peg against the rim at the
-    per-step limit reads high)."""
-    results = [run_episode(env, inputs, learner, cfg, profile, EVAL_SEED + i, train=False, warmup=False)
+def evaluate(env, inputs, learner, cfg, profile, episodes, first_seed: int = EVAL_SEED) -> dict:
+    """Noise-free episodes on the held-out seeds from `first_seed`: success rate, mean (critical-phase) steps, and
+    the mean horizontal move commanded per critical-phase step in mm (a policy that shakes the peg against the rim
+    at the per-step limit reads high)."""
+    results = [run_episode(env, inputs, learner, cfg, profile, first_seed + i, train=False, warmup=False)
                for i in range(episodes)]
     return {'success_rate': float(np.mean([r['success'] for r in results])),
             'gate_actor_fraction': gate_fraction(results),
@@ -384,12 +387,14 @@ def train(cfg: RLTTrainConfig) -> dict:
             learner.load_state_dict(saved['learner'])
         human.rng.bit_generator.state = saved['human_rng']
         print(f'resumed at episode {state["episode"]} with {len(replay)} transitions in the replay')
-    base_file = out / 'base_vla_eval.json'
-    if base_file.exists():
-        base = json.loads(base_file.read_text())
-    else:
-        base = evaluate(env, inputs, None, replace(cfg, ablation='rlt'), profile, cfg.eval_episodes)
-        base_file.write_text(json.dumps(base))
+    def evaluate_base(name, episodes, first_seed):  # the frozen VLA alone, once per output folder
+        path = out / name
+        if not path.exists():
+            path.write_text(json.dumps(evaluate(env, inputs, None, replace(cfg, ablation='rlt'), profile, episodes,
+                                                first_seed)))
+        return json.loads(path.read_text())
+
+    base = evaluate_base('base_vla_eval.json', cfg.eval_episodes, EVAL_SEED)
     print(f'base VLA (noise-free, {cfg.eval_episodes} episodes): {base}')
 
     def checkpoint():  # atomic and fsync'ed; the one before is kept as the fallback
@@ -442,7 +447,10 @@ def train(cfg: RLTTrainConfig) -> dict:
         learner.actor = load_actor(out / 'best_actor.safetensors')
         if encoder is not None:
             encoder.load_state_dict(torch.load(out / 'best_encoder.pt'))
-    final = evaluate(env, inputs, learner, cfg, profile, cfg.final_eval_episodes) if cfg.final_eval_episodes else None
+    final = base_final = None
+    if cfg.final_eval_episodes:
+        final = evaluate(env, inputs, learner, cfg, profile, cfg.final_eval_episodes, FINAL_EVAL_SEED)
+        base_final = evaluate_base('base_vla_final_eval.json', cfg.final_eval_episodes, FINAL_EVAL_SEED)
     if frames is not None:
         frames.close()
     env_steps = sum(e['steps'] for e in state['episodes'])
@@ -450,7 +458,7 @@ def train(cfg: RLTTrainConfig) -> dict:
     summary = {
         'command': 'python -m rlt_train.train_rlt ' + shlex.join(sys.argv[1:]), 'config': asdict(cfg),
         'robot_profile': {'name': profile.name, 'hash': profile.hash},
-        'base_vla': base, 'final_eval': final, 'history': state['history'],
+        'base_vla': base, 'final_eval': final, 'base_vla_final_eval': base_final, 'history': state['history'],
         'online_episodes': state['episode'], 'interventions': sum(e['intervened'] for e in state['episodes']),
         'train_success_rate': successes / max(1, len(state['episodes'])),
         'successes_per_sim_minute': successes / max(1e-9, env_steps / profile.control_hz / 60),
@@ -465,7 +473,7 @@ def train(cfg: RLTTrainConfig) -> dict:
     (out / 'episodes.json').write_text(json.dumps(state['episodes']))
     plot_curve(state['history'], base, out / 'learning_curve.png', f'RLT ({cfg.ablation}, seed {cfg.seed})')
     writer.close()
-    print(json.dumps({k: summary[k] for k in ('base_vla', 'final_eval', 'episodes_to_90',
+    print(json.dumps({k: summary[k] for k in ('base_vla', 'final_eval', 'base_vla_final_eval', 'episodes_to_90',
                                               'lowest_rolling20_after_warmup', 'successes_per_sim_minute',
                                               'interventions')}, indent=1))
     return summary

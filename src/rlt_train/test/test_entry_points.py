@@ -133,14 +133,28 @@ def test_a_dataset_that_does_not_fit_the_robot_profile_is_refused(robot_demos, t
         train_vla.main([*args, '--eval-episodes', '0'])
 
 
-def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path):
+def test_online_entry_point_learns_checkpoints_and_resumes(models, tmp_path, monkeypatch):
     args = ['--vla', str(models / 'vla'), '--token', str(models / 'rl_token'), '--output', str(tmp_path),
-            '--warmup-episodes', '1', '--eval-every', '2', '--eval-episodes', '1', '--final-eval-episodes', '1',
+            '--warmup-episodes', '1', '--eval-every', '2', '--eval-episodes', '2', '--final-eval-episodes', '2',
             '--robot-profile', short_episodes(tmp_path, 30), '--batch-size', '4', '--intervention-rate', '1.0',
             '--hidden', '16', '16']
+    evaluated, run_episode = [], train_rlt.run_episode
+
+    def recording(env, inputs, learner, cfg, profile, seed, train=True, **kwargs):
+        if not train:
+            evaluated.append(('actor' if learner else 'base', seed))
+        return run_episode(env, inputs, learner, cfg, profile, seed, train=train, **kwargs)
+
+    monkeypatch.setattr(train_rlt, 'run_episode', recording)
     train_rlt.main(['--episodes', '2', *args])
     first = json.loads((tmp_path / 'summary.json').read_text())
     assert first['online_episodes'] == 2
+    # the best actor was picked on the periodic evaluations' seeds; its final evaluation, and the base VLA's beside
+    # it, run on other seeds
+    periodic, final = evaluated[:4], evaluated[4:]  # the base VLA, then the actor at episode 2; then the finals
+    assert {seed for _, seed in periodic} == {train_rlt.EVAL_SEED, train_rlt.EVAL_SEED + 1}
+    assert sorted(final) == [(who, train_rlt.FINAL_EVAL_SEED + i) for who in ('actor', 'base') for i in range(2)]
+    assert first['base_vla_final_eval']['success_rate'] in (0.0, 0.5, 1.0)
     train_rlt.main(['--episodes', '3', *args])  # resumes at episode 2
     summary = json.loads((tmp_path / 'summary.json').read_text())
     assert summary['online_episodes'] == 3 and len(summary['history']) == 2
